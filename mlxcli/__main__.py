@@ -1,0 +1,3 @@
+from mlxcli.cli import main
+
+main()

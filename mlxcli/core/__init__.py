@@ -1,0 +1,1 @@
+"""Neutral types shared by every front end and the engine."""

@@ -1,0 +1,61 @@
+"""The neutral event stream the engine produces for each request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class Timings:
+    """Where the time went, for footers, logs and benchmarks (seconds)."""
+
+    queued: float = 0.0  # waiting for the engine
+    prefill: float = 0.0  # prompt processing, up to the first token
+    decode: float = 0.0  # first token to the last
+    peak_memory_gb: float = 0.0
+
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class ReasoningDelta:
+    text: str
+
+
+@dataclass
+class ToolCallDelta:
+    """Part of a tool call: ``name`` and ``id`` arrive once, arguments in pieces."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass
+class Finish:
+    reason: FinishReason
+    usage: Usage = field(default_factory=Usage)
+    timings: Timings = field(default_factory=Timings)
+    stop_sequence: str | None = None  # the stop string that ended the text, if any
+
+
+Event = Union[TextDelta, ReasoningDelta, ToolCallDelta, Finish]

@@ -1,0 +1,1 @@
+"""The HTTP server: a Falcon WSGI app served by waitress."""

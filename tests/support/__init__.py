@@ -1,0 +1,1 @@
+"""Test helpers: tiny models, the scripted model, servers and stream checkers."""

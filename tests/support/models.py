@@ -1,0 +1,133 @@
+"""Tiny random models and the scripted model, built on a real tokenizer.
+
+The scripted model's logits force a reply chosen by ``respond(prompt_text)``.
+It stores the token ids it has seen as its KV "keys", so the position inside
+the reply is read from its own cache: no hidden state, and prompt caching or
+batching see an ordinary KV cache.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx_lm.models.cache import KVCache
+from mlx_lm.tokenizer_utils import TokenizerWrapper
+from mlx_lm.utils import load_tokenizer
+
+from mlxcli.engine.loading import LoadedModel
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
+FORCE = 1e4  # large enough to survive any temperature and repetition penalty we allow
+
+
+def copy_tokenizer(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        if (src / name).exists():
+            shutil.copy(src / name, dst / name)
+
+
+def make_tiny_model_dir(tokenizer_dir: Path, dst: Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
+    """A random 2-layer llama with a real tokenizer, saved as an MLX model directory."""
+    from mlx.utils import tree_flatten
+    from mlx_lm.models import llama
+
+    vocab = json.loads((tokenizer_dir / "config.json").read_text())["vocab_size"] if (tokenizer_dir / "config.json").exists() else 49152
+    config = {
+        "model_type": "llama",
+        "hidden_size": hidden_size,
+        "num_hidden_layers": layers,
+        "intermediate_size": hidden_size * 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-5,
+        "vocab_size": vocab,
+        "rope_theta": 10000.0,
+        "max_position_embeddings": 2048,
+        "tie_word_embeddings": True,
+    }
+    mx.random.seed(seed)
+    model = llama.Model(llama.ModelArgs.from_dict(config))
+    mx.eval(model.parameters())
+    dst.mkdir(parents=True, exist_ok=True)
+    mx.save_safetensors(str(dst / "model.safetensors"), dict(tree_flatten(model.parameters())))
+    (dst / "config.json").write_text(json.dumps(config))
+    copy_tokenizer(tokenizer_dir, dst)
+    return dst
+
+
+def generation_marker(tokenizer: TokenizerWrapper) -> list[int]:
+    """The tokens the chat template appends to ask for the assistant's turn."""
+    probe = [{"role": "user", "content": "x"}]
+    with_prompt = tokenizer.apply_chat_template(probe, add_generation_prompt=True, tokenize=False)
+    without = tokenizer.apply_chat_template(probe, add_generation_prompt=False, tokenize=False)
+    assert with_prompt.startswith(without), "unexpected chat template"
+    return tokenizer.encode(with_prompt[len(without):], add_special_tokens=False)
+
+
+class ScriptedModel(nn.Module):
+    def __init__(self, tokenizer: TokenizerWrapper, respond: Callable[[str], str], vocab_size: int):
+        super().__init__()
+        self._tokenizer = tokenizer
+        self._respond = respond
+        self._vocab = vocab_size
+        self._marker = generation_marker(tokenizer)
+        self._eos = min(tokenizer.eos_token_ids)
+        self._plans: dict[tuple[int, ...], list[int]] = {}
+        self.prompts: list[str] = []  # every prompt the model answered, for assertions
+
+    def make_cache(self):
+        return [KVCache()]
+
+    def _reply_start(self, row: list[int]) -> int | None:
+        """Where the assistant's reply begins: after the last generation marker."""
+        m = self._marker
+        for end in range(len(row), len(m) - 1, -1):
+            if row[end - len(m) : end] == m:
+                return end
+        return None  # mid-prefill: the prompt is not complete yet
+
+    def _plan(self, prompt: list[int]) -> list[int]:
+        key = tuple(prompt)
+        if key not in self._plans:
+            text = self._tokenizer.decode(prompt)
+            self.prompts.append(text)
+            reply = self._respond(text)
+            self._plans[key] = self._tokenizer.encode(reply, add_special_tokens=False) + [self._eos]
+        return self._plans[key]
+
+    def __call__(self, inputs: mx.array, cache=None, **_kwargs) -> mx.array:
+        batch, length = inputs.shape
+        keys = inputs.astype(mx.float32).reshape(batch, 1, length, 1)
+        seen, _ = cache[0].update_and_fetch(keys, keys)
+        logits = []
+        for row in seen[:, 0, :, 0].astype(mx.int32).tolist():
+            start = self._reply_start(row)
+            if start is None:
+                logits.append(mx.zeros((self._vocab,)))
+                continue
+            plan = self._plan(row[:start])
+            k = len(row) - start
+            target = plan[k] if k < len(plan) else self._eos
+            logits.append(mx.zeros((self._vocab,)).at[target].add(FORCE))
+        return mx.stack(logits)[:, None, :]
+
+
+def scripted_loaded_model(tokenizer_dir: Path, respond: Callable[[str], str], *, name: str = "scripted", context_window: int = 2048) -> LoadedModel:
+    tokenizer = load_tokenizer(tokenizer_dir)
+    model = ScriptedModel(tokenizer, respond, vocab_size=len(tokenizer))
+    return LoadedModel(
+        name=name,
+        path=tokenizer_dir,
+        model=model,
+        tokenizer=tokenizer,
+        config={},
+        context_window=context_window,
+        dtype="scripted",
+        load_seconds=0.0,
+    )
