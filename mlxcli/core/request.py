@@ -51,6 +51,7 @@ class Sampling:
     frequency_penalty: float | None = None
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
+    ignore_eos: bool = False  # benchmarks: never stop at end-of-sequence, generate max_tokens
 
 
 @dataclass

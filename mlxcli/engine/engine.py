@@ -154,6 +154,10 @@ class Engine:
         settings = settings or EngineSettings()
         return cls(name, lambda: loading.load(name, path, context_length=settings.context_length), settings)
 
+    def reset_peak_memory(self) -> None:
+        """Start a new peak for ``Timings.peak_memory_gb`` (benchmarks call it between runs)."""
+        mx.reset_peak_memory()
+
     def stats(self) -> dict:
         return {"queue_depth": len(self._queue), "active_requests": int(self._active is not None)}
 
@@ -230,6 +234,8 @@ class Engine:
             top_k=sampling.top_k or 0,
         )
         processors = make_logits_processors(
+            # ignore_eos: end-of-sequence made unreachable, so a benchmark gets exactly max_tokens.
+            logit_bias=dict.fromkeys(self.model.tokenizer.eos_token_ids, -float("inf")) if sampling.ignore_eos else None,
             repetition_penalty=sampling.repetition_penalty,
             presence_penalty=sampling.presence_penalty,
             frequency_penalty=sampling.frequency_penalty,

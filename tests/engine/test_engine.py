@@ -162,3 +162,14 @@ def test_tiny_random_model_greedy_is_deterministic(tiny_model_dir):
         assert seeded[0] == seeded[1]
     finally:
         engine.stop(grace=1)
+
+
+def test_ignore_eos_generates_max_tokens(scripted_engine):
+    # Benchmarks need exact generation lengths: the model's end-of-sequence is made unreachable.
+    engine = scripted_engine(lambda prompt: "short reply")
+    reply_tokens = len(engine.tokenizer.encode("short reply", add_special_tokens=False))
+    stopped = collect(engine.submit(ask(max_tokens=20)))
+    assert stopped.finish.reason == "stop" and stopped.finish.usage.completion_tokens == reply_tokens
+    kept_going = collect(engine.submit(ask(max_tokens=20, ignore_eos=True)))
+    assert kept_going.finish.reason == "length" and kept_going.finish.usage.completion_tokens == 20
+    assert kept_going.text.startswith("short reply")
