@@ -1,0 +1,1 @@
+"""``mlxcli bench``: prompts of exact length, the engine and HTTP targets, scenarios, reports."""

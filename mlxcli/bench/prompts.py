@@ -1,0 +1,77 @@
+"""Benchmark prompts with an exact token count.
+
+A prompt is one user message: a story opening, then an instruction that asks for a long
+continuation (so that generation keeps going). Its length is tuned with the model's own
+tokenizer until the *rendered* chat prompt (template, system text and all) has exactly the
+requested number of tokens. Every ``seed`` gives a different opening, so no two requests of a
+run share more than the chat template's own prefix (a prompt cache must not flatter prefill).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Callable
+
+from mlxcli.core.request import ChatRequest, Message
+
+# Counts the tokens of a rendered request (the engine's render, or engine.tokens.PromptCounter).
+TokenCounter = Callable[[ChatRequest], int]
+
+STORY = (
+    "The lighthouse keeper had not spoken to anyone in eleven days when the boat appeared on the "
+    "horizon. It was small and painted a faded green, and it moved against the wind as if something "
+    "beneath the water were pulling it toward the rocks. She watched it through the salt-streaked "
+    "window while the kettle hissed behind her, and she thought about the letter her brother had "
+    "sent in the spring, the one she had never answered. The radio crackled with a voice she did not "
+    "recognise, asking for the harbour master, then for anyone at all. Outside, gulls circled the "
+    "lantern room, and the tide was turning faster than the tables said it should. She put on her "
+    "heavy coat, took the brass lamp from its hook, and went down the spiral stairs, counting each "
+    "step the way her father had taught her, one hundred and twelve steps from the light to the door."
+).split()
+INSTRUCTION = "\n\nContinue this story. Write at least two thousand more words, with dialogue."
+PADS = (" a", " I", ".", ",", " the")  # one-token fillers that close the last small gap
+
+
+def _user_text(seed: int, words: int, pad: str = "") -> str:
+    start = (seed * 37) % len(STORY)
+    opening = itertools.islice(itertools.cycle(STORY[start:] + STORY[:start]), words)
+    return f"Story {seed}: " + " ".join(opening) + pad + INSTRUCTION
+
+
+def build_prompt(count: TokenCounter, tokens: int, *, seed: int = 0) -> list[Message]:
+    """One user message whose rendered chat prompt has exactly ``tokens`` tokens."""
+
+    def measure(text: str) -> int:
+        return count(ChatRequest(messages=[Message("user", text)]))
+
+    shortest = measure(_user_text(seed, 0))
+    if tokens < shortest:
+        raise ValueError(f"a prompt of {tokens} tokens is too short: this model's shortest benchmark prompt has {shortest}")
+    # The largest number of words that still fits (each word is at least one token).
+    low, high = 0, tokens
+    while low < high:
+        mid = (low + high + 1) // 2
+        if measure(_user_text(seed, mid)) <= tokens:
+            low = mid
+        else:
+            high = mid - 1
+    gap = tokens - measure(_user_text(seed, low))
+    for pad in ([""] if gap == 0 else PADS):
+        text = _user_text(seed, low, pad * gap)
+        if measure(text) == tokens:
+            return [Message("user", text)]
+    raise ValueError(f"could not build a prompt of exactly {tokens} tokens with this tokenizer")
+
+
+class PromptSet:
+    """Prompts of a given length, one per seed, built once and shared by every target."""
+
+    def __init__(self, count: TokenCounter):
+        self.count = count
+        self._cache: dict[tuple[int, int], list[Message]] = {}
+
+    def get(self, tokens: int, seed: int) -> list[Message]:
+        key = (tokens, seed)
+        if key not in self._cache:
+            self._cache[key] = build_prompt(self.count, tokens, seed=seed)
+        return self._cache[key]

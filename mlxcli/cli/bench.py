@@ -1,0 +1,219 @@
+"""``mlxcli bench``: measure the engine in-process, or any OpenAI-compatible server, side by side."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from mlxcli.cli import app
+from mlxcli.cli.common import FastPathOption, ModelOption, fail
+
+ENGINE_DEFAULTS = ("128,512", "64,128")  # prompt, generation lengths without --url
+SERVER_DEFAULTS = ("128", "64")
+
+
+def int_list(text: str | None, option: str) -> list[int] | None:
+    """``"1,4,8"`` → ``[1, 4, 8]``; every value a positive integer."""
+    if text is None:
+        return None
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
+    if not values or min(values) < 1:
+        raise typer.BadParameter(f"expected positive integers, got {text!r}", param_hint=option)
+    return values
+
+
+@app.command()
+def bench(
+    model: str = ModelOption,
+    url: Annotated[Optional[str], typer.Option(help="Benchmark this server (OpenAI-compatible base URL) instead of the engine.")] = None,
+    compare: Annotated[Optional[list[str]], typer.Option(help="Another server to run the same scenario against, interleaved (repeatable); ratios are to the first target.")] = None,
+    engine: Annotated[bool, typer.Option("--engine", help="With --url: also run the model in-process, as the first target (what HTTP costs).")] = False,
+    api: Annotated[str, typer.Option(help="Server protocol: chat, responses or anthropic.")] = "chat",
+    request_model: Annotated[Optional[str], typer.Option(help="The `model` sent to servers (default: the first one GET /v1/models lists).")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="MLXCLI_API_KEY", help="API key sent to servers.")] = None,
+    prompt_tokens: Annotated[Optional[str], typer.Option(help="Prompt lengths in tokens, exact with the model's tokenizer (engine default 128,512; server 128).")] = None,
+    gen_tokens: Annotated[Optional[str], typer.Option(help="Tokens to generate (engine default 64,128; server 64).")] = None,
+    clients: Annotated[str, typer.Option(help="Concurrent streaming clients, one level each (server).")] = "1,4,8",
+    requests: Annotated[Optional[int], typer.Option(min=1, help="Requests per level and run (default: one per client).")] = None,
+    turns: Annotated[Optional[int], typer.Option(min=1, help="Instead: one conversation growing for N turns; time to first token per turn.")] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Measured runs of each case (medians and ranges over them).")] = 3,
+    warmup: Annotated[int, typer.Option(min=0, help="Unmeasured runs first (engine: per case; server: per target).")] = 1,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds a server request may take.")] = 600.0,
+    fast_path: bool = FastPathOption,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON (schema mlxcli.bench/1) instead of tables.")] = False,
+    output: Annotated[Optional[Path], typer.Option(help="Also write the JSON results to this file.")] = None,
+) -> None:
+    """Measure prefill and decode speed, time to first token and memory — of the engine, or of servers.
+
+    Without --url: the engine in-process, for every prompt length × generation length.
+    With --url (and --compare): concurrent streaming clients at each --clients level.
+    With --turns: one conversation growing turn by turn, on the engine or the servers.
+    """
+    from mlxcli.engine import platform
+
+    platform.configure(fast_path)  # before anything imports mlx
+    servers = [u for u in [url, *(compare or [])] if u]
+    if compare and not url:
+        raise typer.BadParameter("--compare needs --url (the first server)", param_hint="--compare")
+    if api not in ("chat", "responses", "anthropic"):
+        raise typer.BadParameter(f"{api!r} is not one of chat, responses, anthropic", param_hint="--api")
+    defaults = SERVER_DEFAULTS if servers else ENGINE_DEFAULTS
+    prompt_lens = int_list(prompt_tokens or defaults[0], "--prompt-tokens")
+    gen_lens = int_list(gen_tokens or defaults[1], "--gen-tokens")
+    levels = int_list(clients, "--clients")
+    scenario = "turns" if turns else "load" if servers else "engine"
+    if scenario == "turns" and (len(prompt_lens) > 1 or len(gen_lens) > 1):
+        raise typer.BadParameter("--turns takes one prompt length and one generation length", param_hint="--turns")
+
+    err = Console(stderr=True)
+    targets, eng = [], None
+    try:
+        eng, count = _prepare(model, in_process=engine or not servers, max_clients=max(levels) * (requests or 1))
+        if eng is not None:
+            from mlxcli.bench.targets import EngineTarget
+
+            targets.append(EngineTarget(eng))
+        targets += _servers(servers, api=api, model=request_model, api_key=api_key, timeout=timeout, connections=max(levels))
+        report = _run(
+            scenario, targets, count, err,
+            prompt_lens=prompt_lens, gen_lens=gen_lens, levels=levels, requests=requests, turns=turns,
+            repeat=repeat, warmup=warmup, settings={"api": api if servers else None, "timeout_s": timeout},
+        )
+    except ValueError as exc:  # e.g. a prompt length this tokenizer cannot reach
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    finally:
+        for target in targets:
+            target.close()
+        if eng is not None:
+            eng.stop(grace=0)
+
+    _write(report.to_json(), json_out=json_out, output=output)
+
+
+def _prepare(model: str | None, *, in_process: bool, max_clients: int):
+    """The in-process engine (or None) and a token counter for building prompts."""
+    from mlxcli.core.errors import MlxcliError
+    from mlxcli.engine.models import resolve_model
+    from mlxcli.engine.settings import EngineSettings
+
+    try:
+        resolved = resolve_model(model)
+        if in_process:
+            from mlxcli.engine.engine import Engine
+
+            eng = Engine.from_path(resolved.name, resolved.path, EngineSettings(max_queue=max(32, max_clients))).start()
+            return eng, lambda request: len(eng.render(request).tokens)
+        from mlxcli.engine.tokens import PromptCounter
+
+        return None, PromptCounter(resolved.path)
+    except MlxcliError as exc:
+        fail(exc.message)
+
+
+def _servers(urls: list[str], **options):
+    import httpx
+
+    from mlxcli.bench.clients import HttpTarget
+
+    targets, names = [], set()
+    for i, url in enumerate(urls):
+        try:
+            target = HttpTarget(url, **options)
+        except httpx.TransportError as exc:
+            for t in targets:
+                t.close()
+            fail(f"cannot reach {url}: {exc}")
+        if target.name in names:  # the same server twice: keep the rows apart
+            target.name = f"{target.name} #{i + 1}"
+        names.add(target.name)
+        targets.append(target)
+    return targets
+
+
+def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, levels, requests, turns, repeat, warmup, settings):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from mlxcli.bench import scenarios
+    from mlxcli.bench.prompts import PromptSet
+    from mlxcli.bench.report import Report
+
+    prompts = PromptSet(count)
+    n = len(targets)
+    if scenario == "engine":
+        total = len(prompt_lens) * len(gen_lens) * (warmup + repeat)
+    elif scenario == "load":
+        per_combo = sum(repeat * (requests or c) for c in levels)
+        total = n * (warmup + len(prompt_lens) * len(gen_lens) * per_combo)
+    else:
+        total = n * (warmup + repeat * turns)
+    progress = Progress(
+        TextColumn("[bold]bench[/] {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, disable=not err.is_terminal,
+    )
+    with progress:
+        task = progress.add_task(f"{scenario}: {n} target{'s' if n > 1 else ''}", total=total)
+
+        def tick() -> None:
+            progress.advance(task)
+
+        if scenario == "engine":
+            cells = scenarios.engine_matrix(
+                targets[0], prompts, prompt_lens=prompt_lens, gen_lens=gen_lens, repeat=repeat, warmup=warmup, tick=tick
+            )
+        elif scenario == "load":
+            cells = scenarios.load(
+                targets, prompts, clients=levels, prompt_lens=prompt_lens, gen_lens=gen_lens,
+                requests=requests, repeat=repeat, warmup=warmup, tick=tick,
+            )
+        else:
+            cells = scenarios.turns(
+                targets, prompts, turns=turns, prompt_tokens=prompt_lens[0], gen_tokens=gen_lens[0],
+                repeat=repeat, warmup=warmup, tick=tick,
+            )
+    settings = {
+        **settings,
+        "prompt_tokens": prompt_lens,
+        "gen_tokens": gen_lens,
+        "clients": levels if scenario == "load" else None,
+        "requests": requests if scenario == "load" else None,
+        "turns": turns,
+        "repeat": repeat,
+        "warmup": warmup,
+        "temperature": 0.0,
+    }
+    notes = []
+    if scenario != "engine":
+        notes = [
+            f"{c.target}: no usage reported, output tokens counted from streamed chunks"
+            for c in cells
+            if scenarios.token_source(c.results) == "chunks"
+        ]
+        notes = list(dict.fromkeys(notes))
+    return Report(scenario, settings, [t.describe() for t in targets], cells, notes)
+
+
+def _write(doc: dict, *, json_out: bool, output: Path | None) -> None:
+    import orjson
+
+    from mlxcli.bench.report import render
+
+    data = orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+    if output is not None:
+        try:
+            output.write_bytes(data)
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror or exc}")
+    if json_out:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        Console(width=None if sys.stdout.isatty() else 160).print(render(doc))

@@ -1,0 +1,166 @@
+"""`mlxcli bench` end to end: the engine on a tiny model, servers over real HTTP.
+
+Every check compares the report with what was sent: request counts, token counts, errors.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mlxcli.cli import app
+from mlxcli.engine.engine import Engine, EngineSettings
+from tests.support.fake_openai import FakeServer
+from tests.support.server import RunningServer
+
+REPLY = "alpha beta gamma delta epsilon"
+
+
+def bench(*args: str, ok: bool = True) -> dict:
+    result = CliRunner().invoke(app, ["bench", *args, "--json"])
+    if ok:
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+    return {"exit_code": result.exit_code, "output": result.output}
+
+
+def rows(doc: dict, target: str | None = None) -> list[dict]:
+    return [r for r in doc["results"] if target is None or r["target"] == target]
+
+
+@pytest.fixture
+def scripted_server(scripted_engine, serve):
+    engine = scripted_engine(lambda prompt: REPLY)
+    return serve(engine)
+
+
+def test_engine_matrix_on_a_tiny_model(tiny_model_dir):
+    doc = bench("--model", str(tiny_model_dir), "--prompt-tokens", "60,90", "--gen-tokens", "5,12", "--repeat", "2")
+    assert doc["schema"] == "mlxcli.bench/1" and doc["scenario"] == "engine"
+    assert [t["kind"] for t in doc["targets"]] == ["engine"]
+    assert [(r["prompt_tokens"], r["gen_tokens"]) for r in rows(doc)] == [(60, 5), (60, 12), (90, 5), (90, 12)]
+    for r in rows(doc):
+        assert r["runs"] == 2 and r["errors"] == 0
+        # exact prompts, and end-of-sequence ignored: every run generated exactly what was asked
+        assert r["prompt_tokens_measured"] == {**r["prompt_tokens_measured"], "n": 2, "min": r["prompt_tokens"], "max": r["prompt_tokens"]}
+        assert r["output_tokens"]["min"] == r["output_tokens"]["max"] == r["gen_tokens"]
+        for metric in ("prefill_tps", "decode_tps", "ttft_s"):
+            assert r[metric]["n"] == 2 and r[metric]["median"] > 0
+        assert r["peak_memory_gb"] > 0
+
+
+def test_server_load_counts_what_was_sent(scripted_server, tokenizer_dir):
+    reply_tokens = len(scripted_server.engine.tokenizer.encode(REPLY, add_special_tokens=False))
+    doc = bench(
+        "--url", scripted_server.url + "/v1", "--model", str(tokenizer_dir),
+        "--clients", "1,3", "--requests", "4", "--repeat", "2", "--prompt-tokens", "70", "--gen-tokens", "50",
+    )
+    assert doc["scenario"] == "load" and doc["settings"]["clients"] == [1, 3]
+    assert doc["targets"][0]["model"] == "scripted"  # from GET /v1/models
+    assert [r["clients"] for r in rows(doc)] == [1, 3]
+    for r in rows(doc):
+        assert (r["runs"], r["requests"], r["errors"]) == (2, 8, 0)
+        assert r["token_source"] == "usage"
+        assert r["output_tokens"] == 8 * reply_tokens
+        assert r["tokens_per_request"]["min"] == r["tokens_per_request"]["max"] == reply_tokens
+        assert r["prompt_tokens_reported"]["min"] == r["prompt_tokens_reported"]["max"] == 70  # exact, as the server counts
+        assert r["ttft_s"]["n"] == r["latency_s"]["n"] == 8
+        assert 0 < r["ttft_s"]["median"] <= r["latency_s"]["median"]
+        assert r["aggregate_tps"]["n"] == 2 and r["vs_first"] is None
+    # 1 warm-up + 2 levels × 2 runs × 4 requests, all different prompts
+    prompts = scripted_server.engine.model.model.prompts
+    assert len(prompts) == 1 + 16 == len(set(prompts))
+
+
+def test_server_without_usage_and_with_failures(tokenizer_dir):
+    failures = {3: "http", 5: "stream"}
+    with FakeServer(words=7, usage=False, fail=failures.get) as server:
+        doc = bench("--url", server.url, "--model", str(tokenizer_dir), "--clients", "2", "--requests", "6",
+                    "--repeat", "1", "--warmup", "0")
+    [r] = rows(doc)
+    assert len(server.requests) == r["requests"] == 6
+    assert r["errors"] == 2 and r["token_source"] == "chunks"
+    assert r["output_tokens"] == 4 * 7 and r["ttft_s"]["n"] == 4
+    assert sorted(r["error_messages"]) == ["1× HTTP 500: request 3 failed", "1× request 5 broke mid-stream"]
+    assert any("counted from streamed chunks" in note for note in doc["notes"])
+    assert all(body["max_tokens"] == 64 and body["temperature"] == 0.0 for _, body in server.requests)
+
+
+@pytest.mark.parametrize("api", ["responses", "anthropic"])
+def test_other_protocols(api, tokenizer_dir):
+    with FakeServer(words=5, usage=True) as server:
+        doc = bench("--url", server.url, "--api", api, "--model", str(tokenizer_dir), "--clients", "1,2",
+                    "--repeat", "1", "--warmup", "0")
+    assert doc["settings"]["api"] == api
+    assert [(r["requests"], r["errors"], r["output_tokens"], r["token_source"]) for r in rows(doc)] == [
+        (1, 0, 5, "usage"), (2, 0, 10, "usage")]
+    assert {path for path, _ in server.requests} == {"/v1/responses" if api == "responses" else "/v1/messages"}
+
+
+def test_compare_interleaves_targets_and_gives_ratios(tokenizer_dir):
+    log: list[str] = []
+    with FakeServer(words=6, usage=True, name="a", log=log) as a, FakeServer(words=3, name="b", log=log) as b:
+        doc = bench("--url", a.url, "--compare", b.url, "--model", str(tokenizer_dir), "--clients", "1",
+                    "--requests", "2", "--repeat", "2")
+    assert log == ["a", "b", "a", "a", "b", "b", "a", "a", "b", "b"]  # warm-ups, then each run in turn
+    first, second = rows(doc)
+    assert (first["target"], second["target"]) == (a.url.split("//")[1], b.url.split("//")[1])
+    assert first["vs_first"] is None
+    assert set(second["vs_first"]) == {"aggregate_tps", "decode_tps", "ttft_s", "latency_s"}
+    assert (first["output_tokens"], second["output_tokens"]) == (4 * 6, 4 * 3)
+    assert (first["token_source"], second["token_source"]) == ("usage", "chunks")
+    # the same prompts went to both servers
+    assert [body["messages"] for _, body in a.requests] == [body["messages"] for _, body in b.requests]
+
+
+def test_turns_grow_one_conversation(scripted_engine, serve, tokenizer_dir):
+    engine = scripted_engine(lambda prompt: f"Reply number {prompt.count('Story ')}.")
+    server = serve(engine)
+    doc = bench("--url", server.url, "--model", str(tokenizer_dir), "--turns", "3", "--repeat", "2",
+                "--prompt-tokens", "60", "--gen-tokens", "20")
+    assert doc["scenario"] == "turns"
+    assert [(r["turn"], r["requests"], r["errors"], r["ttft_s"]["n"]) for r in rows(doc)] == [
+        (1, 2, 0, 2), (2, 2, 0, 2), (3, 2, 0, 2)]
+    sizes = [r["prompt_tokens"]["median"] for r in rows(doc)]
+    assert sizes[0] == 60 and sizes[0] < sizes[1] < sizes[2]
+    third = engine.model.model.prompts[-1]  # the last turn saw the whole conversation
+    assert "Reply number 1." in third and "Reply number 2." in third and third.count("Story ") == 3
+
+
+def test_engine_beside_a_server_gives_the_http_ratio(tiny_model_dir):
+    engine = Engine.from_path("tiny", tiny_model_dir, EngineSettings()).start()
+    try:
+        with RunningServer(engine) as server:
+            doc = bench("--engine", "--url", server.url, "--model", str(tiny_model_dir), "--clients", "1",
+                        "--prompt-tokens", "60", "--gen-tokens", "8", "--repeat", "2")
+    finally:
+        engine.stop(grace=1)
+    assert [t["kind"] for t in doc["targets"]] == ["engine", "http"]
+    direct, http = rows(doc)
+    assert direct["target"] == "engine" and direct["requests"] == http["requests"] == 2
+    assert direct["prompt_tokens_reported"]["median"] == http["prompt_tokens_reported"]["median"] == 60
+    assert http["vs_first"]["decode_tps"] == pytest.approx(http["decode_tps"]["median"] / direct["decode_tps"]["median"])
+
+
+def test_table_and_output_file(tokenizer_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    with FakeServer(words=4, usage=True) as server:
+        result = CliRunner().invoke(app, ["bench", "--url", server.url, "--model", str(tokenizer_dir), "--clients", "1",
+                                          "--repeat", "1", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "load: chat API" in result.stdout and "TTFT p50" in result.stdout and "fake-model" in result.stdout
+    doc = json.loads(out.read_text())
+    assert doc["schema"] == "mlxcli.bench/1" and rows(doc)[0]["output_tokens"] == 4
+
+
+def test_bad_options_are_clear_errors(tokenizer_dir):
+    r = bench("--compare", "http://127.0.0.1:9", ok=False)
+    assert r["exit_code"] == 2 and "--compare needs --url" in r["output"]
+    r = bench("--url", "http://127.0.0.1:9", "--clients", "0,2", ok=False)
+    assert r["exit_code"] == 2 and "positive integers" in r["output"]
+    r = bench("--url", "http://127.0.0.1:1", "--model", str(tokenizer_dir), ok=False)
+    assert r["exit_code"] == 1 and "cannot reach http://127.0.0.1:1" in r["output"]
+    r = bench("--model", str(tokenizer_dir), "--prompt-tokens", "3", "--gen-tokens", "2", ok=False)
+    assert r["exit_code"] == 1 and "too short" in r["output"]
