@@ -14,7 +14,7 @@ from mlxcli.cli import app
 def test_help_lists_commands():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("serve", "pull"):
+    for command in ("serve", "pull", "bench"):
         assert command in result.output
 
 

@@ -77,6 +77,7 @@ class ChatReader(StreamReader):
         if usage:
             self.result.usage_output_tokens = usage.get("completion_tokens")
             self.result.prompt_tokens = usage.get("prompt_tokens")
+            self.result.cached_tokens = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             piece = delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning") or ""
@@ -118,6 +119,7 @@ class ResponsesReader(StreamReader):
             if "output_tokens" in usage:
                 self.result.usage_output_tokens = usage["output_tokens"]
                 self.result.prompt_tokens = usage.get("input_tokens")
+                self.result.cached_tokens = (usage.get("input_tokens_details") or {}).get("cached_tokens")
             self.done = True
         elif kind == "response.failed":
             self.fail(_message((payload.get("response") or {}).get("error")))
@@ -145,6 +147,7 @@ class AnthropicReader(StreamReader):
         if event == "message_start":
             usage = (payload.get("message") or {}).get("usage") or {}
             self.result.prompt_tokens = usage.get("input_tokens")
+            self.result.cached_tokens = usage.get("cache_read_input_tokens")
         elif event == "content_block_delta":
             delta = payload.get("delta") or {}
             piece = delta.get("text") or delta.get("thinking") or delta.get("partial_json") or ""
@@ -229,18 +232,20 @@ class HttpTarget:
         )
         try:
             self.model = model or self._served_model()
-        except httpx.TransportError:
+        except httpx.HTTPError:
             self.client.close()
             raise
 
     def _served_model(self) -> str:
         """The first model the server lists (most serve exactly one), else mlx_lm.server's name
-        for the model it was started with. Raises httpx.TransportError if the server is unreachable."""
+        for the model it was started with. Raises httpx.ConnectError if nothing listens there."""
         try:
             response = self.client.get(self.root + "/v1/models", timeout=10)
             return str(response.json()["data"][0]["id"])
-        except (ValueError, KeyError, IndexError, TypeError):
-            return "default_model"
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            raise
+        except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+            return "default_model"  # e.g. mlx_lm.server drops the connection when it has no HF cache
 
     def run(self, request: ChatRequest) -> RequestResult:
         result = RequestResult(started=time.perf_counter())

@@ -133,6 +133,13 @@ def render(doc: dict[str, Any]) -> Group:
     return Group(*parts)
 
 
+def _column(table: Table, name: str) -> None:
+    if name == "target":
+        table.add_column(name, no_wrap=True)
+    else:
+        table.add_column(name, justify="right")
+
+
 def _engine_table(doc: dict[str, Any]) -> Table:
     table = Table(title="engine, in-process (median, range)", title_justify="left")
     for name in ("prompt", "gen", "prefill tok/s", "decode tok/s", "TTFT", "peak mem", "errors"):
@@ -151,11 +158,11 @@ def _load_table(doc: dict[str, Any]) -> Table:
     compare = len(doc["targets"]) > 1
     table = Table(title=f"load: {doc['settings']['api']} API, streaming (medians, range over runs)", title_justify="left")
     columns = ["target", "prompt", "gen", "clients", "requests", "errors", "out tok/s", "decode tok/s/req",
-               "TTFT p50", "TTFT p95", "latency p50", "tok/req"]
+               "TTFT p50", "TTFT p95", "latency p50", "tok/req", "cached"]
     if compare:
         columns += ["out ×", "decode ×", "TTFT ×"]
     for name in columns:
-        table.add_column(name, justify="left" if name == "target" else "right")
+        _column(table, name)
     for r in doc["results"]:
         counted = "" if r["token_source"] != "chunks" else " (chunks)"
         row = [
@@ -163,7 +170,7 @@ def _load_table(doc: dict[str, Any]) -> Table:
             Text(str(r["errors"]), style="red" if r["errors"] else ""),
             _spread(r["aggregate_tps"]), _num(r["decode_tps"]["median"]),
             _seconds(r["ttft_s"]["median"]), _seconds(r["ttft_s"]["p95"]), _seconds(r["latency_s"]["median"]),
-            _num(r["tokens_per_request"]["mean"]) + counted,
+            _num(r["tokens_per_request"]["mean"]) + counted, _num(r["cached_tokens_reported"]["median"], 0),
         ]
         if compare:
             vs = r.get("vs_first") or {}
@@ -175,14 +182,15 @@ def _load_table(doc: dict[str, Any]) -> Table:
 def _turns_table(doc: dict[str, Any]) -> Table:
     compare = len(doc["targets"]) > 1
     table = Table(title="turns: one conversation growing (medians over conversations)", title_justify="left")
-    columns = ["target", "turn", "prompt tok", "TTFT", "decode tok/s", "tok/req", "errors"]
+    columns = ["target", "turn", "prompt tok", "cached", "TTFT", "decode tok/s", "tok/req", "errors"]
     if compare:
         columns += ["TTFT ×", "decode ×"]
     for name in columns:
-        table.add_column(name, justify="left" if name == "target" else "right")
+        _column(table, name)
     for r in doc["results"]:
         row = [
-            r["target"], str(r["turn"]), _num(r["prompt_tokens"]["median"], 0), _spread(r["ttft_s"], seconds=True),
+            r["target"], str(r["turn"]), _num(r["prompt_tokens"]["median"], 0),
+            _num(r["cached_tokens_reported"]["median"], 0), _spread(r["ttft_s"], seconds=True),
             _num(r["decode_tps"]["median"]), _num(r["tokens_per_request"]["mean"]),
             Text(str(r["errors"]), style="red" if r["errors"] else ""),
         ]

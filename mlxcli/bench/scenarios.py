@@ -153,6 +153,7 @@ class LoadCell:
             "latency_s": summarize(r.latency for r in ok),
             "tokens_per_request": summarize(r.output_tokens for r in ok),
             "prompt_tokens_reported": summarize(r.prompt_tokens for r in ok),
+            "cached_tokens_reported": summarize(r.cached_tokens for r in ok),
         }
 
     def to_json(self) -> dict:
@@ -239,6 +240,7 @@ class TurnCell:
         ok = [r for r in self.results if r.ok]
         return {
             "prompt_tokens": summarize(r.prompt_tokens for r in ok),
+            "cached_tokens_reported": summarize(r.cached_tokens for r in ok),
             "ttft_s": summarize(r.ttft for r in ok),
             "decode_tps": summarize(r.decode_tps for r in ok),
             "tokens_per_request": summarize(r.output_tokens for r in ok),

@@ -29,6 +29,7 @@ class RequestResult:
     chunks: int = 0  # pieces of output received
     usage_output_tokens: int | None = None  # as reported by the server/engine, if it did
     prompt_tokens: int | None = None  # as reported, if it did
+    cached_tokens: int | None = None  # prompt tokens the server reports it took from its cache
     text: str = ""  # the answer (multi-turn conversations carry it on)
     error: str | None = None
     timings: Timings | None = None  # the engine's own timings (in-process only)
@@ -102,6 +103,7 @@ class EngineTarget:
                 elif isinstance(event, Finish):
                     result.usage_output_tokens = event.usage.completion_tokens
                     result.prompt_tokens = event.usage.prompt_tokens
+                    result.cached_tokens = event.usage.cached_tokens
                     result.timings = event.timings
                     if event.reason == "cancelled":
                         result.error = "cancelled"

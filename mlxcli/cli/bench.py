@@ -128,7 +128,7 @@ def _servers(urls: list[str], **options):
     for i, url in enumerate(urls):
         try:
             target = HttpTarget(url, **options)
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
             for t in targets:
                 t.close()
             fail(f"cannot reach {url}: {exc}")

@@ -36,6 +36,7 @@ def test_tokens_from_usage_or_chunks(api, usage):
     assert result.output_tokens == 6
     assert result.token_source == ("usage" if usage else "chunks")
     assert result.prompt_tokens == (11 if usage else None)
+    assert result.cached_tokens == (3 if usage else None)
     assert 0 < result.ttft <= result.latency
     assert result.decode_tps > 0  # five tokens over the five gaps between chunks
     path, body = server.requests[0]
@@ -73,5 +74,13 @@ def test_stream_cut_short_is_an_error():
 def test_unreachable_server_raises_at_once():
     with FakeServer() as server:
         url = server.url
-    with pytest.raises(httpx.TransportError):
+    with pytest.raises(httpx.ConnectError):
         HttpTarget(url)
+
+
+def test_model_falls_back_when_the_server_lists_none():
+    with FakeServer() as server:
+        server.http.RequestHandlerClass.do_GET = lambda handler: handler.wfile.close()  # drop the connection
+        target = HttpTarget(server.url)
+        target.close()
+    assert target.model == "default_model"

@@ -1,8 +1,9 @@
 """A tiny streaming server for the three protocols, built on http.server (not on mlxcli).
 
-It answers every request with ``words`` chunks (one word each), reports usage or not, and fails
-the requests ``fail(n)`` picks (n counts requests from 1): ``"http"`` answers 500 before any
-output, ``"stream"`` sends two chunks, then the protocol's error event. Every request's path and
+It answers every request with ``words`` chunks (one word each), reports usage (11 prompt tokens,
+3 of them cached) or not, and fails the requests ``fail(n)`` picks (n counts requests from 1):
+``"http"`` answers 500 before any output, ``"stream"`` sends two chunks, then the protocol's
+error event. Every request's path and
 body is kept in ``requests`` (and appended to ``log``, which several servers may share).
 """
 
@@ -98,7 +99,8 @@ class FakeServer:
         yield chunk({}, "length")
         if self.usage and (body.get("stream_options") or {}).get("include_usage"):
             yield "data: " + json.dumps({"id": f"c{n}", "choices": [], "usage": {
-                "prompt_tokens": 11, "completion_tokens": self.words, "total_tokens": 11 + self.words}}) + "\n\n"
+                "prompt_tokens": 11, "completion_tokens": self.words, "total_tokens": 11 + self.words,
+                "prompt_tokens_details": {"cached_tokens": 3}}}) + "\n\n"
         yield "data: [DONE]\n\n"
 
     def _responses(self, body: dict, *, failing: bool, n: int):
@@ -114,14 +116,15 @@ class FakeServer:
         if failing:
             yield event("response.failed", response={"status": "failed", "error": {"code": "server_error", "message": f"request {n} broke"}})
             return
-        usage = {"input_tokens": 11, "output_tokens": self.words, "total_tokens": 11 + self.words} if self.usage else None
+        usage = {"input_tokens": 11, "input_tokens_details": {"cached_tokens": 3}, "output_tokens": self.words,
+                 "total_tokens": 11 + self.words} if self.usage else None
         yield event("response.completed", response={"id": f"resp_{n}", "status": "completed", "usage": usage})
 
     def _anthropic(self, body: dict, *, failing: bool, n: int):
         def event(kind, **payload):
             return f"event: {kind}\ndata: " + json.dumps({"type": kind, **payload}) + "\n\n"
 
-        usage = {"input_tokens": 11, "output_tokens": 1} if self.usage else {}
+        usage = {"input_tokens": 11, "cache_read_input_tokens": 3, "output_tokens": 1} if self.usage else {}
         yield event("message_start", message={"id": f"msg_{n}", "content": [], "usage": usage})
         yield event("content_block_start", index=0, content_block={"type": "text", "text": ""})
         yield event("ping")
