@@ -8,6 +8,7 @@ import platform
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from rich import box
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -141,7 +142,7 @@ def _column(table: Table, name: str) -> None:
 
 
 def _engine_table(doc: dict[str, Any]) -> Table:
-    table = Table(title="engine, in-process (median, range)", title_justify="left")
+    table = Table(box=box.SIMPLE_HEAD, title="engine, in-process (median, range)", title_justify="left")
     for name in ("prompt", "gen", "prefill tok/s", "decode tok/s", "TTFT", "peak mem", "errors"):
         table.add_column(name, justify="right")
     for r in doc["results"]:
@@ -156,8 +157,8 @@ def _engine_table(doc: dict[str, Any]) -> Table:
 
 def _load_table(doc: dict[str, Any]) -> Table:
     compare = len(doc["targets"]) > 1
-    table = Table(title=f"load: {doc['settings']['api']} API, streaming (medians, range over runs)", title_justify="left")
-    columns = ["target", "prompt", "gen", "clients", "requests", "errors", "out tok/s", "decode tok/s/req",
+    table = Table(box=box.SIMPLE_HEAD, title=f"load: {doc['settings']['api']} API, streaming (medians, range over runs)", title_justify="left")
+    columns = ["target", "tokens in→out", "clients", "requests", "errors", "out tok/s", "decode tok/s/req",
                "TTFT p50", "TTFT p95", "latency p50", "tok/req", "cached"]
     if compare:
         columns += ["out ×", "decode ×", "TTFT ×"]
@@ -166,7 +167,7 @@ def _load_table(doc: dict[str, Any]) -> Table:
     for r in doc["results"]:
         counted = "" if r["token_source"] != "chunks" else " (chunks)"
         row = [
-            r["target"], str(r["prompt_tokens"]), str(r["gen_tokens"]), str(r["clients"]), str(r["requests"]),
+            r["target"], f"{r['prompt_tokens']}→{r['gen_tokens']}", str(r["clients"]), str(r["requests"]),
             Text(str(r["errors"]), style="red" if r["errors"] else ""),
             _spread(r["aggregate_tps"]), _num(r["decode_tps"]["median"]),
             _seconds(r["ttft_s"]["median"]), _seconds(r["ttft_s"]["p95"]), _seconds(r["latency_s"]["median"]),
@@ -181,7 +182,7 @@ def _load_table(doc: dict[str, Any]) -> Table:
 
 def _turns_table(doc: dict[str, Any]) -> Table:
     compare = len(doc["targets"]) > 1
-    table = Table(title="turns: one conversation growing (medians over conversations)", title_justify="left")
+    table = Table(box=box.SIMPLE_HEAD, title="turns: one conversation growing (medians over conversations)", title_justify="left")
     columns = ["target", "turn", "prompt tok", "cached", "TTFT", "decode tok/s", "tok/req", "errors"]
     if compare:
         columns += ["TTFT ×", "decode ×"]

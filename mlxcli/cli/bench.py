@@ -12,8 +12,8 @@ from rich.console import Console
 from mlxcli.cli import app
 from mlxcli.cli.common import FastPathOption, ModelOption, fail
 
-ENGINE_DEFAULTS = ("128,512", "64,128")  # prompt, generation lengths without --url
-SERVER_DEFAULTS = ("128", "64")
+ENGINE_DEFAULTS = ("128,512", "64,128")  # prompt, generation lengths of the engine matrix
+SERVER_DEFAULTS = ("128", "64")  # with --url or --turns
 
 
 def int_list(text: str | None, option: str) -> list[int] | None:
@@ -38,8 +38,8 @@ def bench(
     api: Annotated[str, typer.Option(help="Server protocol: chat, responses or anthropic.")] = "chat",
     request_model: Annotated[Optional[str], typer.Option(help="The `model` sent to servers (default: the first one GET /v1/models lists).")] = None,
     api_key: Annotated[Optional[str], typer.Option(envvar="MLXCLI_API_KEY", help="API key sent to servers.")] = None,
-    prompt_tokens: Annotated[Optional[str], typer.Option(help="Prompt lengths in tokens, exact with the model's tokenizer (engine default 128,512; server 128).")] = None,
-    gen_tokens: Annotated[Optional[str], typer.Option(help="Tokens to generate (engine default 64,128; server 64).")] = None,
+    prompt_tokens: Annotated[Optional[str], typer.Option(help="Prompt lengths in tokens, exact with the model's tokenizer (engine matrix default 128,512; otherwise 128).")] = None,
+    gen_tokens: Annotated[Optional[str], typer.Option(help="Tokens to generate (engine matrix default 64,128; otherwise 64).")] = None,
     clients: Annotated[str, typer.Option(help="Concurrent streaming clients, one level each (server).")] = "1,4,8",
     requests: Annotated[Optional[int], typer.Option(min=1, help="Requests per level and run (default: one per client).")] = None,
     turns: Annotated[Optional[int], typer.Option(min=1, help="Instead: one conversation growing for N turns; time to first token per turn.")] = None,
@@ -64,7 +64,7 @@ def bench(
         raise typer.BadParameter("--compare needs --url (the first server)", param_hint="--compare")
     if api not in ("chat", "responses", "anthropic"):
         raise typer.BadParameter(f"{api!r} is not one of chat, responses, anthropic", param_hint="--api")
-    defaults = SERVER_DEFAULTS if servers else ENGINE_DEFAULTS
+    defaults = SERVER_DEFAULTS if servers or turns else ENGINE_DEFAULTS
     prompt_lens = int_list(prompt_tokens or defaults[0], "--prompt-tokens")
     gen_lens = int_list(gen_tokens or defaults[1], "--gen-tokens")
     levels = int_list(clients, "--clients")
@@ -216,4 +216,4 @@ def _write(doc: dict, *, json_out: bool, output: Path | None) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        Console(width=None if sys.stdout.isatty() else 160).print(render(doc))
+        Console(width=None if sys.stdout.isatty() else 200).print(render(doc))

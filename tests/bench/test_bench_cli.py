@@ -164,3 +164,44 @@ def test_bad_options_are_clear_errors(tokenizer_dir):
     assert r["exit_code"] == 1 and "cannot reach http://127.0.0.1:1" in r["output"]
     r = bench("--model", str(tokenizer_dir), "--prompt-tokens", "3", "--gen-tokens", "2", ok=False)
     assert r["exit_code"] == 1 and "too short" in r["output"]
+
+
+SUMMARY = {"n", "median", "mean", "min", "max", "stdev", "p95"}
+ROW_KEYS = {
+    "engine": {"target", "prompt_tokens", "gen_tokens", "runs", "errors", "error_messages", "prompt_tokens_measured",
+               "output_tokens", "prefill_tps", "decode_tps", "ttft_s", "peak_memory_gb"},
+    "load": {"target", "clients", "prompt_tokens", "gen_tokens", "runs", "requests", "errors", "error_messages",
+             "token_source", "output_tokens", "aggregate_tps", "decode_tps", "ttft_s", "latency_s", "tokens_per_request",
+             "prompt_tokens_reported", "cached_tokens_reported", "vs_first"},
+    "turns": {"target", "turn", "requests", "errors", "error_messages", "token_source", "prompt_tokens",
+              "cached_tokens_reported", "ttft_s", "decode_tps", "tokens_per_request", "vs_first"},
+}
+
+
+@pytest.mark.parametrize("scenario", ["engine", "load", "turns"])
+def test_json_schema_is_the_documented_one(scenario, tiny_model_dir):
+    # The README documents these keys; within mlxcli.bench/1 fields may only be added.
+    with FakeServer(words=3, usage=True) as server:
+        args = {"engine": [], "load": ["--url", server.url], "turns": ["--url", server.url, "--turns", "2"]}[scenario]
+        doc = bench(*args, "--model", str(tiny_model_dir), "--prompt-tokens", "60", "--gen-tokens", "4",
+                    "--clients", "1", "--repeat", "1", "--warmup", "0")
+    assert set(doc) == {"schema", "mlxcli_version", "created", "machine", "scenario", "settings", "targets", "results", "notes"}
+    assert set(doc["machine"]) == {"system", "machine", "cpus", "python"}
+    assert set(doc["settings"]) == {"api", "timeout_s", "prompt_tokens", "gen_tokens", "clients", "requests", "turns",
+                                    "repeat", "warmup", "temperature"}
+    target_keys = {"engine": {"name", "kind", "model", "dtype", "fast_path"}, "http": {"name", "kind", "url", "api", "model"}}
+    assert all(set(t) == target_keys[t["kind"]] for t in doc["targets"])
+    for row in doc["results"]:
+        assert set(row) == ROW_KEYS[scenario]
+        for key, value in row.items():
+            if isinstance(value, dict) and key != "vs_first":
+                assert set(value) == SUMMARY, key
+
+
+def test_turns_on_the_engine(tiny_model_dir):
+    doc = bench("--model", str(tiny_model_dir), "--turns", "2", "--repeat", "1", "--gen-tokens", "4")
+    assert doc["scenario"] == "turns" and [t["kind"] for t in doc["targets"]] == ["engine"]
+    first, second = rows(doc)
+    assert first["prompt_tokens"]["median"] == 128  # the default prompt length outside the engine matrix
+    assert second["prompt_tokens"]["median"] > 128 + 4
+    assert first["errors"] == second["errors"] == 0
