@@ -75,12 +75,13 @@ def bench(
     err = Console(stderr=True)
     targets, eng = [], None
     try:
-        eng, count = _prepare(model, in_process=engine or not servers, max_clients=max(levels) * (requests or 1))
+        # Servers first: an unreachable one fails before the model is loaded.
+        targets = _servers(servers, api=api, model=request_model, api_key=api_key, timeout=timeout, connections=max(levels))
+        eng, count = _prepare(model, in_process=engine or not servers, max_clients=max(levels))
         if eng is not None:
             from mlxcli.bench.targets import EngineTarget
 
-            targets.append(EngineTarget(eng))
-        targets += _servers(servers, api=api, model=request_model, api_key=api_key, timeout=timeout, connections=max(levels))
+            targets.insert(0, EngineTarget(eng))
         report = _run(
             scenario, targets, count, err,
             prompt_lens=prompt_lens, gen_lens=gen_lens, levels=levels, requests=requests, turns=turns,
