@@ -4,7 +4,8 @@ A prompt is one user message: a story opening, then an instruction that asks for
 continuation (so that generation keeps going). Its length is tuned with the model's own
 tokenizer until the *rendered* chat prompt (template, system text and all) has exactly the
 requested number of tokens. Every ``seed`` gives a different opening, so no two requests of a
-run share more than the chat template's own prefix (a prompt cache must not flatter prefill).
+run share more than the chat template's own prefix (a prompt cache must not flatter prefill);
+a run starts from a random seed, so neither do two runs.
 """
 
 from __future__ import annotations
@@ -64,14 +65,16 @@ def build_prompt(count: TokenCounter, tokens: int, *, seed: int = 0) -> list[Mes
 
 
 class PromptSet:
-    """Prompts of a given length, one per seed, built once and shared by every target."""
+    """Prompts of a given length, one per seed (counted from ``first_seed``), built once and shared
+    by every target."""
 
-    def __init__(self, count: TokenCounter):
+    def __init__(self, count: TokenCounter, first_seed: int = 0):
         self.count = count
+        self.first_seed = first_seed
         self._cache: dict[tuple[int, int], list[Message]] = {}
 
     def get(self, tokens: int, seed: int) -> list[Message]:
         key = (tokens, seed)
         if key not in self._cache:
-            self._cache[key] = build_prompt(self.count, tokens, seed=seed)
+            self._cache[key] = build_prompt(self.count, tokens, seed=self.first_seed + seed)
         return self._cache[key]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -45,6 +46,7 @@ def bench(
     turns: Annotated[Optional[int], typer.Option(min=1, help="Instead: one conversation growing for N turns; time to first token per turn.")] = None,
     repeat: Annotated[int, typer.Option(min=1, help="Measured runs of each case (medians and ranges over them).")] = 3,
     warmup: Annotated[int, typer.Option(min=0, help="Unmeasured runs first (engine: per case; server: per target).")] = 1,
+    seed: Annotated[Optional[int], typer.Option(min=0, help="First prompt seed, to send the same prompts again (default: random, so no server cache has seen them).")] = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds a server request may take.")] = 600.0,
     fast_path: bool = FastPathOption,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON (schema mlxcli.bench/1) instead of tables.")] = False,
@@ -85,7 +87,8 @@ def bench(
         report = _run(
             scenario, targets, count, err,
             prompt_lens=prompt_lens, gen_lens=gen_lens, levels=levels, requests=requests, turns=turns,
-            repeat=repeat, warmup=warmup, settings={"api": api if servers else None, "timeout_s": timeout},
+            repeat=repeat, warmup=warmup, seed=random.randrange(1_000_000) if seed is None else seed,
+            settings={"api": api if servers else None, "timeout_s": timeout},
         )
     except ValueError as exc:  # e.g. a prompt length this tokenizer cannot reach
         fail(str(exc))
@@ -140,14 +143,14 @@ def _servers(urls: list[str], **options):
     return targets
 
 
-def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, levels, requests, turns, repeat, warmup, settings):
+def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, levels, requests, turns, repeat, warmup, seed, settings):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mlxcli.bench import scenarios
     from mlxcli.bench.prompts import PromptSet
     from mlxcli.bench.report import Report
 
-    prompts = PromptSet(count)
+    prompts = PromptSet(count, first_seed=seed)
     n = len(targets)
     if scenario == "engine":
         total = len(prompt_lens) * len(gen_lens) * (warmup + repeat)
@@ -189,6 +192,7 @@ def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, level
         "turns": turns,
         "repeat": repeat,
         "warmup": warmup,
+        "seed": seed,
         "temperature": 0.0,
     }
     notes = []

@@ -188,7 +188,7 @@ def test_json_schema_is_the_documented_one(scenario, tiny_model_dir):
     assert set(doc) == {"schema", "mlxcli_version", "created", "machine", "scenario", "settings", "targets", "results", "notes"}
     assert set(doc["machine"]) == {"system", "machine", "cpus", "python"}
     assert set(doc["settings"]) == {"api", "timeout_s", "prompt_tokens", "gen_tokens", "clients", "requests", "turns",
-                                    "repeat", "warmup", "temperature"}
+                                    "repeat", "warmup", "seed", "temperature"}
     target_keys = {"engine": {"name", "kind", "model", "dtype", "fast_path"}, "http": {"name", "kind", "url", "api", "model"}}
     assert all(set(t) == target_keys[t["kind"]] for t in doc["targets"])
     for row in doc["results"]:
@@ -205,3 +205,15 @@ def test_turns_on_the_engine(tiny_model_dir):
     assert first["prompt_tokens"]["median"] == 128  # the default prompt length outside the engine matrix
     assert second["prompt_tokens"]["median"] > 128 + 4
     assert first["errors"] == second["errors"] == 0
+
+
+def test_prompts_change_between_runs_unless_seeded(tokenizer_dir):
+    def first_prompts(*args: str) -> tuple[int, list]:
+        with FakeServer(words=2) as server:
+            doc = bench("--url", server.url, "--model", str(tokenizer_dir), "--clients", "2", "--repeat", "1", *args)
+        return doc["settings"]["seed"], [body["messages"] for _, body in server.requests]
+
+    seed_a, a = first_prompts()
+    seed_b, b = first_prompts()
+    assert seed_a != seed_b and a != b  # a server's prompt cache never sees a run's prompts again
+    assert first_prompts("--seed", str(seed_a)) == (seed_a, a)
