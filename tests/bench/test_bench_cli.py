@@ -211,7 +211,7 @@ def test_prompts_change_between_runs_unless_seeded(tokenizer_dir):
     def first_prompts(*args: str) -> tuple[int, list]:
         with FakeServer(words=2) as server:
             doc = bench("--url", server.url, "--model", str(tokenizer_dir), "--clients", "2", "--repeat", "1", *args)
-        return doc["settings"]["seed"], [body["messages"] for _, body in server.requests]
+        return doc["settings"]["seed"], sorted(body["messages"][0]["content"] for _, body in server.requests)
 
     seed_a, a = first_prompts()
     seed_b, b = first_prompts()
