@@ -16,10 +16,9 @@ class PromptCounter:
     """``counter(request)``: the number of tokens the chat template renders ``request`` to."""
 
     def __init__(self, path: Path):
+        config = read_config(path)
         try:
-            self.tokenizer = load_tokenizer(path, eos_token_ids=read_config(path).get("eos_token_id"))
-        except ModelError:
-            raise
+            self.tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
         except Exception as exc:  # mlx-lm raises many types for a broken directory
             raise ModelError(f"cannot load the tokenizer from {path}: {exc}") from exc
 
