@@ -185,7 +185,9 @@ class Engine:
         return self.registry.resolve(requested)
 
     def render(self, request: ChatRequest) -> prompt.RenderedPrompt:
-        model = self.resolve(request.model)
+        return self._render(self.resolve(request.model), request)
+
+    def _render(self, model: ServedModel, request: ChatRequest) -> prompt.RenderedPrompt:
         with self._render_lock:
             return prompt.render(model.tokenizer, request)
 
@@ -197,8 +199,7 @@ class Engine:
         if not self.alive or self._stopping.is_set():
             raise EngineFailure("the engine is not running")
         model = self.resolve(request.model)
-        with self._render_lock:
-            rendered = prompt.render(model.tokenizer, request)
+        rendered = self._render(model, request)
         n_prompt = len(rendered.tokens)
         room = model.context_window - n_prompt
         if room <= 0:
@@ -227,10 +228,8 @@ class Engine:
         try:
             while not self._stopping.is_set() or len(self._queue):
                 job = self._queue.get(timeout=0.1)
-                if job is None:
-                    self.registry.unload_idle()
-                    continue
-                if job.cancelled.is_set():
+                self.registry.unload_idle(keep=job.model if job else None)
+                if job is None or job.cancelled.is_set():
                     continue
                 self._active = job
                 try:
@@ -340,5 +339,5 @@ class Engine:
 
 def _with_defaults(request: Sampling, defaults: Sampling) -> Sampling:
     """The request's sampling, with its unset fields taken from ``defaults``."""
-    unset = {f.name: getattr(defaults, f.name) for f in fields(Sampling) if getattr(request, f.name) is None}
-    return replace(request, **{k: v for k, v in unset.items() if v is not None})
+    names = [f.name for f in fields(Sampling)]
+    return replace(request, **{n: getattr(defaults, n) for n in names if getattr(request, n) is None and getattr(defaults, n) is not None})

@@ -17,7 +17,7 @@ import gc
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
@@ -61,10 +61,6 @@ class ServedModel:
         assert self.spec is not None
         return self.spec.sampling
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return (self.name, *self.aliases, *self.ids)
-
 
 @dataclass(frozen=True)
 class ModelStatus:
@@ -105,14 +101,16 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self._by_name: dict[str, ServedModel] = {}
         for model in self.models:
-            for name in model.names:
-                key = _key(name)
-                other = self._by_name.setdefault(key, model)
+            for name in (model.name, *model.aliases):
+                other = self._by_name.setdefault(_key(name), model)
                 if other is not model:
                     raise ModelError(
                         f"the name {name!r} would reach both {other.name!r} and {model.name!r}: "
                         "give the models distinct served names and aliases (in a --config file)"
                     )
+        for model in self.models:  # ids last: the same weights may be served twice, under two names
+            for name in model.ids:
+                self._by_name.setdefault(_key(name), model)
 
     @classmethod
     def from_settings(cls, models: Sequence[ServedModel], settings: EngineSettings) -> "ModelRegistry":
@@ -173,13 +171,14 @@ class ModelRegistry:
             model.in_use -= 1
             model.last_used = self._clock()
 
-    def unload_idle(self) -> None:
-        """Unload models unused for ``idle_unload`` seconds."""
+    def unload_idle(self, keep: ServedModel | None = None) -> None:
+        """Unload models unused for ``idle_unload`` seconds (but not ``keep``, about to be used)."""
         if self.idle_unload is None:
             return
         now = self._clock()
         for model in self.models:
-            if model.loaded is not None and model.in_use == 0 and now - (model.last_used or now) >= self.idle_unload:
+            idle = model.loaded is not None and model.in_use == 0 and model is not keep
+            if idle and now - (model.last_used or now) >= self.idle_unload:
                 self._unload(model, f"idle for {self.idle_unload:g}s")
 
     def _make_room_for(self, model: ServedModel) -> None:
