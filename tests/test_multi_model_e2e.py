@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
+from mlx_lm.utils import load_tokenizer
 from typer.testing import CliRunner
 
 from mlxcli.cli import app
@@ -77,12 +78,20 @@ server:
     assert "loading two" in log and "loaded two from" in log
 
 
-def test_several_model_flags_serve_under_directory_names(tiny_pair, tmp_path):
+def test_several_model_flags_serve_under_directory_names(tiny_pair, tmp_path, tokenizer_dir):
     one, two = tiny_pair
-    with ServeProcess("--model", str(one), "--model", str(two), "--max-loaded-models", "2", home=tmp_path) as proc:
+    template = tmp_path / "plain.jinja"
+    template.write_text(
+        "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    args = ("--model", str(one), "--model", str(two), "--max-loaded-models", "2", "--chat-template", str(template))
+    with ServeProcess(*args, home=tmp_path) as proc:
         client = openai.OpenAI(base_url=proc.url + "/v1", api_key="x", max_retries=0)
         assert [m.id for m in client.models.list()] == ["tiny-one", "tiny-two"]
-        ask(client, "tiny-two")
+        r = ask(client, "tiny-two")
+        expected = load_tokenizer(tokenizer_dir).encode("[user] Hello\n<|im_start|>assistant\n", add_special_tokens=False)
+        assert r.usage.prompt_tokens == len(expected)  # rendered with the custom template
         ask(client, str(one))  # the full path reaches it too
         assert loaded(proc.url) == ["tiny-one", "tiny-two"]  # both fit: nothing was evicted
         assert "unloaded" not in proc.log()

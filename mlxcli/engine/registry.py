@@ -1,8 +1,10 @@
 """The table of served models: which names reach which model, and which models are in memory.
 
 Each model's tokenizer and context window are read when the table is built (tokenizer
-files and config.json only: cheap), so callers can render and check a prompt on their
-own thread whether or not the weights are loaded. Weights are loaded, evicted and
+files and config.json only: cheap, a few MB per model, kept for the server's life), so
+callers render and check a prompt on their own thread whether or not the weights are
+loaded: a prompt over the window is refused before a stream's 200, and /v1/models
+knows every model's window without loading it. Weights are loaded, evicted and
 unloaded only on the engine's worker thread (MLX state is bound to the thread that
 created it), through ``acquire`` / ``release`` / ``unload_idle``; any thread may call
 ``resolve`` and ``snapshot``.
