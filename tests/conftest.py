@@ -12,7 +12,7 @@ from mlxcli.engine import platform
 platform.configure(True)  # before anything imports mlx
 
 from mlxcli.engine.engine import Engine, EngineSettings  # noqa: E402
-from tests.support.models import make_tiny_model_dir, scripted_loaded_model  # noqa: E402
+from tests.support.models import make_tiny_model_dir, scripted_model  # noqa: E402
 from tests.support.server import RunningServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,8 +51,7 @@ def scripted_engine(tokenizer_dir: Path):
 
     def make(respond, settings: EngineSettings | None = None, context_window: int = 2048) -> Engine:
         engine = Engine(
-            "scripted",
-            lambda: scripted_loaded_model(tokenizer_dir, respond, context_window=context_window),
+            [scripted_model(tokenizer_dir, respond, context_window=context_window)],
             settings or EngineSettings(temperature=0.0),
         ).start()
         engines.append(engine)

@@ -35,3 +35,5 @@ def main() -> None:
 # Command modules register themselves on `app` when imported.
 from mlxcli.cli import serve  # noqa: E402,F401
 from mlxcli.cli import pull  # noqa: E402,F401
+from mlxcli.cli import models  # noqa: E402,F401
+from mlxcli.cli import ps  # noqa: E402,F401

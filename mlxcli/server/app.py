@@ -8,7 +8,7 @@ from mlxcli.engine.engine import Engine
 from mlxcli.server import errors
 from mlxcli.server.middleware import AccessLog
 from mlxcli.server.providers import openai_chat
-from mlxcli.server.resources import Generate, Health, Models, ServerContext
+from mlxcli.server.resources import Generate, Health, Models, RunningModels, ServerContext
 from mlxcli.server.settings import ServerSettings
 
 
@@ -28,6 +28,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> falcon
     app.add_route("/v1/chat/completions", Generate(ctx, openai_chat.Provider))
     models = Models(ctx)
     app.add_route("/v1/models", models)
-    app.add_route("/v1/models/{model_id}", models, suffix="one")
+    app.add_route("/v1/models/{model_id:path}", models, suffix="one")  # repo ids hold a "/"
     app.add_route("/health", Health(ctx))
+    app.add_route("/api/ps", RunningModels(ctx))
     return app

@@ -11,6 +11,7 @@ from mlxcli.core.collect import Completion, collect
 from mlxcli.core.errors import ModelNotFound
 from mlxcli.core.request import ChatRequest, now
 from mlxcli.engine.engine import Engine
+from mlxcli.engine.registry import ModelStatus
 from mlxcli.server import middleware, sse
 from mlxcli.server.http import read_json, send_json
 from mlxcli.server.settings import ServerSettings
@@ -24,8 +25,17 @@ class ServerContext:
     settings: ServerSettings
 
     def model_name(self, requested: str | None) -> str:
-        """The name echoed back: what the client asked for, else the served model's name."""
-        return requested or self.engine.name
+        """Map a requested model name to a served model; return the name to echo back.
+
+        Every provider calls this with the name its client used (OpenAI/Anthropic ``model``,
+        an Azure deployment), before submitting, with ``request.model`` set to that name
+        (the engine routes by it). Raises ModelNotFound (404 in the provider's shape)
+        when several models are served and none answers to ``requested``, or a single
+        model is served with ``--strict-model-names``. The client's own name is echoed
+        back (clients send names like ``gpt-4o``); the served name when it sent none.
+        """
+        model = self.engine.resolve(requested)
+        return requested or model.name
 
 
 class ChatProvider(Protocol):
@@ -71,27 +81,55 @@ class Generate:
         send_json(resp, self.provider.response(completion, model, options))
 
 
+def model_json(status: ModelStatus) -> dict[str, Any]:
+    """A /v1/models entry: OpenAI's fields plus the context window, aliases and whether it is loaded."""
+    return {
+        "id": status.name,
+        "object": "model",
+        "created": STARTED_AT,
+        "owned_by": "mlxcli",
+        "context_window": status.context_window,
+        "aliases": list(status.aliases),
+        "loaded": status.state == "loaded",
+    }
+
+
+def status_json(status: ModelStatus) -> dict[str, Any]:
+    """A model's state in memory, for `mlxcli ps` (times are Unix seconds)."""
+    return {
+        "name": status.name,
+        "aliases": list(status.aliases),
+        "state": status.state,
+        "context_window": status.context_window,
+        "active_requests": status.active,
+        "size_bytes": status.weight_bytes,
+        "dtype": status.dtype,
+        "load_seconds": _rounded(status.load_seconds),
+        "loaded_at": _rounded(status.loaded_at),
+        "last_used": _rounded(status.last_used),
+        "unloads_at": _rounded(status.unloads_at),
+    }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
 class Models:
+    """Every configured model, loaded or not."""
+
     def __init__(self, ctx: ServerContext):
         self.ctx = ctx
 
-    def _entry(self) -> dict[str, Any]:
-        engine = self.ctx.engine
-        return {
-            "id": engine.name,
-            "object": "model",
-            "created": STARTED_AT,
-            "owned_by": "mlxcli",
-            "context_window": engine.context_window,
-        }
-
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        send_json(resp, {"object": "list", "data": [self._entry()]})
+        send_json(resp, {"object": "list", "data": [model_json(s) for s in self.ctx.engine.models()]})
 
     def on_get_one(self, req: falcon.Request, resp: falcon.Response, model_id: str) -> None:
-        if model_id != self.ctx.engine.name:
+        model = self.ctx.engine.registry.lookup(model_id)
+        if model is None:
             raise ModelNotFound(f"The model `{model_id}` does not exist.", param="model")
-        send_json(resp, self._entry())
+        status = next(s for s in self.ctx.engine.models() if s.name == model.name)
+        send_json(resp, model_json(status))
 
 
 class Health:
@@ -106,3 +144,14 @@ class Health:
             {"status": "ok" if alive else "error", "model": engine.name, **engine.stats()},
             status=200 if alive else 503,
         )
+
+
+class RunningModels:
+    """``GET /api/ps``: the models in memory (or loading), for `mlxcli ps`."""
+
+    def __init__(self, ctx: ServerContext):
+        self.ctx = ctx
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        models = [status_json(s) for s in self.ctx.engine.models() if s.state != "unloaded"]
+        send_json(resp, {"models": models, **self.ctx.engine.stats()})

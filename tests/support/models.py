@@ -20,6 +20,8 @@ from mlx_lm.tokenizer_utils import TokenizerWrapper
 from mlx_lm.utils import load_tokenizer
 
 from mlxcli.engine.loading import LoadedModel
+from mlxcli.engine.registry import ServedModel
+from mlxcli.engine.settings import ModelSpec
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
 FORCE = 1e4  # large enough to survive any temperature and repetition penalty we allow
@@ -118,8 +120,15 @@ class ScriptedModel(nn.Module):
         return mx.stack(logits)[:, None, :]
 
 
-def scripted_loaded_model(tokenizer_dir: Path, respond: Callable[[str], str], *, name: str = "scripted", context_window: int = 2048) -> LoadedModel:
-    tokenizer = load_tokenizer(tokenizer_dir)
+def scripted_loaded_model(
+    tokenizer_dir: Path,
+    respond: Callable[[str], str],
+    *,
+    name: str = "scripted",
+    context_window: int = 2048,
+    tokenizer: TokenizerWrapper | None = None,
+) -> LoadedModel:
+    tokenizer = tokenizer or load_tokenizer(tokenizer_dir)
     model = ScriptedModel(tokenizer, respond, vocab_size=len(tokenizer))
     return LoadedModel(
         name=name,
@@ -131,3 +140,24 @@ def scripted_loaded_model(tokenizer_dir: Path, respond: Callable[[str], str], *,
         dtype="scripted",
         load_seconds=0.0,
     )
+
+
+def scripted_model(
+    tokenizer_dir: Path,
+    respond: Callable[[str], str],
+    *,
+    name: str = "scripted",
+    aliases: tuple[str, ...] = (),
+    context_window: int = 2048,
+    spec: ModelSpec | None = None,
+    on_load: Callable[[str], None] | None = None,
+) -> ServedModel:
+    """A scripted model to serve; ``on_load(name)`` runs on the engine thread each time it loads."""
+    tokenizer = load_tokenizer(tokenizer_dir)
+
+    def load() -> LoadedModel:
+        if on_load is not None:
+            on_load(name)
+        return scripted_loaded_model(tokenizer_dir, respond, name=name, context_window=context_window, tokenizer=tokenizer)
+
+    return ServedModel(name=name, tokenizer=tokenizer, context_window=context_window, load=load, aliases=aliases, spec=spec)
