@@ -29,6 +29,9 @@ class ServerContext:
 
 
 class ChatProvider(Protocol):
+    """A wire format for chat. ``options`` carries what ``parse`` found for the encoder; ``Generate``
+    adds ``prompt_tokens`` once the prompt is rendered (Anthropic reports it in its first event)."""
+
     name: str
 
     def parse(self, body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]: ...
@@ -49,8 +52,11 @@ class Generate:
         body = read_json(req, self.ctx.settings.max_body_bytes)
         request, options = self.provider.parse(body)
         request.request_id = req.context.request_id
+        # A model named by the route (an Azure deployment) wins over the body's.
+        request.model = req.context.get("route_model") or request.model
         model = self.ctx.model_name(request.model)
         generation = self.ctx.engine.submit(request)  # errors before the 200 are plain HTTP errors
+        options["prompt_tokens"] = generation.prompt_tokens
         if options.get("stream"):
             req.context.streaming = True
             resp.content_type = "text/event-stream"
@@ -69,6 +75,25 @@ class Generate:
             generation.cancel()
         req.context.usage_tokens = middleware.usage_tokens(completion.finish)
         send_json(resp, self.provider.response(completion, model, options))
+
+
+class TokenCounter(Protocol):
+    def parse_count(self, body: dict[str, Any]) -> ChatRequest: ...
+
+    def count_response(self, input_tokens: int) -> dict[str, Any]: ...
+
+
+class CountTokens:
+    """POST a prompt in a provider's format; its length in tokens under the real chat template."""
+
+    def __init__(self, ctx: ServerContext, provider: TokenCounter):
+        self.ctx = ctx
+        self.provider = provider
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        request = self.provider.parse_count(read_json(req, self.ctx.settings.max_body_bytes))
+        rendered = self.ctx.engine.render(request)
+        send_json(resp, self.provider.count_response(len(rendered.tokens)))
 
 
 class Models:
