@@ -7,8 +7,9 @@ import falcon
 from mlxcli.engine.engine import Engine
 from mlxcli.server import errors
 from mlxcli.server.middleware import AccessLog
-from mlxcli.server.providers import openai_chat
-from mlxcli.server.resources import Generate, Health, Models, RunningModels, ServerContext
+from mlxcli.server.providers import anthropic, openai_chat
+from mlxcli.server.providers.azure import AzureRoutes
+from mlxcli.server.resources import CountTokens, Generate, Health, Models, RunningModels, ServerContext
 from mlxcli.server.settings import ServerSettings
 
 
@@ -19,6 +20,7 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> falcon
         middleware=[
             AccessLog(),
             falcon.CORSMiddleware(allow_origins="*" if "*" in settings.cors_origins else settings.cors_origins),
+            AzureRoutes(),  # maps /openai/... onto the /v1/... routes below
         ]
     )
     app.req_options.strip_url_path_trailing_slash = True
@@ -26,6 +28,8 @@ def create_app(engine: Engine, settings: ServerSettings | None = None) -> falcon
     app.add_error_handler(falcon.HTTPError, errors.handle)
 
     app.add_route("/v1/chat/completions", Generate(ctx, openai_chat.Provider))
+    app.add_route("/v1/messages", Generate(ctx, anthropic.Provider))
+    app.add_route("/v1/messages/count_tokens", CountTokens(ctx, anthropic.Provider))
     models = Models(ctx)
     app.add_route("/v1/models", models)
     app.add_route("/v1/models/{model_id:path}", models, suffix="one")  # repo ids hold a "/"

@@ -13,6 +13,7 @@ from mlxcli.core.errors import (
     InvalidRequest,
     MethodNotAllowed,
     MlxcliError,
+    ModelNotFound,
     NotFound,
     PayloadTooLarge,
 )
@@ -55,11 +56,18 @@ def anthropic_body(err: MlxcliError) -> dict[str, Any]:
     message = err.message
     if isinstance(err, ContextLengthExceeded):
         message = f"prompt is too long: {err.prompt_tokens} tokens > {err.context_window} maximum"
+    elif err.param and err.param not in message:
+        message = f"{err.param}: {message}"  # Anthropic's shape has no `param`; its own messages lead with the path
     return {"type": "error", "error": {"type": ANTHROPIC_TYPES.get(err.kind, "api_error"), "message": message}}
 
 
 def azure_body(err: MlxcliError) -> dict[str, Any]:
-    return {"error": {"code": err.code or OPENAI_TYPES.get(err.kind, "server_error"), "message": err.message}}
+    if isinstance(err, ModelNotFound):  # on Azure a model is named by its deployment
+        return {"error": {"code": "DeploymentNotFound", "message": "The API deployment for this resource does not exist."}}
+    error: dict[str, Any] = {"code": err.code or OPENAI_TYPES.get(err.kind, "server_error"), "message": err.message}
+    if err.param:
+        error["param"] = err.param  # as Azure passes OpenAI's validation errors through
+    return {"error": error}
 
 
 def anthropic_status(err: MlxcliError) -> int:
@@ -106,7 +114,8 @@ def handle(req: falcon.Request, resp: falcon.Response, exc: BaseException, _para
     err = from_exception(exc)
     if not isinstance(exc, (MlxcliError, falcon.HTTPError)):
         log.exception("unhandled error on %s %s", req.method, req.path, exc_info=exc)
-    body_of, status_of = PROVIDERS[provider_for_path(req.path)]
+    # Middleware that rewrites a path (Azure's routes) records whose API the request is.
+    body_of, status_of = PROVIDERS[req.context.get("provider") or provider_for_path(req.path)]
     resp.status = status_of(err)
     resp.content_type = falcon.MEDIA_JSON
     resp.media = None

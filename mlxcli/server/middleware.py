@@ -21,6 +21,7 @@ class AccessLog:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
+        req.context.path = req.path  # as the client sent it, before any route rewriting
         req.context.request_id = new_id("req_", 16)
         req.context.streaming = False
         resp.set_header("X-Request-Id", req.context.request_id)
@@ -36,7 +37,7 @@ def write(req: falcon.Request, status, tokens: str | None) -> None:
         "%s %s %s %s tokens=%s %.0fms",
         req.context.get("request_id", "-"),
         req.method,
-        req.path,
+        req.context.get("path", req.path),
         str(status).split()[0],
         tokens or "-",
         (time.perf_counter() - started) * 1000,

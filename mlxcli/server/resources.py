@@ -39,6 +39,9 @@ class ServerContext:
 
 
 class ChatProvider(Protocol):
+    """A wire format for chat. ``options`` carries what ``parse`` found for the encoder; ``Generate``
+    adds ``prompt_tokens`` once the prompt is rendered (Anthropic reports it in its first event)."""
+
     name: str
 
     def parse(self, body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]: ...
@@ -59,8 +62,11 @@ class Generate:
         body = read_json(req, self.ctx.settings.max_body_bytes)
         request, options = self.provider.parse(body)
         request.request_id = req.context.request_id
+        # A model named by the route (an Azure deployment) wins over the body's.
+        request.model = req.context.get("route_model") or request.model
         model = self.ctx.model_name(request.model)
         generation = self.ctx.engine.submit(request)  # errors before the 200 are plain HTTP errors
+        options["prompt_tokens"] = generation.prompt_tokens
         if options.get("stream"):
             req.context.streaming = True
             resp.content_type = "text/event-stream"
@@ -113,6 +119,25 @@ def status_json(status: ModelStatus) -> dict[str, Any]:
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+
+
+class TokenCounter(Protocol):
+    def parse_count(self, body: dict[str, Any]) -> ChatRequest: ...
+
+    def count_response(self, input_tokens: int) -> dict[str, Any]: ...
+
+
+class CountTokens:
+    """POST a prompt in a provider's format; its length in tokens under the real chat template."""
+
+    def __init__(self, ctx: ServerContext, provider: TokenCounter):
+        self.ctx = ctx
+        self.provider = provider
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        request = self.provider.parse_count(read_json(req, self.ctx.settings.max_body_bytes))
+        rendered = self.ctx.engine.render(request)
+        send_json(resp, self.provider.count_response(len(rendered.tokens)))
 
 
 class Models:
