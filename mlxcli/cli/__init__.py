@@ -35,3 +35,4 @@ def main() -> None:
 # Command modules register themselves on `app` when imported.
 from mlxcli.cli import serve  # noqa: E402,F401
 from mlxcli.cli import pull  # noqa: E402,F401
+from mlxcli.cli import convo  # noqa: E402,F401

@@ -23,6 +23,11 @@ from mlxcli.engine.loading import LoadedModel
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
 FORCE = 1e4  # large enough to survive any temperature and repetition penalty we allow
+FAIL = -1  # in a plan: raise instead of producing a token
+
+
+class Fail(str):
+    """A reply for ``respond``: the model produces this text, then raises (a failure mid-answer)."""
 
 
 def copy_tokenizer(src: Path, dst: Path) -> None:
@@ -98,7 +103,8 @@ class ScriptedModel(nn.Module):
             text = self._tokenizer.decode(prompt)
             self.prompts.append(text)
             reply = self._respond(text)
-            self._plans[key] = self._tokenizer.encode(reply, add_special_tokens=False) + [self._eos]
+            end = FAIL if isinstance(reply, Fail) else self._eos
+            self._plans[key] = self._tokenizer.encode(reply, add_special_tokens=False) + [end]
         return self._plans[key]
 
     def __call__(self, inputs: mx.array, cache=None, **_kwargs) -> mx.array:
@@ -114,6 +120,8 @@ class ScriptedModel(nn.Module):
             plan = self._plan(row[:start])
             k = len(row) - start
             target = plan[k] if k < len(plan) else self._eos
+            if target == FAIL:
+                raise RuntimeError("scripted failure")
             logits.append(mx.zeros((self._vocab,)).at[target].add(FORCE))
         return mx.stack(logits)[:, None, :]
 
