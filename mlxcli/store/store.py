@@ -151,7 +151,7 @@ class ConversationStore:
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: takes SQLite's write lock at once (other processes wait)."""
         if self._readonly or self._db is None:
-            raise StoreFailure("the conversation store is open read-only")
+            raise StoreFailure("the conversation store is closed or read-only")
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
