@@ -86,7 +86,7 @@ def export(
         fail("give a conversation id or --all (not both)", 2)
     with _open(store_path, conversation_dir) as store:
         if all_:
-            conversations = list(store.all_conversations())
+            conversations = store.all_conversations()
         else:
             found = store.conversation(id)
             if found is None:

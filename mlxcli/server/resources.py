@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 import falcon
@@ -23,7 +23,7 @@ STARTED_AT = now()
 class ServerContext:
     engine: Engine
     settings: ServerSettings
-    store: ConversationStore
+    store: ConversationStore = field(default_factory=ConversationStore.memory)
 
     def model_name(self, requested: str | None) -> str:
         """The name echoed back: what the client asked for, else the served model's name."""

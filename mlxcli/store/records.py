@@ -68,7 +68,12 @@ class Turn:
         previous_id: str | None = None,
         created_at: float | None = None,
     ) -> "Turn":
-        """A turn from neutral messages and the finished answer: what stateless APIs and the REPL record."""
+        """A turn from neutral messages and the finished answer (what stateless APIs and the REPL record).
+
+        ``messages`` is what this turn adds to the conversation: the whole request
+        for a stateless API (Chat Completions, Anthropic), only the new messages
+        for a turn that continues ``previous_id`` (the REPL).
+        """
         finish = completion.finish
         return cls(
             id=id,

@@ -294,40 +294,31 @@ class ConversationStore:
 
     def conversation(self, id: str) -> Conversation | None:
         """A conversation by its id or by the id of one of its turns, hot or archived."""
+        if self._db is None:  # read-only with no database yet: the archives are all there is
+            return self._read_archive(id) or self._find_in_archives(id)
         for _ in range(2):  # a second look covers a conversation loaded back while we read its file
             with self._snapshot() as db:
-                if db is not None:
-                    row = db.execute("SELECT conversation_id FROM turns WHERE id = ?", (id,)).fetchone()
-                    conversation_id = row[0] if row else id
-                    hot = self._hot_conversation(db, conversation_id)
-                    if hot is not None:
-                        return hot
-                    row = db.execute("SELECT conversation_id FROM archived WHERE turn_id = ?", (id,)).fetchone()
-                    conversation_id = row[0] if row else id
-                else:
-                    conversation_id = id
-            archived = self._read_archive(conversation_id)
-            if archived is not None:
+                row = db.execute("SELECT conversation_id FROM turns WHERE id = ?", (id,)).fetchone()
+                hot = self._hot_conversation(db, row[0] if row else id)
+                if hot is not None:
+                    return hot
+                row = db.execute("SELECT conversation_id FROM archived WHERE turn_id = ?", (id,)).fetchone()
+            archived = self._read_archive(row[0] if row else id)
+            if archived is not None or row is None:
                 return archived
-            if db is None:
-                # no database (nothing recorded here yet, or read-only without one): search the archives
-                found = self._find_in_archives(id)
-                if found is not None:
-                    return found
         return None
 
     def conversations(self) -> list[ConversationSummary]:
+        """A summary of every conversation, hot and archived, most recently used first."""
+        return sorted((summarize(c) for c in self._each_conversation()), key=lambda s: s.updated_at, reverse=True)
+
+    def all_conversations(self) -> list[Conversation]:
         """Every conversation, hot and archived, most recently used first."""
-        summaries = []
+        return sorted(self._each_conversation(), key=lambda c: c.updated_at, reverse=True)
+
+    def _each_conversation(self) -> Iterator[Conversation]:
         for conversation_id in self._conversation_ids():
             conversation = self.conversation(conversation_id)
-            if conversation is not None:
-                summaries.append(summarize(conversation))
-        return sorted(summaries, key=lambda s: s.updated_at, reverse=True)
-
-    def all_conversations(self) -> Iterator[Conversation]:
-        for summary in self.conversations():
-            conversation = self.conversation(summary.id)
             if conversation is not None:
                 yield conversation
 

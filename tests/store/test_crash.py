@@ -30,7 +30,7 @@ def test_sigkill_while_archiving_loses_nothing(tmp_path):
         )
         worker.stdin.write("".join(f"ack {turn_id}\n" for turn_id in acked))
         worker.stdin.close()
-        wanted = rng.randint(5, 80)
+        wanted = rng.randint(3, 40)
         for _ in range(wanted):
             line = worker.stdout.readline()
             assert line, f"the worker died on its own:\n{worker.stderr.read()}"
@@ -47,7 +47,7 @@ def test_sigkill_while_archiving_loses_nothing(tmp_path):
         check_archives(archive_dir)
         check_everything_acknowledged_is_there(db, archive_dir, acked)
 
-    assert len(acked) >= RUNS * 5
+    assert len(acked) >= RUNS * 3
     assert list(archive_dir.glob("*.json")), "the workers never archived anything"
     print(f"{RUNS} kills, {len(acked)} acknowledged turns, {interrupted_writes} archive writes cut short")
 

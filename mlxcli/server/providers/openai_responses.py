@@ -62,9 +62,9 @@ class ResponseState:
     reasoning: dict[str, Any] = field(default_factory=lambda: {"effort": None, "summary": None})
     metadata: dict[str, str] = field(default_factory=dict)
     user: str | None = None
-    _item_ids: dict[int, str] = field(default_factory=dict)
-    _call_ids: dict[int, str] = field(default_factory=dict)
-    _completed_at: int | None = None
+    _item_ids: dict[int, str] = field(default_factory=dict, init=False, repr=False)
+    _call_ids: dict[int, str] = field(default_factory=dict, init=False, repr=False)
+    _completed_at: int | None = field(default=None, init=False, repr=False)
 
     def item_id(self, output_index: int, prefix: str) -> str:
         return self._item_ids.setdefault(output_index, new_id(prefix))
@@ -106,20 +106,6 @@ def parse(body: dict[str, Any], store: ConversationStore) -> tuple[ChatRequest, 
         if reasoning["effort"] is not None:
             template_kwargs["reasoning_effort"] = reasoning["effort"]
 
-    history: list[Message] = []
-    if previous_id is not None:
-        chain = store.history(previous_id)
-        if chain is None:
-            raise InvalidRequest(
-                f"Previous response with id '{previous_id}' not found.",
-                param="previous_response_id",
-                code="previous_response_not_found",
-            )
-        for turn in chain:  # earlier instructions are not carried over
-            history += turn.input + turn.output
-    messages: list[Message] = [Message(role="system", content=instructions)] if instructions else []
-    messages += merge_assistant_runs(history + input_messages)
-
     state = ResponseState(
         id=new_id("resp_"),
         created_at=now(),
@@ -137,6 +123,10 @@ def parse(body: dict[str, Any], store: ConversationStore) -> tuple[ChatRequest, 
         metadata=_metadata(o),
         user=o.str("user", max_len=256),
     )
+    stream = o.bool("stream", default=False)
+    # Only a valid request reaches the store.
+    messages: list[Message] = [Message(role="system", content=instructions)] if instructions else []
+    messages += merge_assistant_runs(_history(store, previous_id) + input_messages)
     request = ChatRequest(
         messages=messages,
         sampling=sampling,
@@ -145,7 +135,21 @@ def parse(body: dict[str, Any], store: ConversationStore) -> tuple[ChatRequest, 
         tool_choice=tool_choice,
         template_kwargs=template_kwargs,
     )
-    return request, {"stream": o.bool("stream", default=False), "store": state.store, "state": state}
+    return request, {"stream": stream, "store": state.store, "state": state}
+
+
+def _history(store: ConversationStore, previous_id: str | None) -> list[Message]:
+    """The messages of every turn up to ``previous_id``; earlier instructions are not carried over."""
+    if previous_id is None:
+        return []
+    chain = store.history(previous_id)
+    if chain is None:
+        raise InvalidRequest(
+            f"Previous response with id '{previous_id}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+    return [m for turn in chain for m in turn.input + turn.output]
 
 
 def _input(o: Obj) -> list[StoredMessage]:
@@ -162,7 +166,7 @@ def _item(i: Obj) -> StoredMessage:
                 f"Missing required parameter: '{i.param('type')}'.", param=i.param("type"), code="missing_required_parameter"
             )
         kind = "message"
-    item_id = i.str("id", max_len=256, allow_empty=False)
+    item_id = i.str("id", max_len=256) or None
     if kind == "message":
         role = i.str("role", required=True, choices=INPUT_ROLES)
         return StoredMessage(
