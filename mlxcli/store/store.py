@@ -229,8 +229,9 @@ class ConversationStore:
             conversation_id = self._hot_conversation_of(db, turn_id) or self._load_back(db, turn_id)
             if conversation_id is None:
                 return False
-            items, size = db.execute("SELECT items, bytes FROM turns WHERE id = ?", (turn_id,)).fetchone()
+            items, size, data = db.execute("SELECT items, bytes, data FROM turns WHERE id = ?", (turn_id,)).fetchone()
             db.execute("DELETE FROM turns WHERE id = ?", (turn_id,))
+            self._relink_children(db, conversation_id, turn_id, turn_from_json(orjson.loads(data)).previous_id)
             db.execute(
                 "UPDATE conversations SET turns = turns - 1, items = items - ?, bytes = bytes - ? WHERE id = ?",
                 (items, size, conversation_id),
@@ -241,6 +242,19 @@ class ConversationStore:
                 if self._archive is not None:  # its (shadowed) archive must not bring it back
                     self._archive.remove(conversation_id)
         return True
+
+    def _relink_children(self, db: sqlite3.Connection, conversation_id: str, removed: str, parent: str | None) -> None:
+        """Turns that continued a deleted turn now continue its parent: the rest of their history stays."""
+        rows = db.execute("SELECT id, data FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchall()
+        for child_id, data in rows:
+            child = turn_from_json(orjson.loads(data))
+            if child.previous_id == removed:
+                child.previous_id = parent
+                new = orjson.dumps(turn_json(child))
+                db.execute("UPDATE turns SET data = ?, bytes = ? WHERE id = ?", (new, len(new), child_id))
+                db.execute(
+                    "UPDATE conversations SET bytes = bytes + ? WHERE id = ?", (len(new) - len(data), conversation_id)
+                )
 
     def _hot_conversation_of(self, db: sqlite3.Connection, turn_id: str) -> str | None:
         row = db.execute("SELECT conversation_id FROM turns WHERE id = ?", (turn_id,)).fetchone()
@@ -432,6 +446,11 @@ class ConversationStore:
         """Start the background archiver (a no-op without an archive directory)."""
         if self._archive is None or self._readonly or self._thread is not None:
             return self
+        s = self.settings
+        log.info(
+            "conversation store %s; idle conversations archived to %s after %s",
+            s.path or "in memory", s.archive_dir, f"{s.ttl_seconds:g}s" if s.ttl_seconds > 0 else "never",
+        )
         self._thread = threading.Thread(target=self._archiver, name="mlxcli-archiver", daemon=True)
         self._thread.start()
         return self

@@ -94,6 +94,22 @@ def test_delete(store):
     assert store.conversations() == [] and store.totals() == (0, 0, 0)
 
 
+def test_deleting_a_turn_keeps_the_rest_of_later_turns_history(store):
+    store.record(turn("resp_1", "one"))
+    store.record(turn("resp_2", "two", previous="resp_1"))
+    store.record(turn("resp_3", "three", previous="resp_2"))
+    store.record(turn("resp_3b", "branch", previous="resp_2"))
+    assert store.delete("resp_2")
+    assert [t.id for t in store.history("resp_3")] == ["resp_1", "resp_3"]
+    assert [t.id for t in store.history("resp_3b")] == ["resp_1", "resp_3b"]
+    assert store.delete("resp_1")
+    assert [t.id for t in store.history("resp_3")] == ["resp_3"]
+    _, items, size = store.totals()
+    assert items == 4
+    with store._snapshot() as db:  # the conversation's counters match its rows
+        assert db.execute("SELECT SUM(bytes), SUM(items) FROM turns").fetchone() == (size, items)
+
+
 def test_ttl_archives_idle_conversations_and_continuing_loads_them_back(store, settings, clock):
     old = store.record(turn("resp_old1", "old"))
     store.record(turn("resp_old2", "older", previous="resp_old1"))
