@@ -145,3 +145,20 @@ def test_export_errors(home):
     assert run(home_dir, "export").exit_code == 2
     assert run(home_dir, "export", "conv_x", "--all").exit_code == 2
     assert run(home_dir, "export", "--all", "--format", "yaml").exit_code == 2
+
+
+def test_duration_and_size_options():
+    from mlxcli.cli.store_options import parse_duration, parse_size
+
+    assert [parse_duration(t) for t in ("90", "90s", "30m", "1h", "1.5h", "2d", "0")] == [90, 90, 1800, 3600, 5400, 172800, 0]
+    assert [parse_size(t) for t in ("1000", "64k", "500MB", "2GiB", "1.5G")] == [1000, 65536, 500 << 20, 2 << 30, 3 << 29]
+    result = CliRunner().invoke(app, ["serve", "--conversation-ttl", "soon"])
+    assert result.exit_code == 2 and "is not a duration" in result.output
+
+
+def test_serve_fails_fast_on_an_unusable_store(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = CliRunner().invoke(app, ["serve", "--store-path", str(blocker / "conversations.db")], env={"MLXCLI_HOME": str(tmp_path)})
+    assert result.exit_code == 1
+    assert "cannot open the conversation store" in result.output  # before any model is loaded
