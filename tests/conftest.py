@@ -67,8 +67,8 @@ def serve():
     """Factory: run a real HTTP server for an engine; closed after the test."""
     servers: list[RunningServer] = []
 
-    def make(engine: Engine, settings=None) -> RunningServer:
-        server = RunningServer(engine, settings)
+    def make(engine: Engine, settings=None, store=None) -> RunningServer:
+        server = RunningServer(engine, settings, store)
         servers.append(server)
         return server
 

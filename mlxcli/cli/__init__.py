@@ -37,3 +37,4 @@ from mlxcli.cli import serve  # noqa: E402,F401
 from mlxcli.cli import pull  # noqa: E402,F401
 from mlxcli.cli import models  # noqa: E402,F401
 from mlxcli.cli import ps  # noqa: E402,F401
+from mlxcli.cli import convo  # noqa: E402,F401

@@ -10,7 +10,9 @@ import typer
 
 from mlxcli import logs
 from mlxcli.cli import app
-from mlxcli.cli.common import FastPathOption, start_engine
+from mlxcli.cli.common import FastPathOption, fail, start_engine
+from mlxcli.cli.store_options import ConversationDirOption, StorePathOption, store_settings
+from mlxcli.core.errors import MlxcliError
 from mlxcli.engine.settings import EngineSettings, ModelSpec
 
 log = logging.getLogger("mlxcli.serve")
@@ -80,6 +82,12 @@ def serve(
     cors_origins: str = typer.Option("*", envvar="MLXCLI_CORS_ORIGINS", help="Comma-separated allowed CORS origins."),
     max_body_bytes: int = typer.Option(4 * 1024 * 1024, envvar="MLXCLI_MAX_BODY_BYTES", min=1024, help="Request body limit (413 beyond it)."),
     fast_path: bool = FastPathOption,
+    store_path: Path = StorePathOption,
+    conversation_dir: Path = ConversationDirOption,
+    conversation_ttl: str = typer.Option("1h", envvar="MLXCLI_CONVERSATION_TTL", help="Archive conversations idle this long (90s, 30m, 1h; 0 = never)."),
+    store_max_items: int = typer.Option(None, envvar="MLXCLI_STORE_MAX_ITEMS", min=1, help="Most input+output items kept hot; beyond it the least recently used conversations are archived."),
+    store_max_bytes: str = typer.Option(None, envvar="MLXCLI_STORE_MAX_BYTES", help="Most bytes kept hot (500MB, 2GiB); beyond it the least recently used conversations are archived."),
+    store_chat: bool = typer.Option(False, "--store-chat/--no-store-chat", envvar="MLXCLI_STORE_CHAT", help="Also store Chat Completions requests that do not say store:true."),
     log_level: str = typer.Option("INFO", envvar="MLXCLI_LOG_LEVEL", help="Logging level."),
     print_config: bool = typer.Option(
         False, "--print-config", help="Print the effective configuration (file + flags) as YAML and exit."
@@ -96,6 +104,14 @@ def serve(
         typer.echo(dump_config(ServeConfig(models=specs or [_default_spec()], server=server)), nl=False)
         return
     logs.setup(log_level)
+    from mlxcli.store import ConversationStore
+
+    try:  # before the (slow) model load: a store we cannot open fails at once
+        store = ConversationStore(
+            store_settings(store_path, conversation_dir, ttl=conversation_ttl, max_items=store_max_items, max_bytes=store_max_bytes)
+        )
+    except MlxcliError as exc:
+        fail(exc.message)
 
     engine = start_engine(
         specs or None,
@@ -122,8 +138,9 @@ def serve(
         threads=threads,
         cors_origins=[o.strip() for o in cors_origins.split(",") if o.strip()],
         max_body_bytes=max_body_bytes,
+        store_chat=store_chat,
     )
-    server = HttpServer(create_app(engine, settings), host=host, port=port, threads=threads)
+    server = HttpServer(create_app(engine, settings, store.start()), host=host, port=port, threads=threads)
 
     def shut_down(signum, _frame) -> None:
         log.info("received %s: finishing in-flight requests, then stopping", signal.Signals(signum).name)
@@ -137,6 +154,7 @@ def serve(
         server.serve(grace=10, cancel_in_flight=lambda: engine.stop(grace=0))
     finally:
         engine.stop(grace=0)
+        store.close()  # after the engine: no more answers to store
         log.info("stopped")
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
 
 import falcon
 
@@ -15,6 +15,7 @@ from mlxcli.engine.registry import ModelStatus
 from mlxcli.server import middleware, sse
 from mlxcli.server.http import read_json, send_json
 from mlxcli.server.settings import ServerSettings
+from mlxcli.store import ConversationStore, Turn
 
 STARTED_AT = now()
 
@@ -23,6 +24,7 @@ STARTED_AT = now()
 class ServerContext:
     engine: Engine
     settings: ServerSettings
+    store: ConversationStore = field(default_factory=ConversationStore.memory)
 
     def model_name(self, requested: str | None) -> str:
         """Map a requested model name to a served model; return the name to echo back.
@@ -50,9 +52,19 @@ class ChatProvider(Protocol):
 
     def stream_encoder(self, model: str, options: dict[str, Any]) -> sse.StreamEncoder: ...
 
+    def turn(self, request: ChatRequest, completion: Completion, model: str, options: dict[str, Any]) -> Turn | None:
+        """What to store for a finished answer (called only when the request is to be stored)."""
+        ...
+
 
 class Generate:
-    """POST a chat request in any provider's format; JSON or SSE back."""
+    """POST a chat request in any provider's format; JSON or SSE back.
+
+    A request is stored when its options say ``store`` (the Responses API by
+    default), or, when they do not say, if the server stores stateless APIs
+    (``--store-chat``). The answer is stored before it is acknowledged: before the
+    JSON is sent, or before the stream's final event.
+    """
 
     def __init__(self, ctx: ServerContext, provider: ChatProvider):
         self.ctx = ctx
@@ -67,6 +79,7 @@ class Generate:
         model = self.ctx.model_name(request.model)
         generation = self.ctx.engine.submit(request)  # errors before the 200 are plain HTTP errors
         options["prompt_tokens"] = generation.prompt_tokens
+        record = self._recorder(request, model, options)
         if options.get("stream"):
             req.context.streaming = True
             resp.content_type = "text/event-stream"
@@ -77,6 +90,7 @@ class Generate:
                 self.provider.stream_encoder(model, options),
                 keepalive_seconds=self.ctx.settings.keepalive_seconds,
                 on_finish=middleware.finish_stream(req, 200),
+                on_complete=record,
             )
             return
         try:
@@ -84,7 +98,25 @@ class Generate:
         finally:
             generation.cancel()
         req.context.usage_tokens = middleware.usage_tokens(completion.finish)
-        send_json(resp, self.provider.response(completion, model, options))
+        body = self.provider.response(completion, model, options)
+        if record is not None:
+            record(completion)
+        send_json(resp, body)
+
+    def _recorder(self, request: ChatRequest, model: str, options: dict[str, Any]) -> Callable[[Completion], None] | None:
+        store = options.get("store")
+        if not (self.ctx.settings.store_chat if store is None else store):
+            return None
+
+        def record(completion: Completion) -> None:
+            if completion.finish is None or completion.finish.reason == "cancelled":
+                return  # never acknowledged as an answer
+            turn = self.provider.turn(request, completion, model, options)
+            if turn is not None:
+                turn.model = self.ctx.engine.resolve(request.model).name  # the model that answered, whatever name the client used
+                self.ctx.store.record(turn)
+
+        return record
 
 
 def model_json(status: ModelStatus) -> dict[str, Any]:

@@ -13,3 +13,5 @@ class ServerSettings:
     cors_origins: list[str] = field(default_factory=lambda: ["*"])
     max_body_bytes: int = 4 * 1024 * 1024
     keepalive_seconds: float = 10.0
+    # Store requests of stateless APIs (Chat Completions, Anthropic) that do not say `store`.
+    store_chat: bool = False

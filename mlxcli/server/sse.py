@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import orjson
 
+from mlxcli.core.collect import Collector, Completion
 from mlxcli.core.errors import MlxcliError
 from mlxcli.core.events import Event, Finish
 from mlxcli.engine.engine import Generation
@@ -45,9 +46,15 @@ def stream(
     *,
     keepalive_seconds: float = 10.0,
     on_finish: Callable[[Finish | None], None] | None = None,
+    on_complete: Callable[[Completion], None] | None = None,
 ) -> Iterator[bytes]:
-    """The response body of a streaming request; always ends cleanly or with an error event."""
+    """The response body of a streaming request; always ends cleanly or with an error event.
+
+    ``on_complete`` gets the finished answer before the encoder writes its final
+    event (e.g. to store it): if it raises, the client gets an error event instead.
+    """
     finish: Finish | None = None
+    collector = Collector()
     try:
         yield from encoder.start()
         while finish is None:
@@ -55,7 +62,10 @@ def stream(
             if event is None:
                 yield KEEPALIVE
                 continue
+            collector.feed(event)
             if isinstance(event, Finish):
+                if on_complete is not None:
+                    on_complete(collector.completion())
                 finish = event
             yield from encoder.event(event)
     except MlxcliError as err:

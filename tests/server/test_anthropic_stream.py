@@ -32,7 +32,7 @@ THINK_TEXT_TOOLS = [
 
 
 def encode(events, *, prompt_tokens: int = 40, error: Exception | None = None) -> bytes:
-    encoder = MessageStreamEncoder("m", prompt_tokens)
+    encoder = MessageStreamEncoder("m", prompt_tokens, "msg_test")
     out = [*encoder.start()]
     for event in events:
         out.extend(encoder.event(event))
@@ -81,7 +81,7 @@ def test_thinking_text_and_tool_calls_stream():
 
 
 def test_non_streaming_agrees_with_the_stream():
-    body = message_json(collect(iter(THINK_TEXT_TOOLS)), "m")
+    body = message_json(collect(iter(THINK_TEXT_TOOLS)), "m", "msg_test")
     streamed = check_stream(encode(THINK_TEXT_TOOLS)).message
     strip_ids = lambda blocks: [{k: v for k, v in b.items() if k != "id"} for b in blocks]  # noqa: E731
     assert strip_ids(body["content"]) == strip_ids(streamed["content"])
@@ -111,7 +111,7 @@ def test_empty_answer_has_one_empty_text_block():
     checked = check_stream(encode([Finish("length", Usage(prompt_tokens=5))]))
     assert checked.message["content"] == [{"type": "text", "text": ""}]
     assert checked.message["stop_reason"] == "max_tokens"
-    assert message_json(collect(iter([Finish("length")])), "m")["content"] == [{"type": "text", "text": ""}]
+    assert message_json(collect(iter([Finish("length")])), "m", "msg_test")["content"] == [{"type": "text", "text": ""}]
 
 
 def test_text_after_a_tool_call_opens_a_new_block():

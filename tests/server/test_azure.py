@@ -45,6 +45,27 @@ def test_chat_completions_streaming(azure):
         assert helper.get_final_completion().choices[0].message.content == PARIS
 
 
+def test_responses_create_stream_retrieve_and_delete(azure):
+    first = azure.responses.create(model="gpt-4o-deployment", input="Capital of France?")
+    assert first.output_text == PARIS and first.model == "gpt-4o-deployment"
+    with azure.responses.stream(model="gpt-4o-deployment", input="Again?", previous_response_id=first.id) as stream:
+        second = stream.get_final_response()
+    assert second.output_text == PARIS and second.previous_response_id == first.id
+    assert azure.responses.retrieve(second.id).output_text == PARIS
+    assert [item.type for item in azure.responses.input_items.list(second.id)] == ["message"]
+    assert azure.responses.delete(first.id) is None
+    with pytest.raises(openai.NotFoundError):
+        azure.responses.retrieve(first.id)
+
+
+def test_deployment_responses_alias_and_v1_route(server):
+    body = {"input": "Capital of France?"}
+    by_deployment = httpx.post(server.url + f"/openai/deployments/dep/responses?api-version={API_VERSION}", json=body)
+    assert by_deployment.status_code == 200 and by_deployment.json()["model"] == "dep"
+    v1 = httpx.post(server.url + "/openai/v1/responses", json={**body, "model": "dep2"})
+    assert v1.status_code == 200 and v1.json()["output"][0]["content"][0]["text"] == PARIS
+
+
 def test_bearer_token_auth_header_accepted(server):
     azure = openai.AzureOpenAI(
         azure_endpoint=server.url, api_version=API_VERSION, azure_ad_token_provider=lambda: "entra-token", max_retries=0

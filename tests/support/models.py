@@ -25,6 +25,11 @@ from mlxcli.engine.settings import ModelSpec
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
 FORCE = 1e4  # large enough to survive any temperature and repetition penalty we allow
+FAIL = -1  # in a plan: raise instead of producing a token
+
+
+class Fail(str):
+    """A reply for ``respond``: the model produces this text, then raises (a failure mid-answer)."""
 
 
 def copy_tokenizer(src: Path, dst: Path) -> None:
@@ -94,13 +99,16 @@ class ScriptedModel(nn.Module):
                 return end
         return None  # mid-prefill: the prompt is not complete yet
 
-    def _plan(self, prompt: list[int]) -> list[int]:
+    def _plan(self, prompt: list[int], *, create: bool) -> list[int] | None:
         key = tuple(prompt)
         if key not in self._plans:
+            if not create:
+                return None
             text = self._tokenizer.decode(prompt)
             self.prompts.append(text)
             reply = self._respond(text)
-            self._plans[key] = self._tokenizer.encode(reply, add_special_tokens=False) + [self._eos]
+            end = FAIL if isinstance(reply, Fail) else self._eos
+            self._plans[key] = self._tokenizer.encode(reply, add_special_tokens=False) + [end]
         return self._plans[key]
 
     def __call__(self, inputs: mx.array, cache=None, **_kwargs) -> mx.array:
@@ -113,11 +121,30 @@ class ScriptedModel(nn.Module):
             if start is None:
                 logits.append(mx.zeros((self._vocab,)))
                 continue
-            plan = self._plan(row[:start])
             k = len(row) - start
+            # Only the step that samples a reply's first token asks for a reply: a prefill
+            # chunk may also end just after an earlier turn's marker, and must not call respond.
+            plan = self._plan(row[:start], create=k == 0 and length == 1)
+            if plan is None:
+                logits.append(mx.zeros((self._vocab,)))
+                continue
             target = plan[k] if k < len(plan) else self._eos
+            if target == FAIL:
+                raise RuntimeError("scripted failure")
             logits.append(mx.zeros((self._vocab,)).at[target].add(FORCE))
         return mx.stack(logits)[:, None, :]
+
+
+class Recording:
+    """A ``respond`` that remembers every prompt it answered (the rendered chat template text)."""
+
+    def __init__(self, respond: Callable[[str], str]):
+        self.respond = respond
+        self.prompts: list[str] = []
+
+    def __call__(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        return self.respond(prompt)
 
 
 def scripted_loaded_model(

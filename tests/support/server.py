@@ -11,10 +11,10 @@ from mlxcli.server.settings import ServerSettings
 
 
 class RunningServer:
-    def __init__(self, engine: Engine, settings: ServerSettings | None = None):
+    def __init__(self, engine: Engine, settings: ServerSettings | None = None, store=None):
         self.engine = engine
         self.settings = settings or ServerSettings(port=0)
-        self.http = HttpServer(create_app(engine, self.settings), host="127.0.0.1", port=0, threads=self.settings.threads)
+        self.http = HttpServer(create_app(engine, self.settings, store), host="127.0.0.1", port=0, threads=self.settings.threads)
         self.url = f"http://127.0.0.1:{self.http.port}"
         self._thread = threading.Thread(target=self.http.serve, kwargs={"grace": 0.5}, daemon=True)
         self._thread.start()

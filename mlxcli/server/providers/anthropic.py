@@ -11,6 +11,7 @@ from mlxcli.core.collect import Completion
 from mlxcli.core.errors import InvalidRequest, MlxcliError
 from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from mlxcli.core.request import ChatRequest, Message, Sampling, ToolCall, ToolSpec, new_id
+from mlxcli.store import Turn
 from mlxcli.server.errors import anthropic_body
 from mlxcli.server.sse import event_frame
 from mlxcli.server.validate import Obj, objects
@@ -41,7 +42,8 @@ def parse(body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]:
     metadata = o.obj("metadata")
     if metadata is not None:
         metadata.str("user_id")
-    return request, {"stream": o.bool("stream", default=False)}
+    # Anthropic has no `store` field: only the server's --store-chat stores these exchanges.
+    return request, {"stream": o.bool("stream", default=False), "id": new_id("msg_"), "store": None}
 
 
 def parse_prompt(o: Obj) -> ChatRequest:
@@ -245,7 +247,7 @@ def tool_input(arguments: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def message_json(completion: Completion, model: str) -> dict[str, Any]:
+def message_json(completion: Completion, model: str, message_id: str) -> dict[str, Any]:
     finish = completion.finish or Finish("stop")
     content: list[dict[str, Any]] = []
     if completion.reasoning:
@@ -255,7 +257,7 @@ def message_json(completion: Completion, model: str) -> dict[str, Any]:
     for call in completion.tool_calls:
         content.append({"type": "tool_use", "id": tool_use_id(call.id), "name": call.name, "input": tool_input(call.arguments)})
     return {
-        "id": new_id("msg_"),
+        "id": message_id,
         "type": "message",
         "role": "assistant",
         "model": model,
@@ -270,8 +272,8 @@ class MessageStreamEncoder:
     """Events per §3.4: message_start, ping, one block per run of text / thinking / one tool call,
     message_delta with the cumulative usage, message_stop."""
 
-    def __init__(self, model: str, prompt_tokens: int):
-        self.id = new_id("msg_")
+    def __init__(self, model: str, prompt_tokens: int, message_id: str):
+        self.id = message_id
         self.model = model
         self.prompt_tokens = prompt_tokens
         self.index = -1  # index of the open block, or of the last one closed
@@ -361,9 +363,14 @@ class Provider:
     count_response = staticmethod(count_response)
 
     @staticmethod
-    def response(completion: Completion, model: str, _options: dict[str, Any]) -> dict[str, Any]:
-        return message_json(completion, model)
+    def response(completion: Completion, model: str, options: dict[str, Any]) -> dict[str, Any]:
+        return message_json(completion, model, options["id"])
 
     @staticmethod
     def stream_encoder(model: str, options: dict[str, Any]) -> MessageStreamEncoder:
-        return MessageStreamEncoder(model, options["prompt_tokens"])
+        return MessageStreamEncoder(model, options["prompt_tokens"], options["id"])
+
+    @staticmethod
+    def turn(request: ChatRequest, completion: Completion, model: str, options: dict[str, Any]) -> Turn:
+        # Stateless like Chat Completions: each request carries its whole conversation.
+        return Turn.from_exchange(options["id"], "messages", model, request.messages, completion)

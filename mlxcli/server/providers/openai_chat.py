@@ -12,6 +12,7 @@ from mlxcli.core.request import ChatRequest, Message, Sampling, ToolCall, ToolSp
 from mlxcli.server.errors import openai_body
 from mlxcli.server.sse import data_frame
 from mlxcli.server.validate import Obj, objects
+from mlxcli.store import Turn
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -80,7 +81,9 @@ def parse(body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]:
         tool_choice=tool_choice,
         template_kwargs=template_kwargs,
     )
-    return request, {"stream": stream, "include_usage": include_usage, "n": n}
+    # store None (not said): the server's --store-chat decides.
+    options = {"stream": stream, "include_usage": include_usage, "n": n, "id": new_id("chatcmpl-"), "store": o.bool("store")}
+    return request, options
 
 
 def _message(m: Obj) -> Message:
@@ -178,7 +181,7 @@ def tool_calls_json(calls: list[ToolCall]) -> list[dict[str, Any]]:
     return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
 
 
-def completion_json(completion: Completion, model: str) -> dict[str, Any]:
+def completion_json(completion: Completion, model: str, id: str | None = None) -> dict[str, Any]:
     finish = completion.finish or Finish("stop")
     message: dict[str, Any] = {
         "role": "assistant",
@@ -190,7 +193,7 @@ def completion_json(completion: Completion, model: str) -> dict[str, Any]:
     if completion.tool_calls:
         message["tool_calls"] = tool_calls_json(completion.tool_calls)
     return {
-        "id": new_id("chatcmpl-"),
+        "id": id or new_id("chatcmpl-"),
         "object": "chat.completion",
         "created": now(),
         "model": model,
@@ -205,8 +208,8 @@ def completion_json(completion: Completion, model: str) -> dict[str, Any]:
 class ChatStreamEncoder:
     """Chunks per §1.4: role once, a finish chunk, optional usage chunk, ``[DONE]``."""
 
-    def __init__(self, model: str, include_usage: bool):
-        self.id = new_id("chatcmpl-")
+    def __init__(self, model: str, include_usage: bool, id: str | None = None):
+        self.id = id or new_id("chatcmpl-")
         self.created = now()
         self.model = model
         self.include_usage = include_usage
@@ -265,9 +268,14 @@ class Provider:
     parse = staticmethod(parse)
 
     @staticmethod
-    def response(completion: Completion, model: str, _options: dict[str, Any]) -> dict[str, Any]:
-        return completion_json(completion, model)
+    def response(completion: Completion, model: str, options: dict[str, Any]) -> dict[str, Any]:
+        return completion_json(completion, model, options["id"])
 
     @staticmethod
     def stream_encoder(model: str, options: dict[str, Any]) -> ChatStreamEncoder:
-        return ChatStreamEncoder(model, options["include_usage"])
+        return ChatStreamEncoder(model, options["include_usage"], options["id"])
+
+    @staticmethod
+    def turn(request: ChatRequest, completion: Completion, model: str, options: dict[str, Any]) -> Turn:
+        # Stateless: every request carries the whole conversation, so it is a conversation of its own.
+        return Turn.from_exchange(options["id"], "chat.completions", model, request.messages, completion)
