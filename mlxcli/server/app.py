@@ -6,19 +6,28 @@ import falcon
 
 from mlxcli.engine.engine import Engine
 from mlxcli.server import errors
-from mlxcli.server.middleware import AccessLog
+from mlxcli.server.middleware import AccessLog, Admission, ApiKeyAuth, Cors, HostCheck, RequestContext
 from mlxcli.server.providers import openai_chat
 from mlxcli.server.resources import Generate, Health, Models, ServerContext
 from mlxcli.server.settings import ServerSettings
+from mlxcli.server.shutdown import ShutdownHooks
 
 
-def create_app(engine: Engine, settings: ServerSettings | None = None) -> falcon.App:
+def create_app(
+    engine: Engine, settings: ServerSettings | None = None, *, shutdown: ShutdownHooks | None = None
+) -> falcon.App:
+    """The WSGI app. ``shutdown`` collects what must run when the server stops (see shutdown.py)."""
     settings = settings or ServerSettings()
-    ctx = ServerContext(engine=engine, settings=settings)
+    admission = Admission(settings.max_in_flight)
+    ctx = ServerContext(engine=engine, settings=settings, admission=admission, shutdown=shutdown or ShutdownHooks())
     app = falcon.App(
-        middleware=[
+        middleware=[  # order matters: see middleware.py
+            RequestContext(),
             AccessLog(),
-            falcon.CORSMiddleware(allow_origins="*" if "*" in settings.cors_origins else settings.cors_origins),
+            HostCheck(settings.host, settings.allowed_hosts),
+            Cors(settings.cors_origins),
+            ApiKeyAuth(settings.api_keys),
+            admission,
         ]
     )
     app.req_options.strip_url_path_trailing_slash = True
