@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -80,6 +81,8 @@ class ScriptedModel(nn.Module):
         self._eos = min(tokenizer.eos_token_ids)
         self._plans: dict[tuple[int, ...], list[int]] = {}
         self.prompts: list[str] = []  # every prompt the model answered, for assertions
+        self.calls = 0  # forward passes run: the engine-side work, for cancellation tests
+        self.step_delay = 0.0  # seconds each forward pass takes: a slow model, set by tests
 
     def make_cache(self):
         return [KVCache()]
@@ -102,6 +105,9 @@ class ScriptedModel(nn.Module):
         return self._plans[key]
 
     def __call__(self, inputs: mx.array, cache=None, **_kwargs) -> mx.array:
+        self.calls += 1
+        if self.step_delay:
+            time.sleep(self.step_delay)
         batch, length = inputs.shape
         keys = inputs.astype(mx.float32).reshape(batch, 1, length, 1)
         seen, _ = cache[0].update_and_fetch(keys, keys)
