@@ -24,6 +24,7 @@ from mlxcli.server import errors
 from mlxcli.server.settings import ServerSettings
 from tests.support.http import (
     CHAT,
+    TOKEN,
     anthropic_error,
     azure_error,
     open_stream,
@@ -419,7 +420,7 @@ def test_overload_is_an_immediate_refusal_in_each_shape(scripted_engine, serve):
     engine.model.model.step_delay = 0.02
     srv = serve(engine, ServerSettings(port=0, max_in_flight=2))
     streams = [open_stream(srv.http.port, "long 0")]
-    read_until(streams[0], b'"content":"')  # generating: the engine queue is empty again
+    read_until(streams[0], TOKEN)  # generating: the engine queue is empty again
     streams.append(open_stream(srv.http.port, "long 1"))
     read_until(streams[1], b"data: ")  # admitted, waiting in the engine queue
     try:
@@ -461,7 +462,7 @@ def forward_passes(srv) -> int:
 
 def test_disconnect_mid_stream_stops_generation(slow):
     sock = open_stream(slow.http.port, "long")
-    read_until(sock, b'"content":"', count=6)
+    read_until(sock, TOKEN, count=6)
     at_close = forward_passes(slow)
     sock.close()
     stopped, waited = settled(lambda: forward_passes(slow))
@@ -492,6 +493,16 @@ def test_disconnect_during_prefill_stops_it(scripted_engine, serve):
     assert httpx.get(srv.url + "/health").json()["in_flight"] == 0
 
 
+def test_keep_alive_comments_while_waiting_for_the_first_token(scripted_engine, serve):
+    engine = scripted_engine(respond, EngineSettings(temperature=0.0, prefill_step_size=16))
+    engine.model.model.step_delay = 0.05
+    srv = serve(engine, ServerSettings(port=0, keepalive_seconds=0.3))
+    sock = open_stream(srv.http.port, "lorem ipsum " * 100)  # ~1 s of prefill
+    head = read_until(sock, TOKEN)
+    sock.close()
+    assert head.index(b": keep-alive\n\n") < head.index(TOKEN)
+
+
 def test_disconnect_of_a_non_streaming_request_stops_generation(slow):
     sock = open_stream(slow.http.port, "long", stream=False)
     assert wait_for(lambda: forward_passes(slow) > 10)
@@ -504,7 +515,7 @@ def test_disconnect_of_a_non_streaming_request_stops_generation(slow):
 
 def test_disconnect_before_the_first_token_drops_the_queued_request(slow):
     first = open_stream(slow.http.port, "long first")
-    read_until(first, b'"content":"', count=2)
+    read_until(first, TOKEN, count=2)
     second = open_stream(slow.http.port, "long second")
     read_until(second, b"data: ")  # admitted; its job waits behind the first
     assert httpx.get(slow.url + "/health").json()["queue_depth"] == 1
@@ -548,7 +559,7 @@ def test_shutdown_cancels_what_outlives_the_grace_period(scripted_engine):
     hook_calls = []
     srv.hooks.add(lambda: hook_calls.append(forward_passes(srv)))
     sock = open_stream(srv.http.port, "long")
-    read_until(sock, b'"content":"', count=3)
+    read_until(sock, TOKEN, count=3)
     started = time.monotonic()
     srv.close()
     assert time.monotonic() - started < 6

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlxcli.cli import app
-from tests.support.http import CHAT, open_stream, openai_error, read_until
+from tests.support.http import CHAT, TOKEN, open_stream, openai_error, read_until
 from tests.support.process import ServeProcess
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
@@ -111,7 +111,7 @@ def test_sigterm_cancels_a_stream_that_outlives_the_timeout(tiny_model_dir, test
     proc = ServeProcess("--model", str(tiny_model_dir), "--shutdown-timeout", "1", home=test_home)
     try:
         sock = open_stream(proc.port, "write a long story", max_tokens=1800, temperature=1.0)
-        read_until(sock, b'"content":"', count=5)
+        read_until(sock, TOKEN, count=5)
         started = time.monotonic()
         proc.proc.send_signal(signal.SIGTERM)
         sock.settimeout(15)
@@ -133,7 +133,7 @@ def test_second_sigint_stops_at_once(tiny_model_dir, test_home):
     proc = ServeProcess("--model", str(tiny_model_dir), "--shutdown-timeout", "60", home=test_home)
     try:
         sock = open_stream(proc.port, "write a long story", max_tokens=1800, temperature=1.0)
-        read_until(sock, b'"content":"', count=5)
+        read_until(sock, TOKEN, count=5)
         proc.proc.send_signal(signal.SIGINT)
         time.sleep(0.5)
         assert proc.proc.poll() is None  # still finishing the stream

@@ -9,6 +9,7 @@ import time
 import httpx
 
 CHAT = "/v1/chat/completions"
+TOKEN = b'{"content":"'  # a chunk carrying generated text (the first chunk is {"role":...,"content":""})
 
 
 def openai_error(r: httpx.Response, status: int) -> dict:
