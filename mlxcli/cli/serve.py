@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 from pathlib import Path
+from typing import List, Optional
 
 import typer
 
@@ -14,6 +17,7 @@ from mlxcli.cli.common import FastPathOption, fail, start_engine
 from mlxcli.cli.store_options import ConversationDirOption, StorePathOption, store_settings
 from mlxcli.core.errors import MlxcliError
 from mlxcli.engine.settings import EngineSettings, ModelSpec
+from mlxcli.server.settings import LOOPBACK_ORIGINS, ServerSettings
 
 log = logging.getLogger("mlxcli.serve")
 
@@ -35,13 +39,36 @@ def _read_config(ctx: typer.Context, _param: typer.CallbackParam, value: Path | 
     for key in config.server:
         if key not in known:
             raise typer.BadParameter(f"{value}: unknown server setting {key!r} (known: {', '.join(known)})")
+    repeatable = {p.name for p in ctx.command.params if getattr(p, "multiple", False)}
     ctx.default_map = {
         **(ctx.default_map or {}),
-        # A list (e.g. cors_origins) stands for the flag's comma-separated form.
-        **{k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in config.server.items()},
+        # A list stands for a repeatable flag's values (api_key) or a comma-separated one's (cors_origins).
+        **{
+            k: ",".join(map(str, v)) if isinstance(v, list) and k not in repeatable else v
+            for k, v in config.server.items()
+        },
     }
     ctx.meta[CONFIG_META] = config
     return value
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def read_api_keys(keys: list[str], key_file: Path | None) -> list[str]:
+    """Keys from ``--api-key`` and from ``--api-key-file`` (one per line, ``#`` comments)."""
+    found = [k.strip() for k in keys if k.strip()]
+    if key_file is not None:
+        try:
+            lines = key_file.read_text().splitlines()
+        except OSError as exc:
+            fail(f"cannot read the API key file {key_file}: {exc.strerror or exc}")
+        from_file = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        if not from_file:
+            fail(f"the API key file {key_file} holds no key")
+        found += from_file
+    return found
 
 
 @app.command()
@@ -56,9 +83,9 @@ def serve(
         None, "--config", envvar="MLXCLI_CONFIG", is_eager=True, callback=_read_config,
         help="YAML or TOML file: models (served names, aliases, defaults) and server settings. Flags override it.",
     ),
-    host: str = typer.Option("127.0.0.1", envvar="MLXCLI_HOST", help="Address to bind."),
+    host: str = typer.Option("127.0.0.1", envvar="MLXCLI_HOST", help="Address to bind (0.0.0.0: every interface; see README, Security)."),
     port: int = typer.Option(8000, envvar="MLXCLI_PORT", help="Port to bind."),
-    threads: int = typer.Option(16, envvar="MLXCLI_THREADS", min=1, help="HTTP worker threads."),
+    threads: Optional[int] = typer.Option(None, envvar="MLXCLI_THREADS", min=1, help="HTTP worker threads (default: max-queue + 9)."),
     temperature: float = typer.Option(0.7, envvar="MLXCLI_TEMPERATURE", min=0, help="Default temperature."),
     top_p: float = typer.Option(0.95, envvar="MLXCLI_TOP_P", min=0, max=1, help="Default top_p."),
     max_tokens: int = typer.Option(4096, envvar="MLXCLI_MAX_TOKENS", min=1, help="Default max tokens (capped by the context window)."),
@@ -79,8 +106,13 @@ def serve(
         False, "--strict-model-names", envvar="MLXCLI_STRICT_MODEL_NAMES",
         help="With a single model, answer 404 to names it is not served under (default: any name reaches it).",
     ),
-    cors_origins: str = typer.Option("*", envvar="MLXCLI_CORS_ORIGINS", help="Comma-separated allowed CORS origins."),
+    api_key: List[str] = typer.Option([], "--api-key", envvar="MLXCLI_API_KEY", help="Require this API key (repeatable; the env var takes several, space-separated)."),
+    api_key_file: Optional[Path] = typer.Option(None, envvar="MLXCLI_API_KEY_FILE", help="Require one of the API keys in this file (one per line)."),
+    cors_origins: str = typer.Option(",".join(LOOPBACK_ORIGINS), envvar="MLXCLI_CORS_ORIGINS", help="Comma-separated browser origins allowed to call the API ('*': any; ':*' any port)."),
+    allowed_hosts: str = typer.Option("", envvar="MLXCLI_ALLOWED_HOSTS", help="Comma-separated Host names to answer besides localhost ('*': any)."),
     max_body_bytes: int = typer.Option(4 * 1024 * 1024, envvar="MLXCLI_MAX_BODY_BYTES", min=1024, help="Request body limit (413 beyond it)."),
+    max_header_bytes: int = typer.Option(64 * 1024, envvar="MLXCLI_MAX_HEADER_BYTES", min=1024, help="Request header limit (431 beyond it)."),
+    shutdown_timeout: float = typer.Option(10.0, envvar="MLXCLI_SHUTDOWN_TIMEOUT", min=0, help="Seconds in-flight requests get to finish on Ctrl-C/SIGTERM."),
     fast_path: bool = FastPathOption,
     store_path: Path = StorePathOption,
     conversation_dir: Path = ConversationDirOption,
@@ -112,6 +144,23 @@ def serve(
         )
     except MlxcliError as exc:
         fail(exc.message)
+    settings = ServerSettings(
+        host=host,
+        port=port,
+        max_in_flight=max_queue + 1,  # one generating, max_queue waiting
+        threads=threads,
+        cors_origins=_csv(cors_origins),
+        allowed_hosts=_csv(allowed_hosts),
+        api_keys=read_api_keys(api_key, api_key_file),
+        max_body_bytes=max_body_bytes,
+        max_header_bytes=max_header_bytes,
+        shutdown_timeout=shutdown_timeout,
+        store_chat=store_chat,
+    )
+    try:
+        settings.check()
+    except ValueError as exc:
+        fail(str(exc))
 
     engine = start_engine(
         specs or None,
@@ -129,33 +178,44 @@ def serve(
         ),
     )
     from mlxcli.server.app import create_app
+    from mlxcli.server.middleware import is_loopback
     from mlxcli.server.runner import HttpServer
-    from mlxcli.server.settings import ServerSettings
+    from mlxcli.server.shutdown import ShutdownHooks
 
-    settings = ServerSettings(
-        host=host,
-        port=port,
-        threads=threads,
-        cors_origins=[o.strip() for o in cors_origins.split(",") if o.strip()],
-        max_body_bytes=max_body_bytes,
-        store_chat=store_chat,
-    )
-    server = HttpServer(create_app(engine, settings, store.start()), host=host, port=port, threads=threads)
+    hooks = ShutdownHooks()
+    hooks.add(store.close)  # runs after in-flight requests: no more answers to store
+    server = HttpServer.for_settings(create_app(engine, settings, store.start(), shutdown=hooks), settings)
+
+    signals_seen: list[str] = []
 
     def shut_down(signum, _frame) -> None:
-        log.info("received %s: finishing in-flight requests, then stopping", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        signals_seen.append(name)
+        if len(signals_seen) > 1:
+            log.warning("received %s again: cancelling in-flight requests now", name)
+            server.shutdown(force=True)
+            return
+        log.info("received %s: finishing in-flight requests (up to %.0fs), then stopping", name, shutdown_timeout)
         server.shutdown()
 
     signal.signal(signal.SIGINT, shut_down)
     signal.signal(signal.SIGTERM, shut_down)
+    if not is_loopback(host) and not settings.api_keys:
+        log.warning("listening on %s without an API key: anyone who can reach it can use this server (see --api-key)", host)
     names = ", ".join(m.name + (f" (aliases: {', '.join(m.aliases)})" if m.aliases else "") for m in engine.models())
     log.info("serving %s on http://%s:%d (OpenAI base URL http://%s:%d/v1)", names, host, server.port, host, server.port)
     try:
-        server.serve(grace=10, cancel_in_flight=lambda: engine.stop(grace=0))
+        server.serve(grace=shutdown_timeout, cancel_in_flight=lambda: engine.stop(grace=0), on_stopped=hooks.run)
     finally:
         engine.stop(grace=0)
-        store.close()  # after the engine: no more answers to store
+        hooks.run()  # once: a no-op when serve() already ran them
         log.info("stopped")
+    # Everything is flushed and closed. Leave now: MLX sometimes aborts while the interpreter tears
+    # down its threads ("terminate called without an active exception", exit status 134).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _default_spec() -> ModelSpec:

@@ -144,8 +144,10 @@ class Engine:
             time.sleep(0.05)
         for job in self._queue.drain():
             job.emit(EngineFailure("the server is shutting down"))
-        if self._active is not None:
-            self._active.cancelled.set()
+        active = self._active
+        if active is not None:  # its reader gets an error, not an answer that merely looks finished
+            active.emit(EngineFailure("the server is shutting down"))
+            active.cancelled.set()
         self._thread.join(timeout=5)
 
     @property
@@ -260,6 +262,12 @@ class Engine:
         finally:
             self.registry.release(job.model)
 
+    @staticmethod
+    def _top_k(model: loading.LoadedModel, top_k: int | None) -> int:
+        """0 (off) when ``top_k`` keeps every token anyway: mlx-lm refuses k >= the vocabulary size."""
+        vocab = model.config.get("vocab_size") or len(model.tokenizer)
+        return top_k if top_k and top_k < vocab else 0
+
     def _usage(self, job: Job) -> Usage:
         return Usage(prompt_tokens=len(job.prompt.tokens), completion_tokens=job.generated_tokens)
 
@@ -272,7 +280,7 @@ class Engine:
             temp=temperature,
             top_p=top_p if 0 < top_p < 1 else 0.0,
             min_p=sampling.min_p or 0.0,
-            top_k=sampling.top_k or 0,
+            top_k=self._top_k(model, sampling.top_k),
         )
         processors = make_logits_processors(
             repetition_penalty=sampling.repetition_penalty,

@@ -6,23 +6,38 @@ import falcon
 
 from mlxcli.engine.engine import Engine
 from mlxcli.server import errors
-from mlxcli.server.middleware import AccessLog
+from mlxcli.server.middleware import AccessLog, Admission, ApiKeyAuth, Cors, HostCheck, RequestContext
 from mlxcli.server.providers import anthropic, openai_chat, openai_responses
 from mlxcli.server.providers.azure import AzureRoutes
 from mlxcli.server.resources import CountTokens, Generate, Health, Models, RunningModels, ServerContext
 from mlxcli.server.settings import ServerSettings
+from mlxcli.server.shutdown import ShutdownHooks
 from mlxcli.store import ConversationStore
 
 
-def create_app(engine: Engine, settings: ServerSettings | None = None, store: ConversationStore | None = None) -> falcon.App:
-    """The app; without a ``store`` stored responses live in memory for the app's lifetime."""
+def create_app(
+    engine: Engine,
+    settings: ServerSettings | None = None,
+    store: ConversationStore | None = None,
+    *,
+    shutdown: ShutdownHooks | None = None,
+) -> falcon.App:
+    """The WSGI app. Without a ``store``, stored responses live in memory for the app's lifetime;
+    ``shutdown`` collects what must run when the server stops (see shutdown.py)."""
     settings = settings or ServerSettings()
     store = store if store is not None else ConversationStore.memory()
-    ctx = ServerContext(engine=engine, settings=settings, store=store)
+    admission = Admission(settings.max_in_flight)
+    ctx = ServerContext(
+        engine=engine, settings=settings, admission=admission, store=store, shutdown=shutdown or ShutdownHooks()
+    )
     app = falcon.App(
-        middleware=[
+        middleware=[  # order matters: see middleware.py
+            RequestContext(),
             AccessLog(),
-            falcon.CORSMiddleware(allow_origins="*" if "*" in settings.cors_origins else settings.cors_origins),
+            HostCheck(settings.host, settings.allowed_hosts),
+            Cors(settings.cors_origins),
+            ApiKeyAuth(settings.api_keys),
+            admission,
             AzureRoutes(),  # maps /openai/... onto the /v1/... routes below
         ]
     )

@@ -12,9 +12,11 @@ from mlxcli.core.errors import ModelNotFound
 from mlxcli.core.request import ChatRequest, now
 from mlxcli.engine.engine import Engine
 from mlxcli.engine.registry import ModelStatus
-from mlxcli.server import middleware, sse
+from mlxcli.server import disconnect, middleware, sse
 from mlxcli.server.http import read_json, send_json
+from mlxcli.server.middleware import Admission
 from mlxcli.server.settings import ServerSettings
+from mlxcli.server.shutdown import ShutdownHooks
 from mlxcli.store import ConversationStore, Turn
 
 STARTED_AT = now()
@@ -24,7 +26,9 @@ STARTED_AT = now()
 class ServerContext:
     engine: Engine
     settings: ServerSettings
+    admission: Admission
     store: ConversationStore = field(default_factory=ConversationStore.memory)
+    shutdown: ShutdownHooks = field(default_factory=ShutdownHooks)  # flush/close what the server holds
 
     def model_name(self, requested: str | None) -> str:
         """Map a requested model name to a served model; return the name to echo back.
@@ -94,7 +98,7 @@ class Generate:
             )
             return
         try:
-            completion = collect(generation)
+            completion = collect(disconnect.events(generation))
         finally:
             generation.cancel()
         req.context.usage_tokens = middleware.usage_tokens(completion.finish)
@@ -196,11 +200,16 @@ class Health:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         engine = self.ctx.engine
         alive = engine.alive
-        send_json(
-            resp,
-            {"status": "ok" if alive else "error", "model": engine.name, **engine.stats()},
-            status=200 if alive else 503,
-        )
+        body = {
+            "status": "ok" if alive else "error",
+            "model": engine.name,
+            **engine.stats(),  # queue_depth, active_requests: inside the engine
+            "in_flight": self.ctx.admission.in_flight,  # HTTP requests holding a slot (streams included)
+            "max_in_flight": self.ctx.admission.limit,
+        }
+        if not alive:
+            body["error"] = "the engine thread is not running; restart the server"
+        send_json(resp, body, status=200 if alive else 503)
 
 
 class RunningModels:

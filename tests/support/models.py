@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -87,6 +88,8 @@ class ScriptedModel(nn.Module):
         self._eos = min(tokenizer.eos_token_ids)
         self._plans: dict[tuple[int, ...], list[int]] = {}
         self.prompts: list[str] = []  # every prompt the model answered, for assertions
+        self.calls = 0  # forward passes run: the engine-side work, for cancellation tests
+        self.step_delay = 0.0  # seconds each forward pass takes: a slow model, set by tests
 
     def make_cache(self):
         return [KVCache()]
@@ -112,6 +115,9 @@ class ScriptedModel(nn.Module):
         return self._plans[key]
 
     def __call__(self, inputs: mx.array, cache=None, **_kwargs) -> mx.array:
+        self.calls += 1
+        if self.step_delay:
+            time.sleep(self.step_delay)
         batch, length = inputs.shape
         keys = inputs.astype(mx.float32).reshape(batch, 1, length, 1)
         seen, _ = cache[0].update_and_fetch(keys, keys)
@@ -188,3 +194,10 @@ def scripted_model(
         return scripted_loaded_model(tokenizer_dir, respond, name=name, context_window=context_window, tokenizer=tokenizer)
 
     return ServedModel(name=name, tokenizer=tokenizer, context_window=context_window, load=load, aliases=aliases, spec=spec)
+
+
+def scripted_of(engine) -> ScriptedModel:
+    """The scripted model an engine serves as its default (loaded) model, for assertions and knobs."""
+    loaded = engine.registry.default.loaded
+    assert loaded is not None, "the default model is not loaded"
+    return loaded.model

@@ -17,9 +17,20 @@ from mlxcli.store import Turn
 ROLES = ("system", "developer", "user", "assistant", "tool")
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 MAX_MESSAGES = 4096
+MAX_PARTS = 1024
 MAX_TOOLS = 128
 MAX_STOP = 16
 MAX_STOP_LEN = 256
+MAX_ID = 256
+MAX_TOKENS = 2**31 - 1  # the engine caps it at the room left in the context window
+MAX_TEMPLATE_KWARGS = 32
+# apply_chat_template's own parameters: a request must not replace the template, the messages or
+# the tokenization through chat_template_kwargs.
+RESERVED_TEMPLATE_KWARGS = frozenset({
+    "conversation", "messages", "tools", "documents", "chat_template", "add_generation_prompt",
+    "continue_final_message", "tokenize", "padding", "truncation", "max_length", "return_tensors",
+    "return_dict", "return_assistant_tokens_mask", "tokenizer_kwargs",
+})
 TEXT_PARTS = ("text", "input_text", "output_text")
 FINGERPRINT = "fp_mlxcli"
 
@@ -30,7 +41,7 @@ FINGERPRINT = "fp_mlxcli"
 def parse(body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]:
     """Body → (ChatRequest, options for the encoder). Raises InvalidRequest naming the parameter."""
     o = Obj(body)
-    model = o.str("model", max_len=256)
+    model = o.str("model", max_len=256, printable=True)  # echoed back; never a path (see README, Security)
     messages = [_message(m) for m in objects(o.list("messages", required=True, min_items=1, max_items=MAX_MESSAGES))]
 
     stream = o.bool("stream", default=False)
@@ -43,16 +54,18 @@ def parse(body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]:
     if o.bool("logprobs", default=False):
         raise InvalidRequest("'logprobs' is not supported by this server.", param="logprobs")
     o.int("top_logprobs", lo=0, hi=20)
+    _check_passive_fields(o)
 
-    max_tokens = o.int("max_completion_tokens", lo=1)
+    max_tokens = o.int("max_completion_tokens", lo=1, hi=MAX_TOKENS)
     if max_tokens is None:
-        max_tokens = o.int("max_tokens", lo=1)
+        max_tokens = o.int("max_tokens", lo=1, hi=MAX_TOKENS)
+    seed = o.int("seed", lo=-(2**63), hi=2**64 - 1)
     sampling = Sampling(
         temperature=o.num("temperature", lo=0, hi=2),
         top_p=o.num("top_p", lo=0, hi=1),
-        top_k=o.int("top_k", lo=0),
+        top_k=o.int("top_k", lo=0, hi=MAX_TOKENS),
         min_p=o.num("min_p", lo=0, hi=1),
-        seed=o.int("seed"),
+        seed=None if seed is None else seed % 2**64,  # int64 seeds as the unsigned value MLX takes
         repetition_penalty=o.num("repetition_penalty", lo=0.01, hi=10),
         presence_penalty=o.num("presence_penalty", lo=-2, hi=2),
         frequency_penalty=o.num("frequency_penalty", lo=-2, hi=2),
@@ -68,7 +81,7 @@ def parse(body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]:
 
     tools = [_tool(t) for t in objects(o.list("tools", max_items=MAX_TOOLS))]
     tool_choice = _tool_choice(o, tools)
-    template_kwargs = dict(o.obj("chat_template_kwargs").data) if o.has("chat_template_kwargs") else {}
+    template_kwargs = _template_kwargs(o)
     effort = o.str("reasoning_effort", choices=("none", "minimal", "low", "medium", "high", "xhigh", "max"))
     if effort is not None:
         template_kwargs.setdefault("reasoning_effort", effort)
@@ -86,6 +99,37 @@ def parse(body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]:
     return request, options
 
 
+def _check_passive_fields(o: Obj) -> None:
+    """Fields that change nothing here, or that we refuse: still checked, so nothing passes unchecked."""
+    o.unsupported("logit_bias")
+    o.unsupported("audio", "is not supported by this server (text only)")
+    for item, path in o.list("modalities", max_items=2):
+        if item != "text":
+            raise InvalidRequest(f"Invalid value for '{path}': this server answers with text only.", param=path, code="invalid_value")
+    o.unsupported("functions", "is the deprecated form of 'tools'; send 'tools' instead")
+    o.unsupported("function_call", "is the deprecated form of 'tool_choice'; send 'tool_choice' instead")
+    o.bool("parallel_tool_calls")
+    o.bool("store")
+    o.str_map("metadata", max_items=16, max_key_len=64, max_value_len=512)
+    for key in ("user", "safety_identifier", "prompt_cache_key", "service_tier"):
+        o.str(key, max_len=MAX_ID)
+    o.str("verbosity", choices=("low", "medium", "high"))
+
+
+def _template_kwargs(o: Obj) -> dict[str, Any]:
+    kwargs = o.obj("chat_template_kwargs", max_keys=MAX_TEMPLATE_KWARGS)
+    if kwargs is None:
+        return {}
+    reserved = sorted(RESERVED_TEMPLATE_KWARGS & kwargs.data.keys())
+    if reserved:
+        raise InvalidRequest(
+            f"Invalid value for '{kwargs.param(reserved[0])}': {reserved[0]!r} cannot be set through chat_template_kwargs.",
+            param=kwargs.param(reserved[0]),
+            code="invalid_value",
+        )
+    return dict(kwargs.data)
+
+
 def _message(m: Obj) -> Message:
     role = m.str("role", required=True, choices=ROLES)
     role = "system" if role == "developer" else role
@@ -97,7 +141,7 @@ def _message(m: Obj) -> Message:
             function = call.obj("function", required=True)
             message.tool_calls.append(
                 ToolCall(
-                    id=call.str("id", default="") or new_id("call_"),
+                    id=call.str("id", default="", max_len=MAX_ID) or new_id("call_"),
                     name=function.str("name", required=True, max_len=64),
                     arguments=function.str("arguments", default="{}"),
                 )
@@ -118,7 +162,7 @@ def _content(m: Obj, *, allow_null: bool) -> str | None:
     if isinstance(value, str):
         return m.str("content")
     texts = []
-    for part in objects(m.list("content", max_items=1024)):
+    for part in objects(m.list("content", max_items=MAX_PARTS)):
         kind = part.str("type", required=True)
         if kind in TEXT_PARTS or kind == "refusal":
             texts.append(part.str("text" if kind != "refusal" else "refusal", required=True))
@@ -138,6 +182,7 @@ def _tool(t: Obj) -> ToolSpec:
             f"Invalid value for '{function.param('name')}': must match ^[a-zA-Z0-9_-]{{1,64}}$.", param=function.param("name")
         )
     parameters = function.obj("parameters")
+    function.bool("strict")
     return ToolSpec(
         name=name,
         description=function.str("description"),
