@@ -82,6 +82,7 @@ def _history(repl: "Repl", _arg: str) -> None:
             console.print(Text(e.completion.reasoning.strip(), style=REASONING_STYLE))
         console.print(Markdown(e.completion.text) if e.completion.text else Text("(no answer)", style="dim"))
         console.print(footer(e), style="dim", highlight=False)
+        console.print()
 
 
 def _stats(repl: "Repl", _arg: str) -> None:

@@ -77,39 +77,44 @@ class _Bottom:
 
 
 class _MarkdownSection:
-    """The answer. Finished blocks are printed as lines of the rendering of *all* finished text,
-    so that the spacing between blocks is exactly Markdown's; the growing block is rendered alone."""
+    """The answer. A finished chunk is rendered after the chunk before it and printed without
+    that context's lines: Markdown's spacing between blocks comes out exactly as in one rendering
+    of the whole text, at a cost that does not grow with the answer. The growing block is
+    rendered alone in the live area (a long code block only by its last screenful)."""
 
     def __init__(self, console: Console, code_theme: str):
         self._console = console
         self._code_theme = code_theme
         self.text = ""
-        self._done = 0  # characters of ``text`` in finished blocks
-        self._printed = 0  # lines of their rendering already printed
+        self._done = 0  # characters of ``text`` printed for good
+        self._context = ""  # the last chunk printed
+        self._context_lines = 0  # how many lines it renders to alone
 
-    def _render(self, text: str) -> Markdown:
-        return Markdown(text, code_theme=self._code_theme)
+    def _lines(self, text: str) -> list[list[Segment]]:
+        markdown = Markdown(text, code_theme=self._code_theme)
+        return self._console.render_lines(markdown, self._console.options, pad=False)
 
     def feed(self, text: str) -> list[RenderableType]:
         self.text += text
-        end = self._done + markdown_blocks_end(self.text[self._done :])
-        if end == self._done:
-            return []
-        self._done = end
-        return self._print(self.text[:end])
-
-    def tail(self) -> RenderableType:
-        return self._render(self.text[self._done :])
+        return self._finish(self._done + markdown_blocks_end(self.text[self._done :]))
 
     def flush(self) -> list[RenderableType]:
-        self._done = len(self.text)
-        return self._print(self.text)
+        return self._finish(len(self.text))
 
-    def _print(self, text: str) -> list[RenderableType]:
-        if not text.strip():
+    def tail(self, height: int) -> RenderableType:
+        text = self.text[self._done :]
+        lines = text.split("\n")
+        if FENCE.match(lines[0]) and len(lines) > height + 1:  # a growing code block taller than the screen
+            text = "\n".join([lines[0], *lines[-height:]])
+        return Markdown(text, code_theme=self._code_theme)
+
+    def _finish(self, end: int) -> list[RenderableType]:
+        chunk = self.text[self._done : end]
+        if not chunk.strip():
             return []
-        lines = self._console.render_lines(self._render(text), self._console.options, pad=False)
-        new, self._printed = lines[self._printed :], len(lines)
+        self._done = end
+        new = self._lines(self._context + chunk)[self._context_lines :]
+        self._context, self._context_lines = chunk, len(self._lines(chunk))
         return [_Lines(new)] if new else []
 
 
@@ -125,7 +130,7 @@ class _TextSection:
         done, self.text = self.text[:end], self.text[end:]
         return [Text(done.rstrip("\n"), style=REASONING_STYLE)] if done.strip() else []
 
-    def tail(self) -> RenderableType:
+    def tail(self, height: int) -> RenderableType:
         return Text(self.text, style=REASONING_STYLE)
 
     def flush(self) -> list[RenderableType]:
@@ -144,7 +149,7 @@ class TerminalView:
         self._current: _MarkdownSection | _TextSection | None = None
         self._live = Live(
             Spinner("dots", Text("waiting for the model…", style="dim")),
-            console=console, transient=True, refresh_per_second=12, redirect_stdout=False, redirect_stderr=False,
+            console=console, transient=True, refresh_per_second=10, redirect_stdout=False, redirect_stderr=False,
         )
 
     def __enter__(self) -> "TerminalView":
@@ -176,7 +181,8 @@ class TerminalView:
                 self._print([Text("")])
             self._current = section
         self._print(section.feed(text))
-        self._live.update(_Bottom(section.tail(), max(1, self.console.height - 2)))
+        height = max(1, self.console.height - 2)
+        self._live.update(_Bottom(section.tail(height), height))
 
     def _print(self, renderables: list[RenderableType]) -> None:
         for r in renderables:

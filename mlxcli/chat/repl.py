@@ -55,17 +55,23 @@ class Repl:
                 return
             command.run(self, arg.strip())
             return
-        message = line[1:] if text.startswith("//") else line
-        self.answer(lambda on_event: self.session.ask(message.strip("\n"), on_event))
+        message = line.strip("\n")
+        if text.startswith("//"):
+            message = message.replace("/", "", 1)
+        self.answer(lambda on_event: self.session.ask(message, on_event))
 
     def answer(self, ask: Callable[[Callable[[Event], None]], Exchange]) -> None:
         """Run one answer through the view, then its footer; errors are shown and the chat goes on."""
-        view = TerminalView(self.console, show_reasoning=self.show_reasoning) if self.console.is_terminal else PlainView(self.console.file)
+        if self.console.is_terminal:
+            view: TerminalView | PlainView = TerminalView(self.console, show_reasoning=self.show_reasoning)
+        else:
+            view = PlainView(self.console.file)
         try:
             with view:
                 exchange = ask(view.feed)
         except MlxcliError as exc:
-            hint = " (/clear starts a new conversation)" if isinstance(exc, ContextLengthExceeded) else ""
+            too_long = isinstance(exc, ContextLengthExceeded) or "context length" in exc.message
+            hint = " (/clear starts a new conversation)" if too_long else ""
             self.error(exc.message + hint)
             return
         self.console.print(footer(exchange), style="dim", highlight=False)

@@ -58,19 +58,21 @@ def chat(
     interactive = prompt is None and sys.stdin.isatty()
     if interactive and (as_json or stats):
         fail("--json and --stats go with -p or piped input", oneshot.EXIT_USAGE)
-    question = None
-    if not interactive:
-        question = oneshot.question(prompt, None if sys.stdin.isatty() else sys.stdin.read())
-        if not question:
-            fail("nothing to ask: give -p TEXT or pipe text on stdin", oneshot.EXIT_USAGE)
+    try:
+        question = None
+        if not interactive:
+            question = oneshot.question(prompt, None if sys.stdin.isatty() else sys.stdin.read())
+            if not question:
+                fail("nothing to ask: give -p TEXT or pipe text on stdin", oneshot.EXIT_USAGE)
+        # Fail fast and cheaply first: the server (when there is one), the store, then the (slow) model load.
+        backend = _http_backend(url, model, api_key) if url is not None else None
+        conversations = _open_store(store_path, conversation_dir) if store else None
+        if backend is None:
+            from mlxcli.chat.backends import EngineBackend
 
-    # Fail fast and cheaply first: the server (when there is one), the store, then the (slow) model load.
-    backend = _http_backend(url, model, api_key) if url is not None else None
-    conversations = _open_store(store_path, conversation_dir) if store else None
-    if backend is None:
-        from mlxcli.chat.backends import EngineBackend
-
-        backend = EngineBackend(_start_engine(model, fast_path))
+            backend = EngineBackend(_start_engine(model, fast_path))
+    except KeyboardInterrupt:
+        fail("interrupted", oneshot.EXIT_INTERRUPTED)
 
     from mlxcli.chat.session import ChatSession
 
@@ -112,15 +114,22 @@ def _start_engine(model: str | None, fast_path: bool):
     """The engine, with a spinner on a terminal while the model is fetched (first use) and loaded."""
     from rich.console import Console
 
+    from mlxcli.chat.render import quiet_terminal
+
     err = Console(stderr=True)
     if not err.is_terminal:
         return start_engine(model, fast_path=fast_path)
-    with err.status(f"loading {model or 'the default model'}…") as status:
+    name = model or "the default model"
+    restore = quiet_terminal(err.file)  # what is typed meanwhile waits, unechoed, for the first prompt
+    try:
+        with err.status(f"loading {name}…") as status:
 
-        def progress(stage: str, done: int, total: int | None) -> None:
-            status.update(f"{stage} {model or 'the default model'}" + (f" {100 * done // total}%" if total else "") + "…")
+            def progress(stage: str, done: int, total: int | None) -> None:
+                status.update(f"{stage} {name}" + (f" {100 * done // total}%" if total else "") + "…")
 
-        return start_engine(model, fast_path=fast_path, progress=progress)
+            return start_engine(model, fast_path=fast_path, progress=progress)
+    finally:
+        restore()
 
 
 def _open_store(store_path: Path | None, conversation_dir: Path | None):

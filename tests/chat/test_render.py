@@ -39,6 +39,15 @@ def add(a, b):
 - with two items
   continued
 
+> a quote
+> on two lines
+
+| a | b |
+|---|---|
+| 1 | 2 |
+
+## Next
+
 Done."""
 
 
