@@ -75,7 +75,6 @@ class ChatSession:
     sampling: Sampling = field(default_factory=Sampling)
     exchanges: list[Exchange] = field(default_factory=list)
     conversation_id: str | None = None
-    clock: Callable[[], float] = time.perf_counter
 
     def messages(self) -> list[Message]:
         """What the model sees before the next question: the system prompt and the history."""
@@ -105,7 +104,7 @@ class ChatSession:
         request = ChatRequest(messages=self.messages() + [question], sampling=self.sampling)
         collector = Collector()
         created_at = time.time()
-        started = self.clock()
+        started = time.perf_counter()
         first = last = None
         interrupted = False
         reply = None
@@ -113,8 +112,8 @@ class ChatSession:
             reply = self.backend.stream(request)
             for event in reply:
                 if isinstance(event, (TextDelta, ReasoningDelta)):
-                    last = self.clock()
-                    first = first or last
+                    last = time.perf_counter()
+                    first = last if first is None else first
                 collector.feed(event)
                 on_event(event)
         except KeyboardInterrupt:
