@@ -128,7 +128,7 @@ def test_a_pipe_gets_the_raw_answer_without_escape_codes(server, tmp_path):
 
 
 def test_in_process_engine_with_a_model_directory(tiny_model_dir, tmp_path):
-    result = run(tmp_path, "-m", str(tiny_model_dir), "--max-tokens", "4", "--json", input="hello from a pipe")
+    result = run(tmp_path, "-m", str(tiny_model_dir), "--max-tokens", "4", "--temperature", "0", "--json", input="hello from a pipe")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["model"] == tiny_model_dir.name

@@ -160,7 +160,7 @@ def test_a_whole_session_in_a_terminal(server, chat_engine, tiny_model_dir, tmp_
     assert "**User**\n\nhello\n" in md.read_text() and "Arr! Reply 7: quoted a / quoted b" in md.read_text()
 
     # A second session, on the in-process engine: input history survived; Ctrl-D leaves.
-    t2 = Terminal(tmp_path, "-m", str(tiny_model_dir), "--max-tokens", "3")
+    t2 = Terminal(tmp_path, "-m", str(tiny_model_dir), "--max-tokens", "3", "--temperature", "0")
     try:
         t2.expect(f"mlxcli chat · {tiny_model_dir.name} \\(in-process\\)", PROMPT)
         t2.child.send(UP + UP)  # the last input was /exit; the one before, "hello again"
