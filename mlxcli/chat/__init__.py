@@ -4,7 +4,7 @@
   OpenAI-compatible server (``http``) — as neutral events.
 - ``session``: the conversation: history, system prompt, retry, storing turns.
 - ``render``: events → the terminal (streamed Markdown, dimmed reasoning, footer).
-- ``commands``: the slash commands; ``prompt``: line editing and input history;
+- ``commands``: the slash commands; ``editor``: line editing and input history;
   ``repl`` and ``oneshot``: the two ways to run.
 
 Nothing here imports mlx: the engine is started by ``mlxcli.cli.common.start_engine``.
