@@ -92,6 +92,7 @@ def parse(body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]:
         model=model,
         tools=tools,
         tool_choice=tool_choice,
+        parallel_tool_calls=o.bool("parallel_tool_calls", default=True),
         template_kwargs=template_kwargs,
     )
     # store None (not said): the server's --store-chat decides.
@@ -108,7 +109,6 @@ def _check_passive_fields(o: Obj) -> None:
             raise InvalidRequest(f"Invalid value for '{path}': this server answers with text only.", param=path, code="invalid_value")
     o.unsupported("functions", "is the deprecated form of 'tools'; send 'tools' instead")
     o.unsupported("function_call", "is the deprecated form of 'tool_choice'; send 'tool_choice' instead")
-    o.bool("parallel_tool_calls")
     o.bool("store")
     o.str_map("metadata", max_items=16, max_key_len=64, max_value_len=512)
     for key in ("user", "safety_identifier", "prompt_cache_key", "service_tier"):
@@ -136,6 +136,7 @@ def _message(m: Obj) -> Message:
     content = _content(m, allow_null=role == "assistant")
     message = Message(role=role, content=content, name=m.str("name", max_len=256))
     if role == "assistant":
+        message.reasoning = m.str("reasoning_content")  # a client echoing our earlier reasoning back
         for call in objects(m.list("tool_calls", max_items=MAX_TOOLS)):
             call.str("type", choices=("function",))
             function = call.obj("function", required=True)

@@ -133,6 +133,7 @@ def parse(body: dict[str, Any], store: ConversationStore) -> tuple[ChatRequest, 
         model=model,
         tools=tools,
         tool_choice=tool_choice,
+        parallel_tool_calls=state.parallel_tool_calls,
         template_kwargs=template_kwargs,
     )
     return request, {"stream": stream, "store": state.store, "state": state}
