@@ -55,3 +55,13 @@ def tool_engine(tool_tokenizer_dir):
     yield make
     for engine in engines:
         engine.stop(grace=1)
+
+
+@pytest.fixture
+def tool_server(tool_engine, serve):
+    """Factory: a running server for ``tool_engine(respond, **options)``."""
+
+    def make(respond, **options):
+        return serve(tool_engine(respond, **options))
+
+    return make
