@@ -168,3 +168,23 @@ def test_reasoning_switches(tool_server):
     assert respond.prompts[-1].endswith("<think>\n\n</think>\n\n")
     ask(server, False, reasoning_effort="high", messages=[{"role": "user", "content": "think"}])
     assert respond.prompts[-1].endswith("<|im_start|>assistant\n<think>\n")
+
+
+def test_allowed_tools_narrow_what_the_model_sees(tool_server):
+    respond = Recording(lambda prompt: "ok")
+    server = tool_server(respond)
+    choice = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {"name": "get_time"}}]}}
+    ask(server, False, tools=TOOLS, tool_choice=choice)
+    assert '"name": "get_time"' in respond.prompts[-1] and "get_weather" not in respond.prompts[-1]
+    bad = {"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {"name": "nope"}}]}}
+    with pytest.raises(openai.BadRequestError) as err:
+        client_for(server).chat.completions.create(model="m", messages=QUESTION, tools=TOOLS, tool_choice=bad)
+    assert err.value.body["param"] == "tool_choice.allowed_tools.tools[0].function.name"
+
+
+def test_azure_chat_route(tool_server):
+    server = tool_server(lambda prompt: TWO_CALLS["json"])
+    azure = openai.AzureOpenAI(azure_endpoint=server.url, api_version="2024-10-21", api_key="k", max_retries=0)
+    r = azure.chat.completions.create(model="my-deployment", messages=QUESTION, tools=TOOLS)
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in r.choices[0].message.tool_calls] == EXPECTED_CALLS
+    assert r.choices[0].finish_reason == "tool_calls"

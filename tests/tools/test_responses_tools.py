@@ -118,3 +118,10 @@ def test_reasoning_effort_switches_thinking(tool_server):
     assert respond.prompts[-1].endswith("<think>\n\n</think>\n\n")
     ask(server, False, reasoning={"effort": "medium"}, input="again")
     assert respond.prompts[-1].endswith("<|im_start|>assistant\n<think>\n")
+
+
+def test_allowed_tools_narrow_what_the_model_sees(tool_server):
+    respond = Recording(lambda prompt: "ok")
+    server = tool_server(respond)
+    ask(server, False, tools=TOOLS, tool_choice={"type": "allowed_tools", "mode": "auto", "tools": [{"type": "function", "name": "get_weather"}]})
+    assert '"name": "get_weather"' in respond.prompts[-1] and "get_time" not in respond.prompts[-1]

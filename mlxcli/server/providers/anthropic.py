@@ -238,7 +238,12 @@ def signature(thinking: str) -> str:
 
 
 def tool_use_id(engine_id: str | None) -> str:
-    return engine_id if engine_id and engine_id.startswith("toolu_") else new_id("toolu_")
+    """A ``toolu_`` id; the engine's ``call_X`` becomes ``toolu_X``, so streamed, returned and stored ids agree."""
+    if engine_id and engine_id.startswith("toolu_"):
+        return engine_id
+    if engine_id and engine_id.startswith("call_"):
+        return "toolu_" + engine_id.removeprefix("call_")
+    return new_id("toolu_")
 
 
 def tool_input(arguments: str) -> dict[str, Any]:

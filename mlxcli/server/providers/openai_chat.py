@@ -80,7 +80,7 @@ def parse(body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]:
             raise InvalidRequest(f"response_format {kind!r} is not supported by this server.", param="response_format")
 
     tools = [_tool(t) for t in objects(o.list("tools", max_items=MAX_TOOLS))]
-    tool_choice = _tool_choice(o, tools)
+    tool_choice, tools = _tool_choice(o, tools)
     template_kwargs = _template_kwargs(o)
     effort = o.str("reasoning_effort", choices=("none", "minimal", "low", "medium", "high", "xhigh", "max"))
     if effort is not None:
@@ -191,21 +191,36 @@ def _tool(t: Obj) -> ToolSpec:
     )
 
 
-def _tool_choice(o: Obj, tools: list[ToolSpec]) -> str | dict[str, Any]:
+def _tool_choice(o: Obj, tools: list[ToolSpec]) -> tuple[str | dict[str, Any], list[ToolSpec]]:
+    """(the neutral tool_choice, the tools the model may call: ``allowed_tools`` narrows them)."""
     value = o.raw("tool_choice")
     if value is None:
-        return "auto" if tools else "none"
+        return ("auto" if tools else "none"), tools
     if isinstance(value, str):
-        return o.str("tool_choice", choices=("none", "auto", "required"))
+        return o.str("tool_choice", choices=("none", "auto", "required")), tools
     choice = o.obj("tool_choice")
     kind = choice.str("type", required=True, choices=("function", "allowed_tools"))
     if kind == "function":
         name = choice.obj("function", required=True).str("name", required=True)
         if name not in {t.name for t in tools}:
             raise InvalidRequest(f"tool_choice names {name!r}, which is not in 'tools'.", param="tool_choice")
-        return {"name": name}
+        return {"name": name}, tools
     allowed = choice.obj("allowed_tools", required=True)
-    return allowed.str("mode", default="auto", choices=("auto", "required"))
+    mode = allowed.str("mode", default="auto", choices=("auto", "required"))
+    items = objects(allowed.list("tools", required=True, max_items=MAX_TOOLS))
+    return mode, allowed_tools(tools, [t.obj("function", required=True) for t in items])
+
+
+def allowed_tools(tools: list[ToolSpec], refs: list[Obj]) -> list[ToolSpec]:
+    """The tools an ``allowed_tools`` choice names (``refs``: objects with a ``name``), in ``tools`` order."""
+    known = {t.name for t in tools}
+    names = set()
+    for ref in refs:
+        name = ref.str("name", required=True)
+        if name not in known:
+            raise InvalidRequest(f"allowed_tools names {name!r}, which is not in 'tools'.", param=ref.param("name"))
+        names.add(name)
+    return [t for t in tools if t.name in names]
 
 
 # ---- response --------------------------------------------------------------
