@@ -20,6 +20,20 @@ REPO = Path(__file__).resolve().parent.parent
 TEST_HOME = Path(os.environ.get("MLXCLI_TEST_HOME", REPO / ".cache" / "test-home"))
 
 
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """Commands run in-process (CliRunner) configure the root logger with their captured, soon
+    closed, stderr: undo that after each test so later log records don't hit a closed stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    root.__dict__.pop("_mlxcli_configured", None)
+
+
 @pytest.fixture(scope="session")
 def test_home() -> Path:
     TEST_HOME.mkdir(parents=True, exist_ok=True)

@@ -77,7 +77,7 @@ def test_export_json(home, which):
     home_dir, ids, expected = home
     result = run(home_dir, "export", ids[which], "--format", "json")
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)
     assert doc == expected[which]
     assert conversation_from_json(doc).id == ids[which]
 
@@ -85,7 +85,7 @@ def test_export_json(home, which):
 def test_export_by_response_id(home):
     home_dir, ids, expected = home
     result = run(home_dir, "export", "resp_hot2")
-    assert json.loads(result.output) == expected["hot"]
+    assert json.loads(result.stdout) == expected["hot"]
 
 
 @pytest.mark.parametrize("which", ["hot", "archived"])
@@ -100,7 +100,7 @@ def test_export_all(home, tmp_path):
     home_dir, ids, expected = home
     lines = run(home_dir, "export", "--all", "--format", "jsonl").output.splitlines()
     assert [json.loads(line) for line in lines] == [expected["archived"], expected["hot"]]
-    array = json.loads(run(home_dir, "export", "--all").output)
+    array = json.loads(run(home_dir, "export", "--all").stdout)
     assert array == [expected["archived"], expected["hot"]]
 
 

@@ -115,7 +115,7 @@ def test_ps_shows_what_a_running_server_has_loaded(tokenizer_dir, serve):
         assert lines[1].split()[:2] == ["alpha", "loaded"] and "1024" in lines[1] and "in 9m" in lines[1]
         assert "beta" not in result.output  # configured, not loaded
         assert "queue: 0 waiting, 0 running" in result.output
-        as_json = json.loads(run("ps", "--url", server.url, "--json").output)
+        as_json = json.loads(run("ps", "--url", server.url, "--json").stdout)
         assert [m["name"] for m in as_json["models"]] == ["alpha"]
     finally:
         engine.stop(grace=1)
