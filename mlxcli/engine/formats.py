@@ -124,7 +124,10 @@ def _tools(tokenizer: TokenizerWrapper, override: str | None, native: bool) -> T
         return None
     if override:
         chosen = tool_format(override)  # an unknown name fails even where the fallback is used
-        return chosen if native else tool_format(FALLBACK_PARSER, fallback=True)
+        if native:
+            return chosen
+        log.warning("tool_call_parser %s is not used: the chat template does not render tools, so the fallback format is", override)
+        return tool_format(FALLBACK_PARSER, fallback=True)
     detected = _detected_parser(tokenizer)
     if native and detected:
         return tool_format(detected)

@@ -138,7 +138,8 @@ class _Router:
         self._machine = TextStateMachine(transitions).make_state(plan.initial)
         self.plan = plan
         self.keep_reasoning = reasoning == "separate"
-        self.answer = _Run(hold=bool(transitions[NORMAL]))  # nothing can follow plain text: no need to hold
+        # Trailing whitespace is only held where a marker may follow it: plain answers pass through as generated.
+        self.answer = _Run(hold=bool(transitions[NORMAL]))
         self.reasoning = _Run(hold=True, lead=True)
         self.call_text = plan.prefill
         self.calls = 0  # tool calls emitted
