@@ -203,9 +203,13 @@ def scripted_model(
     context_window: int = 2048,
     spec: ModelSpec | None = None,
     on_load: Callable[[str], None] | None = None,
+    tokenizer: TokenizerWrapper | None = None,
 ) -> ServedModel:
-    """A scripted model to serve; ``on_load(name)`` runs on the engine thread each time it loads."""
-    tokenizer = load_tokenizer(tokenizer_dir)
+    """A scripted model to serve; ``on_load(name)`` runs on the engine thread each time it loads.
+
+    Pass ``tokenizer`` (loaded from ``tokenizer_dir``) to share one between engines: loading takes a second.
+    """
+    tokenizer = tokenizer or load_tokenizer(tokenizer_dir)
 
     def load() -> LoadedModel:
         if on_load is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mlx_lm.utils import load_tokenizer
 
 from mlxcli.engine.engine import Engine, EngineSettings
 from mlxcli.engine.settings import ModelSpec
@@ -32,8 +33,21 @@ def tool_tokenizer_dir(tokenizer_dir: Path, tmp_path_factory):
     return make
 
 
+@pytest.fixture(scope="session")
+def tokenizers():
+    """Tokenizers by directory, loaded once (a second each); engines run one after another, never at once."""
+    loaded: dict[Path, object] = {}
+
+    def get(directory: Path):
+        if directory not in loaded:
+            loaded[directory] = load_tokenizer(directory)
+        return loaded[directory]
+
+    return get
+
+
 @pytest.fixture
-def tool_engine(tool_tokenizer_dir):
+def tool_engine(tool_tokenizer_dir, tokenizers):
     """Factory: a started engine serving a scripted model with a tool-capable template."""
     engines: list[Engine] = []
 
@@ -48,7 +62,8 @@ def tool_engine(tool_tokenizer_dir):
         tokenizer_dir: Path | None = None,
     ) -> Engine:
         directory = tokenizer_dir or tool_tokenizer_dir(calls, thinking, single_token_markers)
-        engine = Engine([scripted_model(directory, respond, spec=spec)], settings or EngineSettings(temperature=0.0)).start()
+        model = scripted_model(directory, respond, spec=spec, tokenizer=tokenizers(directory))
+        engine = Engine([model], settings or EngineSettings(temperature=0.0)).start()
         engines.append(engine)
         return engine
 
