@@ -22,6 +22,7 @@ from mlxcli.server.settings import LOOPBACK_ORIGINS, ServerSettings
 log = logging.getLogger("mlxcli.serve")
 
 CONFIG_META = "mlxcli.config"
+REASONING_MODES = ("separate", "strip")
 NOT_SERVER_SETTINGS = ("config", "model", "print_config")  # flags a config file's `server:` cannot set
 
 
@@ -49,6 +50,12 @@ def _read_config(ctx: typer.Context, _param: typer.CallbackParam, value: Path | 
         },
     }
     ctx.meta[CONFIG_META] = config
+    return value
+
+
+def _choice(value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
     return value
 
 
@@ -105,6 +112,15 @@ def serve(
     strict_model_names: bool = typer.Option(
         False, "--strict-model-names", envvar="MLXCLI_STRICT_MODEL_NAMES",
         help="With a single model, answer 404 to names it is not served under (default: any name reaches it).",
+    ),
+    tool_call_parser: str = typer.Option(
+        None, "--tool-call-parser", envvar="MLXCLI_TOOL_CALL_PARSER",
+        help="Tool-call format of models whose config names none, instead of detecting it from the chat template: "
+        "an mlx-lm parser (json_tools, qwen3_coder, glm47, mistral, pythonic, ...) or 'none' (no tool calling).",
+    ),
+    reasoning: str = typer.Option(
+        "separate", "--reasoning", envvar="MLXCLI_REASONING", callback=lambda v: _choice(v, REASONING_MODES),
+        help="Reasoning (<think>...</think>): 'separate' returns it apart from the answer; 'strip' drops it.",
     ),
     api_key: List[str] = typer.Option([], "--api-key", envvar="MLXCLI_API_KEY", help="Require this API key (repeatable; the env var takes several, space-separated)."),
     api_key_file: Optional[Path] = typer.Option(None, envvar="MLXCLI_API_KEY_FILE", help="Require one of the API keys in this file (one per line)."),
@@ -175,6 +191,8 @@ def serve(
             max_loaded_models=max_loaded_models,
             idle_unload=idle_unload or None,
             strict_model_names=strict_model_names,
+            tool_call_parser=tool_call_parser or None,
+            reasoning=reasoning,
         ),
     )
     from mlxcli.server.app import create_app

@@ -191,7 +191,7 @@ class Engine:
 
     def _render(self, model: ServedModel, request: ChatRequest) -> prompt.RenderedPrompt:
         with self._render_lock:
-            return prompt.render(model.tokenizer, request)
+            return prompt.render(model.tokenizer, request, model.format)
 
     def submit(self, request: ChatRequest) -> Generation:
         """Check and enqueue a request for the model it names.
@@ -294,7 +294,8 @@ class Engine:
             if job.cancelled.is_set():
                 raise _Cancelled
 
-        output = OutputProcessor(sampling.stop)
+        # Text → events (reasoning, tool calls, stop strings): see output.py.
+        output = OutputProcessor(sampling.stop, job.prompt.plan, reasoning=s.reasoning)
         eos = model.tokenizer.eos_token_ids
         started = time.perf_counter()
         first_token_at = None
@@ -329,11 +330,13 @@ class Engine:
                     break
                 if step.finish_reason is not None:
                     reason = step.finish_reason
-                    for event in output.finish():
-                        job.emit(event)
                     break
         finally:
             steps.close()
+        if reason != "cancelled":
+            for event in output.finish():
+                job.emit(event)
+            reason = output.finish_reason(reason)
         ended = time.perf_counter()
         first_token_at = first_token_at or ended
         timings = Timings(
@@ -342,7 +345,9 @@ class Engine:
             decode=ended - first_token_at,
             peak_memory_gb=mx.get_peak_memory() / 1e9,
         )
-        job.emit(Finish(reason, self._usage(job), timings, stop_sequence))
+        usage = self._usage(job)
+        usage.reasoning_tokens = output.reasoning_tokens
+        job.emit(Finish(reason, usage, timings, stop_sequence))
 
 
 def _with_defaults(request: Sampling, defaults: Sampling) -> Sampling:

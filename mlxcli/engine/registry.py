@@ -28,7 +28,7 @@ from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from mlxcli.core.errors import ModelError, ModelNotFound
 from mlxcli.core.request import Sampling
-from mlxcli.engine import loading
+from mlxcli.engine import formats, loading
 from mlxcli.engine.settings import EngineSettings, ModelSpec
 
 log = logging.getLogger("mlxcli.engine")
@@ -47,6 +47,7 @@ class ServedModel:
     aliases: tuple[str, ...] = ()
     ids: tuple[str, ...] = ()  # further names that reach it: the model as configured, its canonical id
     spec: ModelSpec | None = None  # sampling defaults, parser overrides
+    format: formats.ModelFormat | None = None  # tool-call and reasoning formats; detected from the tokenizer when None
 
     state: State = "unloaded"
     loaded: loading.LoadedModel | None = None
@@ -57,6 +58,8 @@ class ServedModel:
     def __post_init__(self) -> None:
         if self.spec is None:
             self.spec = ModelSpec(model=self.name)
+        if self.format is None:
+            self.format = formats.detect(self.tokenizer, self.spec.tool_call_parser, self.spec.reasoning_parser)
 
     @property
     def sampling(self) -> Sampling:
@@ -257,6 +260,8 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
     tokenizer = loading.tokenizer_of(path, config, template)
     if template is not None:
         _check_template(tokenizer, template_file)
+    fmt = formats.detect(tokenizer, spec.tool_call_parser or settings.tool_call_parser, spec.reasoning_parser)
+    log.info("%s: %s", name, formats.describe(fmt))
     limits = [n for n in (spec.context_length, settings.context_length) if n]
     limit = min(limits) if limits else None
     return ServedModel(
@@ -267,6 +272,7 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
         aliases=tuple(spec.aliases),
         ids=tuple(i for i in dict.fromkeys(ids) if _key(i) != _key(name)),
         spec=spec,
+        format=fmt,
     )
 
 

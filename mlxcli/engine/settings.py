@@ -21,6 +21,8 @@ class EngineSettings:
     max_loaded_models: int = 1  # models kept in memory at once; the least recently used is evicted
     idle_unload: float | None = None  # seconds unused after which a model is unloaded
     strict_model_names: bool = False  # a single model answers only to its own names
+    tool_call_parser: str | None = None  # for models whose spec names none: overrides detection ("none": off)
+    reasoning: str = "separate"  # "separate": reasoning as its own events; "strip": dropped
 
 
 @dataclass
@@ -28,8 +30,8 @@ class ModelSpec:
     """One model to serve, as written in a config file or on the command line.
 
     ``sampling`` holds this model's defaults (fields left ``None`` fall back to the
-    engine settings; a request's own values always win). The parser names are
-    carried for the tool-calling and reasoning layers.
+    engine settings; a request's own values always win). The parser names override
+    the detection of the model's formats (``formats.detect``).
     """
 
     model: str  # anything `mlxcli pull` accepts: alias, HF repo id, local directory, .gguf file

@@ -9,6 +9,7 @@ batching see an ordinary KV cache.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -70,12 +71,20 @@ def make_tiny_model_dir(tokenizer_dir: Path, dst: Path, *, seed: int = 0, hidden
 
 
 def generation_marker(tokenizer: TokenizerWrapper) -> list[int]:
-    """The tokens the chat template appends to ask for the assistant's turn."""
+    """The tokens the chat template appends to ask for the assistant's turn.
+
+    Only the part that does not depend on ``enable_thinking``: what a template adds
+    after it (an opened or an empty think block) is, like a prefilled tool call, the
+    start of the reply that the prompt already holds.
+    """
     probe = [{"role": "user", "content": "x"}]
-    with_prompt = tokenizer.apply_chat_template(probe, add_generation_prompt=True, tokenize=False)
     without = tokenizer.apply_chat_template(probe, add_generation_prompt=False, tokenize=False)
-    assert with_prompt.startswith(without), "unexpected chat template"
-    return tokenizer.encode(with_prompt[len(without):], add_special_tokens=False)
+    suffixes = []
+    for thinking in (True, False):
+        with_prompt = tokenizer.apply_chat_template(probe, add_generation_prompt=True, tokenize=False, enable_thinking=thinking)
+        assert with_prompt.startswith(without), "unexpected chat template"
+        suffixes.append(with_prompt[len(without):])
+    return tokenizer.encode(os.path.commonprefix(suffixes), add_special_tokens=False)
 
 
 class ScriptedModel(nn.Module):
@@ -102,17 +111,26 @@ class ScriptedModel(nn.Module):
                 return end
         return None  # mid-prefill: the prompt is not complete yet
 
-    def _plan(self, prompt: list[int], *, create: bool) -> list[int] | None:
-        key = tuple(prompt)
-        if key not in self._plans:
-            if not create:
-                return None
-            text = self._tokenizer.decode(prompt)
-            self.prompts.append(text)
-            reply = self._respond(text)
-            end = FAIL if isinstance(reply, Fail) else self._eos
-            self._plans[key] = self._tokenizer.encode(reply, add_special_tokens=False) + [end]
-        return self._plans[key]
+    def _plan(self, row: list[int], start: int, *, create: bool) -> tuple[list[int], int] | None:
+        """(the reply's tokens, where it starts in ``row``) for a row whose reply starts after ``start``.
+
+        The prompt may hold the first part of the reply (a prefilled tool call, a think
+        block the template opened): the reply is what ``respond`` returns for the whole
+        prompt, and continues it.
+        """
+        for end in range(start, len(row) + 1):
+            plan = self._plans.get(tuple(row[:end]))
+            if plan is not None and row[end:] == plan[: len(row) - end]:
+                return plan, end
+        if not create:
+            return None
+        text = self._tokenizer.decode(row)
+        self.prompts.append(text)
+        reply = self._respond(text)
+        end = FAIL if isinstance(reply, Fail) else self._eos
+        plan = self._tokenizer.encode(reply, add_special_tokens=False) + [end]
+        self._plans[tuple(row)] = plan
+        return plan, len(row)
 
     def __call__(self, inputs: mx.array, cache=None, **_kwargs) -> mx.array:
         self.calls += 1
@@ -127,13 +145,14 @@ class ScriptedModel(nn.Module):
             if start is None:
                 logits.append(mx.zeros((self._vocab,)))
                 continue
-            k = len(row) - start
             # Only the step that samples a reply's first token asks for a reply: a prefill
             # chunk may also end just after an earlier turn's marker, and must not call respond.
-            plan = self._plan(row[:start], create=k == 0 and length == 1)
-            if plan is None:
+            found = self._plan(row, start, create=length == 1)
+            if found is None:
                 logits.append(mx.zeros((self._vocab,)))
                 continue
+            plan, reply_start = found
+            k = len(row) - reply_start
             target = plan[k] if k < len(plan) else self._eos
             if target == FAIL:
                 raise RuntimeError("scripted failure")
@@ -184,9 +203,13 @@ def scripted_model(
     context_window: int = 2048,
     spec: ModelSpec | None = None,
     on_load: Callable[[str], None] | None = None,
+    tokenizer: TokenizerWrapper | None = None,
 ) -> ServedModel:
-    """A scripted model to serve; ``on_load(name)`` runs on the engine thread each time it loads."""
-    tokenizer = load_tokenizer(tokenizer_dir)
+    """A scripted model to serve; ``on_load(name)`` runs on the engine thread each time it loads.
+
+    Pass ``tokenizer`` (loaded from ``tokenizer_dir``) to share one between engines: loading takes a second.
+    """
+    tokenizer = tokenizer or load_tokenizer(tokenizer_dir)
 
     def load() -> LoadedModel:
         if on_load is not None:

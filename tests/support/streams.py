@@ -159,3 +159,54 @@ def _at(item: dict[str, Any] | None, d: dict[str, Any], where: str, output_index
     assert d["output_index"] == output_index, f"{where}: output_index {d['output_index']}, expected {output_index}"
     for key, value in expected.items():
         assert d[key] == value, f"{where}: {key} {d[key]}, expected {value}"
+
+
+def check_chat_stream(raw: str) -> dict[str, Any]:
+    """Assert the Chat Completions chunk grammar (wire-formats §1.4); returns the message the chunks add up to.
+
+    Same id/object/model on every chunk; ``role`` in the first delta only; per tool call index
+    (0, 1, 2… in order) ``id``, ``type`` and ``function.name`` in its first delta only, a ``function``
+    object in every delta, arguments that add up to a JSON object; one finish chunk with an empty
+    delta; then an optional usage chunk with ``choices: []``; then ``[DONE]``.
+    """
+    events = parse_sse(raw)
+    assert events and events[-1].data == "[DONE]", "the stream does not end with [DONE]"
+    chunks = [e.data for e in events[:-1]]
+    assert all(e.event is None for e in events), "chat chunks have no event names"
+    assert all(isinstance(c, dict) and not c.get("error") for c in chunks), "an error chunk"
+    first = chunks[0]
+    content = reasoning = ""
+    calls: list[dict[str, Any]] = []
+    finish: str | None = None
+    usage = None
+    for n, chunk in enumerate(chunks):
+        where = f"chunk {n}"
+        assert chunk["object"] == "chat.completion.chunk", where
+        assert (chunk["id"], chunk["model"], chunk["created"]) == (first["id"], first["model"], first["created"]), where
+        if not chunk["choices"]:
+            assert finish is not None and usage is None and chunk["usage"], f"{where}: a usage chunk out of place"
+            usage = chunk["usage"]
+            continue
+        assert finish is None, f"{where}: a chunk after the finish chunk"
+        (choice,) = chunk["choices"]
+        delta = choice["delta"]
+        assert ("role" in delta) == (n == 0), f"{where}: role must be in the first delta only"
+        content += delta.get("content") or ""
+        reasoning += delta.get("reasoning_content") or ""
+        for call in delta.get("tool_calls") or []:
+            assert isinstance(call.get("function"), dict), f"{where}: a tool-call delta without 'function'"
+            index = call["index"]
+            if index == len(calls):
+                assert call["id"] and call["type"] == "function" and call["function"]["name"], f"{where}: {call}"
+                calls.append({"id": call["id"], "name": call["function"]["name"], "arguments": call["function"].get("arguments", "")})
+            else:
+                assert index == len(calls) - 1, f"{where}: tool call index {index} out of order"
+                assert "id" not in call and "type" not in call and "name" not in call["function"], f"{where}: repeated id/name"
+                calls[index]["arguments"] += call["function"]["arguments"]
+        if choice["finish_reason"] is not None:
+            assert delta == {}, f"{where}: the finish chunk carries a delta"
+            finish = choice["finish_reason"]
+    assert finish is not None, "no finish chunk"
+    for call in calls:
+        assert isinstance(json.loads(call["arguments"]), dict), f"arguments of {call['name']} are not a JSON object"
+    return {"content": content, "reasoning_content": reasoning, "tool_calls": calls, "finish_reason": finish, "usage": usage}

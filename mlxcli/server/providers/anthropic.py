@@ -56,11 +56,13 @@ def parse_prompt(o: Obj) -> ChatRequest:
     for m in objects(o.list("messages", required=True, min_items=1, max_items=MAX_MESSAGES)):
         messages.extend(_messages(m))
     tools = [tool for tool in map(_tool, objects(o.list("tools", max_items=MAX_TOOLS))) if tool is not None]
+    tool_choice, parallel = _tool_choice(o, tools)
     return ChatRequest(
         messages=messages,
         model=model,
         tools=tools,
-        tool_choice=_tool_choice(o, tools),
+        tool_choice=tool_choice,
+        parallel_tool_calls=parallel,
         template_kwargs=_thinking(o),
     )
 
@@ -175,18 +177,19 @@ def _tool(t: Obj) -> ToolSpec | None:
     return ToolSpec(name=name, description=t.str("description"), parameters=schema.data)
 
 
-def _tool_choice(o: Obj, tools: list[ToolSpec]) -> str | dict[str, Any]:
+def _tool_choice(o: Obj, tools: list[ToolSpec]) -> tuple[str | dict[str, Any], bool]:
+    """(the neutral tool_choice, whether several calls are allowed in one answer)."""
     choice = o.obj("tool_choice")
     if choice is None:
-        return "auto" if tools else "none"
+        return ("auto" if tools else "none"), True
     kind = choice.str("type", required=True, choices=("auto", "any", "tool", "none"))
-    choice.bool("disable_parallel_tool_use")
+    parallel = not choice.bool("disable_parallel_tool_use", default=False)
     if kind == "tool":
         name = choice.str("name", required=True)
         if name not in {t.name for t in tools}:
             raise InvalidRequest(f"tool_choice names {name!r}, which is not in 'tools'.", param=choice.param("name"))
-        return {"name": name}
-    return {"auto": "auto", "any": "required", "none": "none"}[kind]
+        return {"name": name}, parallel
+    return {"auto": "auto", "any": "required", "none": "none"}[kind], parallel
 
 
 def _thinking(o: Obj) -> dict[str, Any]:
@@ -235,7 +238,12 @@ def signature(thinking: str) -> str:
 
 
 def tool_use_id(engine_id: str | None) -> str:
-    return engine_id if engine_id and engine_id.startswith("toolu_") else new_id("toolu_")
+    """A ``toolu_`` id; the engine's ``call_X`` becomes ``toolu_X``, so streamed, returned and stored ids agree."""
+    if engine_id and engine_id.startswith("toolu_"):
+        return engine_id
+    if engine_id and engine_id.startswith("call_"):
+        return "toolu_" + engine_id.removeprefix("call_")
+    return new_id("toolu_")
 
 
 def tool_input(arguments: str) -> dict[str, Any]:

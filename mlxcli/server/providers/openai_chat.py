@@ -80,7 +80,7 @@ def parse(body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]:
             raise InvalidRequest(f"response_format {kind!r} is not supported by this server.", param="response_format")
 
     tools = [_tool(t) for t in objects(o.list("tools", max_items=MAX_TOOLS))]
-    tool_choice = _tool_choice(o, tools)
+    tool_choice, tools = _tool_choice(o, tools)
     template_kwargs = _template_kwargs(o)
     effort = o.str("reasoning_effort", choices=("none", "minimal", "low", "medium", "high", "xhigh", "max"))
     if effort is not None:
@@ -92,6 +92,7 @@ def parse(body: dict[str, Any]) -> tuple[ChatRequest, dict[str, Any]]:
         model=model,
         tools=tools,
         tool_choice=tool_choice,
+        parallel_tool_calls=o.bool("parallel_tool_calls", default=True),
         template_kwargs=template_kwargs,
     )
     # store None (not said): the server's --store-chat decides.
@@ -108,7 +109,6 @@ def _check_passive_fields(o: Obj) -> None:
             raise InvalidRequest(f"Invalid value for '{path}': this server answers with text only.", param=path, code="invalid_value")
     o.unsupported("functions", "is the deprecated form of 'tools'; send 'tools' instead")
     o.unsupported("function_call", "is the deprecated form of 'tool_choice'; send 'tool_choice' instead")
-    o.bool("parallel_tool_calls")
     o.bool("store")
     o.str_map("metadata", max_items=16, max_key_len=64, max_value_len=512)
     for key in ("user", "safety_identifier", "prompt_cache_key", "service_tier"):
@@ -136,6 +136,7 @@ def _message(m: Obj) -> Message:
     content = _content(m, allow_null=role == "assistant")
     message = Message(role=role, content=content, name=m.str("name", max_len=256))
     if role == "assistant":
+        message.reasoning = m.str("reasoning_content")  # a client echoing our earlier reasoning back
         for call in objects(m.list("tool_calls", max_items=MAX_TOOLS)):
             call.str("type", choices=("function",))
             function = call.obj("function", required=True)
@@ -190,21 +191,36 @@ def _tool(t: Obj) -> ToolSpec:
     )
 
 
-def _tool_choice(o: Obj, tools: list[ToolSpec]) -> str | dict[str, Any]:
+def _tool_choice(o: Obj, tools: list[ToolSpec]) -> tuple[str | dict[str, Any], list[ToolSpec]]:
+    """(the neutral tool_choice, the tools the model may call: ``allowed_tools`` narrows them)."""
     value = o.raw("tool_choice")
     if value is None:
-        return "auto" if tools else "none"
+        return ("auto" if tools else "none"), tools
     if isinstance(value, str):
-        return o.str("tool_choice", choices=("none", "auto", "required"))
+        return o.str("tool_choice", choices=("none", "auto", "required")), tools
     choice = o.obj("tool_choice")
     kind = choice.str("type", required=True, choices=("function", "allowed_tools"))
     if kind == "function":
         name = choice.obj("function", required=True).str("name", required=True)
         if name not in {t.name for t in tools}:
             raise InvalidRequest(f"tool_choice names {name!r}, which is not in 'tools'.", param="tool_choice")
-        return {"name": name}
+        return {"name": name}, tools
     allowed = choice.obj("allowed_tools", required=True)
-    return allowed.str("mode", default="auto", choices=("auto", "required"))
+    mode = allowed.str("mode", default="auto", choices=("auto", "required"))
+    items = objects(allowed.list("tools", required=True, max_items=MAX_TOOLS))
+    return mode, allowed_tools(tools, [t.obj("function", required=True) for t in items])
+
+
+def allowed_tools(tools: list[ToolSpec], refs: list[Obj]) -> list[ToolSpec]:
+    """The tools an ``allowed_tools`` choice names (``refs``: objects with a ``name``), in ``tools`` order."""
+    known = {t.name for t in tools}
+    names = set()
+    for ref in refs:
+        name = ref.str("name", required=True)
+        if name not in known:
+            raise InvalidRequest(f"allowed_tools names {name!r}, which is not in 'tools'.", param=ref.param("name"))
+        names.add(name)
+    return [t for t in tools if t.name in names]
 
 
 # ---- response --------------------------------------------------------------

@@ -25,6 +25,7 @@ from mlxcli.core.errors import EngineFailure, InvalidRequest, MlxcliError, NotFo
 from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from mlxcli.core.request import ChatRequest, Message, Sampling, ToolCall, ToolSpec, new_id, now
 from mlxcli.server.http import send_json
+from mlxcli.server.providers.openai_chat import allowed_tools
 from mlxcli.server.sse import event_frame
 from mlxcli.server.validate import Obj, objects
 from mlxcli.store import ConversationStore, StoredMessage, Turn
@@ -98,7 +99,7 @@ def parse(body: dict[str, Any], store: ConversationStore) -> tuple[ChatRequest, 
     _check_text_format(o)
     tool_objs = list(objects(o.list("tools", max_items=MAX_TOOLS)))
     tools = [_tool(t) for t in tool_objs]
-    tool_choice, tool_choice_echo = _tool_choice(o, tools)
+    tool_choice, tool_choice_echo, tools = _tool_choice(o, tools)
     template_kwargs: dict[str, Any] = {}
     reasoning = {"effort": None, "summary": None}
     if (r := o.obj("reasoning")) is not None:
@@ -133,6 +134,7 @@ def parse(body: dict[str, Any], store: ConversationStore) -> tuple[ChatRequest, 
         model=model,
         tools=tools,
         tool_choice=tool_choice,
+        parallel_tool_calls=state.parallel_tool_calls,
         template_kwargs=template_kwargs,
     )
     return request, {"stream": stream, "store": state.store, "state": state}
@@ -270,22 +272,23 @@ def _tool(t: Obj) -> ToolSpec:
     )
 
 
-def _tool_choice(o: Obj, tools: list[ToolSpec]) -> tuple[str | dict[str, Any], Any]:
-    """(the neutral choice, the value echoed in the response)."""
+def _tool_choice(o: Obj, tools: list[ToolSpec]) -> tuple[str | dict[str, Any], Any, list[ToolSpec]]:
+    """(the neutral choice, the value echoed in the response, the tools the model may call)."""
     value = o.raw("tool_choice")
     if value is None:
-        return ("auto" if tools else "none"), "auto"
+        return ("auto" if tools else "none"), "auto", tools
     if isinstance(value, str):
         choice = o.str("tool_choice", choices=("none", "auto", "required"))
-        return choice, choice
+        return choice, choice, tools
     choice = o.obj("tool_choice")
     kind = choice.str("type", required=True, choices=("function", "allowed_tools"))
     if kind == "function":
         name = choice.str("name", required=True)
         if name not in {t.name for t in tools}:
             raise InvalidRequest(f"tool_choice names {name!r}, which is not in 'tools'.", param="tool_choice")
-        return {"name": name}, choice.data
-    return choice.str("mode", default="auto", choices=("auto", "required")), choice.data
+        return {"name": name}, choice.data, tools
+    mode = choice.str("mode", default="auto", choices=("auto", "required"))
+    return mode, choice.data, allowed_tools(tools, list(objects(choice.list("tools", required=True, max_items=MAX_TOOLS))))
 
 
 def _metadata(o: Obj) -> dict[str, str]:
