@@ -12,12 +12,26 @@ from mlxcli.engine import platform
 platform.configure(True)  # before anything imports mlx
 
 from mlxcli.engine.engine import Engine, EngineSettings  # noqa: E402
-from tests.support.models import make_tiny_model_dir, scripted_loaded_model  # noqa: E402
+from tests.support.models import make_tiny_model_dir, scripted_model  # noqa: E402
 from tests.support.server import RunningServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # Persist the pulled default model across runs (CI starts from a clean clone anyway).
 TEST_HOME = Path(os.environ.get("MLXCLI_TEST_HOME", REPO / ".cache" / "test-home"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """Commands run in-process (CliRunner) configure the root logger with their captured, soon
+    closed, stderr: undo that after each test so later log records don't hit a closed stream."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    root.__dict__.pop("_mlxcli_configured", None)
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +65,7 @@ def scripted_engine(tokenizer_dir: Path):
 
     def make(respond, settings: EngineSettings | None = None, context_window: int = 2048) -> Engine:
         engine = Engine(
-            "scripted",
-            lambda: scripted_loaded_model(tokenizer_dir, respond, context_window=context_window),
+            [scripted_model(tokenizer_dir, respond, context_window=context_window)],
             settings or EngineSettings(temperature=0.0),
         ).start()
         engines.append(engine)
@@ -68,8 +81,8 @@ def serve():
     """Factory: run a real HTTP server for an engine; closed after the test."""
     servers: list[RunningServer] = []
 
-    def make(engine: Engine, settings=None) -> RunningServer:
-        server = RunningServer(engine, settings)
+    def make(engine: Engine, settings=None, store=None) -> RunningServer:
+        server = RunningServer(engine, settings, store)
         servers.append(server)
         return server
 

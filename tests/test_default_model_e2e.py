@@ -37,3 +37,22 @@ def test_paris_streaming(client):
 
 def test_startup_log_names_the_cpu_path(served):
     assert "fast path" in served.log() or "native MLX backend" in served.log()
+
+
+def test_anthropic_sdk_paris(served):
+    import anthropic
+
+    client = anthropic.Anthropic(base_url=served.url, api_key="unused", max_retries=0)
+    greedy = {"temperature": 0}
+    r = client.messages.create(model="smollm2-135m", max_tokens=60, messages=QUESTION, extra_body=greedy)
+    assert "Paris" in r.content[0].text and r.stop_reason == "end_turn"
+    with client.messages.stream(model="smollm2-135m", max_tokens=60, messages=QUESTION, extra_body=greedy) as stream:
+        assert "".join(stream.text_stream) == r.content[0].text
+        assert stream.get_final_message().usage.output_tokens == r.usage.output_tokens
+    assert client.messages.count_tokens(model="smollm2-135m", messages=QUESTION).input_tokens == r.usage.input_tokens
+
+
+def test_azure_client_paris(served):
+    azure = openai.AzureOpenAI(azure_endpoint=served.url, api_version="2024-10-21", api_key="unused", max_retries=0)
+    r = azure.chat.completions.create(model="smollm2-135m", messages=QUESTION, temperature=0)
+    assert "Paris" in r.choices[0].message.content

@@ -36,3 +36,7 @@ def main() -> None:
 from mlxcli.cli import serve  # noqa: E402,F401
 from mlxcli.cli import pull  # noqa: E402,F401
 from mlxcli.cli import bench  # noqa: E402,F401
+from mlxcli.cli import models  # noqa: E402,F401
+from mlxcli.cli import ps  # noqa: E402,F401
+from mlxcli.cli import convo  # noqa: E402,F401
+from mlxcli.cli import chat  # noqa: E402,F401

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, Sequence
 
 import typer
 
 from mlxcli.engine import platform
+
+if TYPE_CHECKING:
+    from mlxcli.engine.settings import ModelSpec
 
 ModelOption = typer.Option(
     None, "--model", "-m", envvar="MLXCLI_MODEL",
@@ -25,15 +28,21 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def start_engine(model: str | None, *, fast_path: bool, settings=None, progress=None):
-    """Resolve (fetching if needed) and load a model; returns a started Engine."""
+def start_engine(model: "str | None | Sequence[ModelSpec]", *, fast_path: bool, settings=None, progress=None):
+    """Resolve (fetching if needed) one model name or several specs; returns a started Engine.
+
+    The first model is the default and is loaded now; the others load on first use.
+    """
     platform.configure(fast_path)  # before anything imports mlx
     from mlxcli.core.errors import MlxcliError
     from mlxcli.engine.engine import Engine
-    from mlxcli.engine.models import resolve_model
+    from mlxcli.engine.models import DEFAULT_MODEL
+    from mlxcli.engine.registry import prepare
+    from mlxcli.engine.settings import EngineSettings, ModelSpec
 
+    settings = settings or EngineSettings()
+    specs = [ModelSpec(model=model or DEFAULT_MODEL)] if model is None or isinstance(model, str) else list(model)
     try:
-        resolved = resolve_model(model, progress=progress)
-        return Engine.from_path(resolved.name, resolved.path, settings).start()
+        return Engine([prepare(spec, settings, progress) for spec in specs], settings).start()
     except MlxcliError as exc:
         fail(exc.message)

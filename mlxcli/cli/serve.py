@@ -3,39 +3,183 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
 from mlxcli import logs
 from mlxcli.cli import app
-from mlxcli.cli.common import FastPathOption, ModelOption, start_engine
-from mlxcli.engine.settings import EngineSettings
+from mlxcli.cli.common import FastPathOption, fail, start_engine
+from mlxcli.cli.store_options import ConversationDirOption, StorePathOption, store_settings
+from mlxcli.core.errors import MlxcliError
+from mlxcli.engine.settings import EngineSettings, ModelSpec
+from mlxcli.server.settings import LOOPBACK_ORIGINS, ServerSettings
 
 log = logging.getLogger("mlxcli.serve")
+
+CONFIG_META = "mlxcli.config"
+REASONING_MODES = ("separate", "strip")
+NOT_SERVER_SETTINGS = ("config", "model", "print_config")  # flags a config file's `server:` cannot set
+
+
+def _read_config(ctx: typer.Context, _param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """Eager: the file's `server:` settings become the defaults of the other flags, so flags win."""
+    if value is None:
+        return None
+    from mlxcli.config import ConfigError, load_config
+
+    try:
+        config = load_config(value)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    known = sorted(p.name for p in ctx.command.params if p.name not in NOT_SERVER_SETTINGS)
+    for key in config.server:
+        if key not in known:
+            raise typer.BadParameter(f"{value}: unknown server setting {key!r} (known: {', '.join(known)})")
+    repeatable = {p.name for p in ctx.command.params if getattr(p, "multiple", False)}
+    ctx.default_map = {
+        **(ctx.default_map or {}),
+        # A list stands for a repeatable flag's values (api_key) or a comma-separated one's (cors_origins).
+        **{
+            k: ",".join(map(str, v)) if isinstance(v, list) and k not in repeatable else v
+            for k, v in config.server.items()
+        },
+    }
+    ctx.meta[CONFIG_META] = config
+    return value
+
+
+def _choice(value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def read_api_keys(keys: list[str], key_file: Path | None) -> list[str]:
+    """Keys from ``--api-key`` and from ``--api-key-file`` (one per line, ``#`` comments)."""
+    found = [k.strip() for k in keys if k.strip()]
+    if key_file is not None:
+        try:
+            lines = key_file.read_text().splitlines()
+        except OSError as exc:
+            fail(f"cannot read the API key file {key_file}: {exc.strerror or exc}")
+        from_file = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        if not from_file:
+            fail(f"the API key file {key_file} holds no key")
+        found += from_file
+    return found
 
 
 @app.command()
 def serve(
-    model: str = ModelOption,
-    host: str = typer.Option("127.0.0.1", envvar="MLXCLI_HOST", help="Address to bind."),
+    ctx: typer.Context,
+    model: list[str] = typer.Option(
+        None, "--model", "-m", envvar="MLXCLI_MODEL", show_default=False,
+        help="Model to serve (repeat for several; the first is the default): built-in alias (smollm2-135m), "
+        "Hugging Face repo id, local MLX directory or .gguf file. Replaces the config file's models.",
+    ),
+    config: Path = typer.Option(
+        None, "--config", envvar="MLXCLI_CONFIG", is_eager=True, callback=_read_config,
+        help="YAML or TOML file: models (served names, aliases, defaults) and server settings. Flags override it.",
+    ),
+    host: str = typer.Option("127.0.0.1", envvar="MLXCLI_HOST", help="Address to bind (0.0.0.0: every interface; see README, Security)."),
     port: int = typer.Option(8000, envvar="MLXCLI_PORT", help="Port to bind."),
-    threads: int = typer.Option(16, envvar="MLXCLI_THREADS", min=1, help="HTTP worker threads."),
+    threads: Optional[int] = typer.Option(None, envvar="MLXCLI_THREADS", min=1, help="HTTP worker threads (default: max-queue + 9)."),
     temperature: float = typer.Option(0.7, envvar="MLXCLI_TEMPERATURE", min=0, help="Default temperature."),
     top_p: float = typer.Option(0.95, envvar="MLXCLI_TOP_P", min=0, max=1, help="Default top_p."),
     max_tokens: int = typer.Option(4096, envvar="MLXCLI_MAX_TOKENS", min=1, help="Default max tokens (capped by the context window)."),
     max_queue: int = typer.Option(32, envvar="MLXCLI_MAX_QUEUE", min=1, help="Requests allowed to wait; beyond it: 503/529 at once."),
-    context_length: int = typer.Option(None, envvar="MLXCLI_CONTEXT_LENGTH", min=16, help="Lower the model's context window."),
-    cors_origins: str = typer.Option("*", envvar="MLXCLI_CORS_ORIGINS", help="Comma-separated allowed CORS origins."),
+    context_length: int = typer.Option(None, envvar="MLXCLI_CONTEXT_LENGTH", min=16, help="Lower every model's context window."),
+    chat_template: Path = typer.Option(
+        None, "--chat-template", envvar="MLXCLI_CHAT_TEMPLATE",
+        help="Jinja chat template file replacing the tokenizer's (for models whose config names none).",
+    ),
+    max_loaded_models: int = typer.Option(
+        1, envvar="MLXCLI_MAX_LOADED_MODELS", min=1,
+        help="Models kept in memory at once; a request for another one evicts the least recently used.",
+    ),
+    idle_unload: float = typer.Option(
+        None, envvar="MLXCLI_IDLE_UNLOAD", min=0, help="Unload a model after this many seconds unused (default: never)."
+    ),
+    strict_model_names: bool = typer.Option(
+        False, "--strict-model-names", envvar="MLXCLI_STRICT_MODEL_NAMES",
+        help="With a single model, answer 404 to names it is not served under (default: any name reaches it).",
+    ),
+    tool_call_parser: str = typer.Option(
+        None, "--tool-call-parser", envvar="MLXCLI_TOOL_CALL_PARSER",
+        help="Tool-call format of models whose config names none, instead of detecting it from the chat template: "
+        "an mlx-lm parser (json_tools, qwen3_coder, glm47, mistral, pythonic, ...) or 'none' (no tool calling).",
+    ),
+    reasoning: str = typer.Option(
+        "separate", "--reasoning", envvar="MLXCLI_REASONING", callback=lambda v: _choice(v, REASONING_MODES),
+        help="Reasoning (<think>...</think>): 'separate' returns it apart from the answer; 'strip' drops it.",
+    ),
+    api_key: List[str] = typer.Option([], "--api-key", envvar="MLXCLI_API_KEY", help="Require this API key (repeatable; the env var takes several, space-separated)."),
+    api_key_file: Optional[Path] = typer.Option(None, envvar="MLXCLI_API_KEY_FILE", help="Require one of the API keys in this file (one per line)."),
+    cors_origins: str = typer.Option(",".join(LOOPBACK_ORIGINS), envvar="MLXCLI_CORS_ORIGINS", help="Comma-separated browser origins allowed to call the API ('*': any; ':*' any port)."),
+    allowed_hosts: str = typer.Option("", envvar="MLXCLI_ALLOWED_HOSTS", help="Comma-separated Host names to answer besides localhost ('*': any)."),
     max_body_bytes: int = typer.Option(4 * 1024 * 1024, envvar="MLXCLI_MAX_BODY_BYTES", min=1024, help="Request body limit (413 beyond it)."),
+    max_header_bytes: int = typer.Option(64 * 1024, envvar="MLXCLI_MAX_HEADER_BYTES", min=1024, help="Request header limit (431 beyond it)."),
+    shutdown_timeout: float = typer.Option(10.0, envvar="MLXCLI_SHUTDOWN_TIMEOUT", min=0, help="Seconds in-flight requests get to finish on Ctrl-C/SIGTERM."),
     fast_path: bool = FastPathOption,
+    store_path: Path = StorePathOption,
+    conversation_dir: Path = ConversationDirOption,
+    conversation_ttl: str = typer.Option("1h", envvar="MLXCLI_CONVERSATION_TTL", help="Archive conversations idle this long (90s, 30m, 1h; 0 = never)."),
+    store_max_items: int = typer.Option(None, envvar="MLXCLI_STORE_MAX_ITEMS", min=1, help="Most input+output items kept hot; beyond it the least recently used conversations are archived."),
+    store_max_bytes: str = typer.Option(None, envvar="MLXCLI_STORE_MAX_BYTES", help="Most bytes kept hot (500MB, 2GiB); beyond it the least recently used conversations are archived."),
+    store_chat: bool = typer.Option(False, "--store-chat/--no-store-chat", envvar="MLXCLI_STORE_CHAT", help="Also store Chat Completions requests that do not say store:true."),
     log_level: str = typer.Option("INFO", envvar="MLXCLI_LOG_LEVEL", help="Logging level."),
+    print_config: bool = typer.Option(
+        False, "--print-config", help="Print the effective configuration (file + flags) as YAML and exit."
+    ),
 ) -> None:
-    """Serve a model over the OpenAI, Anthropic and Azure OpenAI APIs."""
+    """Serve models over the OpenAI, Anthropic and Azure OpenAI APIs."""
+    from mlxcli.config import ServeConfig, dump_config
+
+    file_config: ServeConfig | None = ctx.meta.get(CONFIG_META)
+    specs = [ModelSpec(model=m) for m in model] if model else list(file_config.models if file_config else [])
+    if print_config:
+        server = {k: v for k, v in ctx.params.items() if k not in NOT_SERVER_SETTINGS and v is not None}
+        server.update({k: str(v) for k, v in server.items() if isinstance(v, Path)})
+        typer.echo(dump_config(ServeConfig(models=specs or [_default_spec()], server=server)), nl=False)
+        return
     logs.setup(log_level)
+    from mlxcli.store import ConversationStore
+
+    try:  # before the (slow) model load: a store we cannot open fails at once
+        store = ConversationStore(
+            store_settings(store_path, conversation_dir, ttl=conversation_ttl, max_items=store_max_items, max_bytes=store_max_bytes)
+        )
+    except MlxcliError as exc:
+        fail(exc.message)
+    settings = ServerSettings(
+        host=host,
+        port=port,
+        max_in_flight=max_queue + 1,  # one generating, max_queue waiting
+        threads=threads,
+        cors_origins=_csv(cors_origins),
+        allowed_hosts=_csv(allowed_hosts),
+        api_keys=read_api_keys(api_key, api_key_file),
+        max_body_bytes=max_body_bytes,
+        max_header_bytes=max_header_bytes,
+        shutdown_timeout=shutdown_timeout,
+        store_chat=store_chat,
+    )
+    try:
+        settings.check()
+    except ValueError as exc:
+        fail(str(exc))
 
     engine = start_engine(
-        model,
+        specs or None,
         fast_path=fast_path,
         settings=EngineSettings(
             temperature=temperature,
@@ -43,30 +187,56 @@ def serve(
             max_tokens=max_tokens,
             max_queue=max_queue,
             context_length=context_length,
+            chat_template=str(chat_template) if chat_template else None,
+            max_loaded_models=max_loaded_models,
+            idle_unload=idle_unload or None,
+            strict_model_names=strict_model_names,
+            tool_call_parser=tool_call_parser or None,
+            reasoning=reasoning,
         ),
     )
     from mlxcli.server.app import create_app
+    from mlxcli.server.middleware import is_loopback
     from mlxcli.server.runner import HttpServer
-    from mlxcli.server.settings import ServerSettings
+    from mlxcli.server.shutdown import ShutdownHooks
 
-    settings = ServerSettings(
-        host=host,
-        port=port,
-        threads=threads,
-        cors_origins=[o.strip() for o in cors_origins.split(",") if o.strip()],
-        max_body_bytes=max_body_bytes,
-    )
-    server = HttpServer(create_app(engine, settings), host=host, port=port, threads=threads)
+    hooks = ShutdownHooks()
+    hooks.add(store.close)  # runs after in-flight requests: no more answers to store
+    server = HttpServer.for_settings(create_app(engine, settings, store.start(), shutdown=hooks), settings)
+
+    signals_seen: list[str] = []
 
     def shut_down(signum, _frame) -> None:
-        log.info("received %s: finishing in-flight requests, then stopping", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        signals_seen.append(name)
+        if len(signals_seen) > 1:
+            log.warning("received %s again: cancelling in-flight requests now", name)
+            server.shutdown(force=True)
+            return
+        log.info("received %s: finishing in-flight requests (up to %.0fs), then stopping", name, shutdown_timeout)
         server.shutdown()
 
     signal.signal(signal.SIGINT, shut_down)
     signal.signal(signal.SIGTERM, shut_down)
-    log.info("serving %s on http://%s:%d (OpenAI base URL http://%s:%d/v1)", engine.name, host, server.port, host, server.port)
+    if not is_loopback(host) and not settings.api_keys:
+        log.warning("listening on %s without an API key: anyone who can reach it can use this server (see --api-key)", host)
+    names = ", ".join(m.name + (f" (aliases: {', '.join(m.aliases)})" if m.aliases else "") for m in engine.models())
+    log.info("serving %s on http://%s:%d (OpenAI base URL http://%s:%d/v1)", names, host, server.port, host, server.port)
     try:
-        server.serve(grace=10, cancel_in_flight=lambda: engine.stop(grace=0))
+        server.serve(grace=shutdown_timeout, cancel_in_flight=lambda: engine.stop(grace=0), on_stopped=hooks.run)
     finally:
         engine.stop(grace=0)
+        hooks.run()  # once: a no-op when serve() already ran them
         log.info("stopped")
+    # Everything is flushed and closed. Leave now: MLX sometimes aborts while the interpreter tears
+    # down its threads ("terminate called without an active exception", exit status 134).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _default_spec() -> ModelSpec:
+    from mlxcli.engine.models import DEFAULT_MODEL
+
+    return ModelSpec(model=DEFAULT_MODEL)

@@ -77,6 +77,13 @@ class Overloaded(MlxcliError):
         self.retry_after = retry_after
 
 
+class ClientClosedRequest(MlxcliError):
+    """The client hung up before its answer was ready (nginx's 499; nobody reads it)."""
+
+    status = 499
+    kind = "invalid_request"
+
+
 class EngineFailure(MlxcliError):
     """Generation failed inside the engine (this request only)."""
 

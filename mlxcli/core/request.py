@@ -62,6 +62,7 @@ class ChatRequest:
     tools: list[ToolSpec] = field(default_factory=list)
     # "auto" | "none" | "required" | {"name": ...}; honoured by the tool-calling layer.
     tool_choice: str | dict[str, Any] = "auto"
+    parallel_tool_calls: bool = True  # False: at most one call per answer
     # Extra keyword arguments for the chat template (e.g. enable_thinking).
     template_kwargs: dict[str, Any] = field(default_factory=dict)
     request_id: str = field(default_factory=lambda: new_id("req_"))

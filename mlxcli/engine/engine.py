@@ -1,9 +1,16 @@
-"""The engine: the only owner of the model.
+"""The engine: the only owner of the models.
 
-One worker thread loads the model and runs every generation (MLX state is bound
-to the thread that created its streams). Callers render and check their prompt
-on their own thread, put a job on a bounded queue, and read that job's events.
-A caller that stops reading cancels its job.
+One worker thread loads, evicts and unloads models and runs every generation (MLX
+state is bound to the thread that created its streams). Callers pick the model by
+the request's ``model`` (see ``registry.ModelRegistry.resolve``), render and check
+their prompt on their own thread with that model's tokenizer (known before its
+weights load), put a job on a bounded queue, and read that job's events. A caller
+that stops reading cancels its job.
+
+Jobs run in arrival order. A job for a model that is not in memory loads it when its
+turn comes, so a request for model B waits for the generation running on model A
+and swaps only once A is done; the queue stays bounded meanwhile. Which models stay
+in memory is the registry's business (registry.py); this module only runs jobs.
 """
 
 from __future__ import annotations
@@ -12,8 +19,8 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from dataclasses import dataclass, field, fields, replace
+from typing import Iterator, Sequence
 
 import mlx.core as mx
 from mlx_lm.generate import stream_generate
@@ -21,10 +28,11 @@ from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
 from mlxcli.core.errors import ContextLengthExceeded, EngineFailure, MlxcliError
 from mlxcli.core.events import Event, Finish, Timings, Usage
-from mlxcli.core.request import ChatRequest
+from mlxcli.core.request import ChatRequest, Sampling
 from mlxcli.engine import loading, prompt
 from mlxcli.engine.output import OutputProcessor
 from mlxcli.engine.queue import BoundedQueue
+from mlxcli.engine.registry import ModelRegistry, ModelStatus, ServedModel, served_model
 from mlxcli.engine.settings import EngineSettings
 
 log = logging.getLogger("mlxcli.engine")
@@ -33,6 +41,8 @@ log = logging.getLogger("mlxcli.engine")
 @dataclass
 class Job:
     request: ChatRequest
+    model: ServedModel
+    sampling: Sampling  # the request's, with the model's defaults filled in
     prompt: prompt.RenderedPrompt
     max_tokens: int
     submitted: float = field(default_factory=time.perf_counter)
@@ -97,13 +107,11 @@ class Generation:
 
 
 class Engine:
-    """``load`` runs on the worker thread and returns the model it will own."""
+    """Serves ``models`` (the first is the default); see ``registry.served_model`` to build them."""
 
-    def __init__(self, name: str, load: Callable[[], loading.LoadedModel], settings: EngineSettings | None = None):
-        self.name = name
-        self._load = load
+    def __init__(self, models: Sequence[ServedModel], settings: EngineSettings | None = None):
         self.settings = settings or EngineSettings()
-        self.model: loading.LoadedModel | None = None
+        self.registry = ModelRegistry.from_settings(models, self.settings)
         self._queue: BoundedQueue[Job] = BoundedQueue(self.settings.max_queue)
         self._active: Job | None = None
         self._stopping = threading.Event()
@@ -113,10 +121,15 @@ class Engine:
         self._render_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="mlxcli-engine", daemon=True)
 
+    @classmethod
+    def from_path(cls, name: str, path, settings: EngineSettings | None = None) -> "Engine":
+        settings = settings or EngineSettings()
+        return cls([served_model(name, path, settings)], settings)
+
     # ---- lifecycle -------------------------------------------------------
 
     def start(self) -> "Engine":
-        """Start the worker and wait until the model is loaded (raises if it fails)."""
+        """Start the worker and wait until the default model is loaded (raises if it fails)."""
         self._thread.start()
         self._ready.wait()
         if self._failure is not None:
@@ -131,53 +144,75 @@ class Engine:
             time.sleep(0.05)
         for job in self._queue.drain():
             job.emit(EngineFailure("the server is shutting down"))
-        if self._active is not None:
-            self._active.cancelled.set()
+        active = self._active
+        if active is not None:  # its reader gets an error, not an answer that merely looks finished
+            active.emit(EngineFailure("the server is shutting down"))
+            active.cancelled.set()
         self._thread.join(timeout=5)
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive() and self._failure is None
 
+    # The default model's name, tokenizer and window (the only ones with a single model).
     @property
-    def context_window(self) -> int:
-        assert self.model is not None
-        return self.model.context_window
+    def name(self) -> str:
+        return self.registry.default.name
 
     @property
     def tokenizer(self):
-        assert self.model is not None
-        return self.model.tokenizer
+        return self.registry.default.tokenizer
 
-    @classmethod
-    def from_path(cls, name: str, path, settings: EngineSettings | None = None) -> "Engine":
-        settings = settings or EngineSettings()
-        return cls(name, lambda: loading.load(name, path, context_length=settings.context_length), settings)
+    @property
+    def context_window(self) -> int:
+        return self.registry.default.context_window
+
+    def models(self) -> list[ModelStatus]:
+        """Every configured model and whether it is loaded, in configuration order."""
+        return self.registry.snapshot()
 
     def reset_peak_memory(self) -> None:
         """Start a new peak for ``Timings.peak_memory_gb`` (benchmarks call it between runs)."""
         mx.reset_peak_memory()
 
     def stats(self) -> dict:
-        return {"queue_depth": len(self._queue), "active_requests": int(self._active is not None)}
+        states = self.registry.snapshot()
+        return {
+            "queue_depth": len(self._queue),
+            "active_requests": int(self._active is not None),
+            "loaded_models": [m.name for m in states if m.state == "loaded"],
+            "loading_models": [m.name for m in states if m.state == "loading"],
+        }
 
     # ---- requests --------------------------------------------------------
 
+    def resolve(self, requested: str | None) -> ServedModel:
+        """The model a requested name selects (served name, alias or id), or ModelNotFound."""
+        return self.registry.resolve(requested)
+
     def render(self, request: ChatRequest) -> prompt.RenderedPrompt:
+        return self._render(self.resolve(request.model), request)
+
+    def _render(self, model: ServedModel, request: ChatRequest) -> prompt.RenderedPrompt:
         with self._render_lock:
-            return prompt.render(self.tokenizer, request)
+            return prompt.render(model.tokenizer, request, model.format)
 
     def submit(self, request: ChatRequest) -> Generation:
-        """Check and enqueue a request; raises InvalidRequest, ContextLengthExceeded or Overloaded."""
+        """Check and enqueue a request for the model it names.
+
+        Raises ModelNotFound, InvalidRequest, ContextLengthExceeded or Overloaded.
+        """
         if not self.alive or self._stopping.is_set():
             raise EngineFailure("the engine is not running")
-        rendered = self.render(request)
+        model = self.resolve(request.model)
+        rendered = self._render(model, request)
         n_prompt = len(rendered.tokens)
-        room = self.context_window - n_prompt
+        room = model.context_window - n_prompt
         if room <= 0:
-            raise ContextLengthExceeded(n_prompt, self.context_window)
-        wanted = request.sampling.max_tokens or self.settings.max_tokens
-        job = Job(request=request, prompt=rendered, max_tokens=min(wanted, room))
+            raise ContextLengthExceeded(n_prompt, model.context_window)
+        sampling = _with_defaults(request.sampling, model.sampling)
+        wanted = sampling.max_tokens or self.settings.max_tokens
+        job = Job(request=request, model=model, sampling=sampling, prompt=rendered, max_tokens=min(wanted, room))
         self._queue.put(job)
         return Generation(self, job)
 
@@ -190,7 +225,7 @@ class Engine:
     def _run(self) -> None:
         try:
             self._stream = mx.default_stream(mx.default_device())
-            self.model = self._load()
+            self.registry.ensure_loaded(self.registry.default)
         except BaseException as exc:  # report any load failure to start()
             self._failure = exc
             self._ready.set()
@@ -199,16 +234,12 @@ class Engine:
         try:
             while not self._stopping.is_set() or len(self._queue):
                 job = self._queue.get(timeout=0.1)
+                self.registry.unload_idle(keep=job.model if job else None)
                 if job is None or job.cancelled.is_set():
                     continue
                 self._active = job
                 try:
-                    self._generate(job)
-                except _Cancelled:
-                    job.emit(Finish("cancelled", self._usage(job)))
-                except Exception as exc:  # one request's failure must not stop the engine
-                    log.exception("generation failed for %s", job.request.request_id)
-                    job.emit(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
+                    self._run_job(job)
                 finally:
                     self._active = None
         except BaseException as exc:
@@ -218,12 +249,34 @@ class Engine:
                 job.emit(EngineFailure("the engine thread died"))
             raise
 
+    def _run_job(self, job: Job) -> None:
+        try:
+            loaded = self.registry.acquire(job.model)
+        except Exception as exc:  # a model that fails to load fails its requests, not the engine
+            log.error("cannot load %s for %s: %s", job.model.name, job.request.request_id, exc)
+            job.emit(EngineFailure(f"the model {job.model.name!r} could not be loaded; see the server log"))
+            return
+        try:
+            self._generate(job, loaded)
+        except _Cancelled:
+            job.emit(Finish("cancelled", self._usage(job)))
+        except Exception as exc:  # one request's failure must not stop the engine
+            log.exception("generation failed for %s", job.request.request_id)
+            job.emit(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
+        finally:
+            self.registry.release(job.model)
+
+    @staticmethod
+    def _top_k(model: loading.LoadedModel, top_k: int | None) -> int:
+        """0 (off) when ``top_k`` keeps every token anyway: mlx-lm refuses k >= the vocabulary size."""
+        vocab = model.config.get("vocab_size") or len(model.tokenizer)
+        return top_k if top_k and top_k < vocab else 0
+
     def _usage(self, job: Job) -> Usage:
         return Usage(prompt_tokens=len(job.prompt.tokens), completion_tokens=job.generated_tokens)
 
-    def _generate(self, job: Job) -> None:
-        assert self.model is not None
-        sampling = job.request.sampling
+    def _generate(self, job: Job, model: loading.LoadedModel) -> None:
+        sampling = job.sampling
         s = self.settings
         temperature = s.temperature if sampling.temperature is None else sampling.temperature
         top_p = s.top_p if sampling.top_p is None else sampling.top_p
@@ -231,7 +284,7 @@ class Engine:
             temp=temperature,
             top_p=top_p if 0 < top_p < 1 else 0.0,
             min_p=sampling.min_p or 0.0,
-            top_k=sampling.top_k or 0,
+            top_k=self._top_k(model, sampling.top_k),
         )
         processors = make_logits_processors(
             # ignore_eos: end-of-sequence made unreachable, so a benchmark gets exactly max_tokens.
@@ -247,14 +300,15 @@ class Engine:
             if job.cancelled.is_set():
                 raise _Cancelled
 
-        output = OutputProcessor(sampling.stop)
-        eos = self.model.tokenizer.eos_token_ids
+        # Text → events (reasoning, tool calls, stop strings): see output.py.
+        output = OutputProcessor(sampling.stop, job.prompt.plan, reasoning=s.reasoning)
+        eos = model.tokenizer.eos_token_ids
         started = time.perf_counter()
         first_token_at = None
         reason, stop_sequence = "length", None
         steps = stream_generate(
-            self.model.model,
-            self.model.tokenizer,
+            model.model,
+            model.tokenizer,
             mx.array(job.prompt.tokens),
             max_tokens=job.max_tokens,
             sampler=sampler,
@@ -282,11 +336,13 @@ class Engine:
                     break
                 if step.finish_reason is not None:
                     reason = step.finish_reason
-                    for event in output.finish():
-                        job.emit(event)
                     break
         finally:
             steps.close()
+        if reason != "cancelled":
+            for event in output.finish():
+                job.emit(event)
+            reason = output.finish_reason(reason)
         ended = time.perf_counter()
         first_token_at = first_token_at or ended
         timings = Timings(
@@ -295,4 +351,12 @@ class Engine:
             decode=ended - first_token_at,
             peak_memory_gb=mx.get_peak_memory() / 1e9,
         )
-        job.emit(Finish(reason, self._usage(job), timings, stop_sequence))
+        usage = self._usage(job)
+        usage.reasoning_tokens = output.reasoning_tokens
+        job.emit(Finish(reason, usage, timings, stop_sequence))
+
+
+def _with_defaults(request: Sampling, defaults: Sampling) -> Sampling:
+    """The request's sampling, with its unset fields taken from ``defaults``."""
+    names = [f.name for f in fields(Sampling)]
+    return replace(request, **{n: getattr(defaults, n) for n in names if getattr(request, n) is None and getattr(defaults, n) is not None})

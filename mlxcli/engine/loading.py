@@ -34,6 +34,7 @@ class LoadedModel:
     context_window: int
     dtype: str  # what the weights run as, e.g. "float32 (dequantized)" or "4-bit"
     load_seconds: float
+    weight_bytes: int = 0  # memory held by the weights
 
 
 def context_window_of(config: dict[str, Any], limit: int | None = None) -> int:
@@ -53,12 +54,27 @@ def read_config(path: Path) -> dict[str, Any]:
         raise ModelError(f"cannot read {path / 'config.json'}: {exc}") from exc
 
 
-def load(name: str, path: Path, *, context_length: int | None = None) -> LoadedModel:
-    """Load weights and tokenizer; on the CPU fast path run them as float32."""
+def tokenizer_of(path: Path, config: dict[str, Any], chat_template: str | None = None) -> TokenizerWrapper:
+    """The tokenizer alone (no weights: cheap); ``chat_template`` (Jinja text) replaces the model's."""
+    extra = {"chat_template": chat_template} if chat_template is not None else None
+    try:
+        return load_tokenizer(path, tokenizer_config_extra=extra, eos_token_ids=config.get("eos_token_id"))
+    except Exception as exc:  # transformers raises many types for a broken tokenizer
+        raise ModelError(f"cannot load the tokenizer from {path}: {exc}") from exc
+
+
+def load(
+    name: str,
+    path: Path,
+    *,
+    context_length: int | None = None,
+    tokenizer: TokenizerWrapper | None = None,
+) -> LoadedModel:
+    """Load weights (and the tokenizer unless given); on the CPU fast path run them as float32."""
     start = time.perf_counter()
     try:
         model, config = load_model(path)
-        tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
+        tokenizer = tokenizer or load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
     except Exception as exc:  # mlx-lm raises many types for a broken directory
         raise ModelError(f"cannot load model {name!r} from {path}: {exc}") from exc
     device = "cpu" if mx.default_device().type == mx.cpu else "gpu"
@@ -76,6 +92,7 @@ def load(name: str, path: Path, *, context_length: int | None = None) -> LoadedM
         context_window=context_window_of(config, context_length),
         dtype=dtype,
         load_seconds=time.perf_counter() - start,
+        weight_bytes=sum(v.nbytes for _, v in nn.utils.tree_flatten(model.parameters())),
     )
     log.info(
         "loaded %s from %s in %.1fs: %s, context %d; %s",

@@ -2,11 +2,50 @@
 
 Stop strings are matched on decoded text, not token ids: the same string can be
 tokenized differently inside a sentence than on its own.
+
+Routing is a state machine on decoded text (mlx-lm's ``TextStateMachine``), so a
+marker is found whether it is one token or split across several, and text that
+may be the start of a marker is held back until it is known not to be:
+
+    normal ──think start──► reasoning ──think end──► normal
+    normal ──call start───► tool      ──call end───► normal   (one call block parsed)
+
+Markers never reach the events, nor does the whitespace that touches them (the
+newlines around ``</think>`` or between two calls). A call block that does not
+parse (cut off by ``max_tokens``, or malformed) is dropped with a warning rather
+than shown as text.
 """
 
 from __future__ import annotations
 
-from mlxcli.core.events import Event, TextDelta
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mlx_lm.generate import TextStateMachine
+
+from mlxcli.core.events import Event, FinishReason, ReasoningDelta, TextDelta, ToolCallDelta
+from mlxcli.core.request import new_id
+from mlxcli.engine.formats import ThinkFormat, ToolFormat
+
+log = logging.getLogger("mlxcli.engine")
+
+NORMAL, REASONING, TOOL = "normal", "reasoning", "tool"
+State = Literal["normal", "reasoning", "tool"]
+ReasoningMode = Literal["separate", "strip"]
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """How to read one request's output; ``prompt.render`` makes it with the prompt."""
+
+    thinking: ThinkFormat | None = None  # None: no reasoning markers to look for
+    tools: ToolFormat | None = None  # None: tool calls are not parsed (no tools, or tool_choice none)
+    tool_specs: list[dict[str, Any]] = field(default_factory=list)  # the request's tools, for typed parsers
+    initial: State = NORMAL  # REASONING when the prompt opened the think block, TOOL when it began a call
+    prefill: str = ""  # the part of a call the prompt already wrote after the call's start marker
+    max_calls: int | None = None  # 1 for parallel_tool_calls: false
 
 
 class StopMatcher:
@@ -46,19 +85,178 @@ class StopMatcher:
         return 0
 
 
-class OutputProcessor:
-    """Turns the text of one generation into events."""
+class _Run:
+    """One kind of text (the answer, or the reasoning) between markers.
 
-    def __init__(self, stop: list[str]):
-        self.stop_matcher = StopMatcher(stop)
+    Whitespace touching a marker belongs to the markup: leading whitespace after a
+    marker is dropped, and trailing whitespace is held (``hold``) until text follows
+    it, or dropped if a marker does.
+    """
 
-    def feed(self, text: str) -> tuple[list[Event], str | None]:
-        visible, stop_hit = self.stop_matcher.feed(text)
-        return self._route(visible), stop_hit
+    def __init__(self, *, hold: bool, lead: bool = False):
+        self.hold = hold
+        self.lead = lead  # drop leading whitespace: a marker came just before
+        self.held = ""
+
+    def enter(self) -> None:
+        self.lead, self.held = True, ""
+
+    def leave(self) -> None:
+        self.held = ""
+
+    def add(self, text: str) -> str:
+        if self.lead:
+            text = text.lstrip()
+            if not text:
+                return ""
+            self.lead = False
+        if not self.hold:
+            return text
+        body = text.rstrip()
+        if not body:
+            self.held += text
+            return ""
+        out, self.held = self.held + body, text[len(body) :]
+        return out
+
+    def flush(self) -> str:
+        out, self.held = self.held, ""
+        return out
+
+
+class _Router:
+    """Routes text (after stop strings) to answer, reasoning and tool-call events."""
+
+    def __init__(self, plan: OutputPlan, reasoning: ReasoningMode):
+        transitions: dict[str, list[tuple[str, str]]] = {NORMAL: []}
+        if plan.thinking is not None:
+            transitions[NORMAL].append((plan.thinking.start, REASONING))
+            transitions[REASONING] = [(plan.thinking.end, NORMAL)]
+        if plan.tools is not None:
+            transitions[NORMAL].append((plan.tools.start, TOOL))
+            transitions[TOOL] = [(plan.tools.end, NORMAL)] if plan.tools.end else []  # no end: calls run to the end
+        self._machine = TextStateMachine(transitions).make_state(plan.initial)
+        self.plan = plan
+        self.keep_reasoning = reasoning == "separate"
+        # Trailing whitespace is only held where a marker may follow it: plain answers pass through as generated.
+        self.answer = _Run(hold=bool(transitions[NORMAL]))
+        self.reasoning = _Run(hold=True, lead=True)
+        self.call_text = plan.prefill
+        self.calls = 0  # tool calls emitted
+
+    @property
+    def state(self) -> str:
+        return self._machine[0]
+
+    def feed(self, text: str) -> list[Event]:
+        if not text:
+            return []
+        self._machine, segments = TextStateMachine.split(self._machine, text)
+        events: list[Event] = []
+        for n, (state, piece) in enumerate(segments):
+            events += self._add(state, piece)
+            if n + 1 < len(segments):  # a marker ends this segment
+                events += self._leave(state)
+                self._enter(segments[n + 1][0])
+        return events
 
     def finish(self) -> list[Event]:
-        """Flush held-back text at the end of generation (not after a stop string)."""
-        return self._route(self.stop_matcher.flush())
+        """The end of generation: text held as a possible marker is text after all."""
+        self._machine, rest, state = TextStateMachine.flush(self._machine)
+        events = self._add(state, rest)
+        if state == TOOL:  # a call without its end marker: whole if the format has none, else cut off
+            events += self._parse_call()
+        if state == NORMAL and (tail := self.answer.flush()):
+            events.append(TextDelta(tail))
+        return events
 
-    def _route(self, text: str) -> list[Event]:
+    def _add(self, state: str, text: str) -> list[Event]:
+        if state == TOOL:
+            self.call_text += text
+            return []
+        if state == REASONING:
+            text = self.reasoning.add(text)
+            return [ReasoningDelta(text)] if text and self.keep_reasoning else []
+        text = self.answer.add(text)
         return [TextDelta(text)] if text else []
+
+    def _leave(self, state: str) -> list[Event]:
+        if state == TOOL:
+            return self._parse_call()
+        (self.reasoning if state == REASONING else self.answer).leave()
+        return []
+
+    def _enter(self, state: str) -> None:
+        if state == REASONING:
+            self.reasoning.enter()
+        elif state == NORMAL:
+            self.answer.enter()
+        else:
+            self.call_text = ""
+
+    def _parse_call(self) -> list[Event]:
+        text, self.call_text = self.call_text, ""
+        tools = self.plan.tools
+        assert tools is not None
+        try:
+            parsed = tools.parse(text, self.plan.tool_specs)
+        except Exception as exc:  # mlx-lm's parsers raise ValueError, JSONDecodeError, AttributeError...
+            log.warning("dropped a tool call that does not parse as %s (%s: %s): %r", tools.parser, type(exc).__name__, exc, text[:500])
+            return []
+        events: list[Event] = []
+        for call in parsed if isinstance(parsed, list) else [parsed]:
+            name, arguments, call_id = _call_parts(call)
+            if name is None:
+                log.warning("dropped a tool call without a name or with arguments that are not an object: %r", call)
+                continue
+            if self.plan.max_calls is not None and self.calls >= self.plan.max_calls:
+                log.info("dropped tool call %r: parallel_tool_calls is false", name)
+                continue
+            index, self.calls = self.calls, self.calls + 1
+            # Name and id once with empty arguments, then the arguments (wire-formats §1.4).
+            events.append(ToolCallDelta(index, call_id or new_id("call_"), name, ""))
+            events.append(ToolCallDelta(index, arguments=json.dumps(arguments, ensure_ascii=False)))
+        return events
+
+
+def _call_parts(call: Any) -> tuple[str | None, dict[str, Any], str | None]:
+    """(name, arguments object, the model's own call id) of a parsed call; name None if unusable."""
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not call["name"].strip():
+        return None, {}, None
+    arguments = call.get("arguments", call.get("parameters"))
+    if arguments is None:
+        arguments = {}
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            return None, {}, None
+    if not isinstance(arguments, dict):
+        return None, {}, None
+    call_id = call.get("id") if isinstance(call.get("id"), str) else None
+    return call["name"].strip(), arguments, call_id
+
+
+class OutputProcessor:
+    """Turns the text of one generation into events. Feed it each token's text."""
+
+    def __init__(self, stop: list[str], plan: OutputPlan | None = None, *, reasoning: ReasoningMode = "separate"):
+        self.stop_matcher = StopMatcher(stop)
+        self.router = _Router(plan or OutputPlan(), reasoning)
+        self.reasoning_tokens = 0
+
+    def feed(self, text: str) -> tuple[list[Event], str | None]:
+        before = self.router.state
+        visible, stop_hit = self.stop_matcher.feed(text)
+        events = self.router.feed(visible)
+        if REASONING in (before, self.router.state):
+            self.reasoning_tokens += 1
+        return events, stop_hit
+
+    def finish(self) -> list[Event]:
+        """Flush held-back text at the end of generation (after a stop string too: it has none)."""
+        return self.router.feed(self.stop_matcher.flush()) + self.router.finish()
+
+    def finish_reason(self, reason: FinishReason) -> FinishReason:
+        """``tool_calls`` for an answer that ended normally after calling tools."""
+        return "tool_calls" if reason == "stop" and self.router.calls else reason

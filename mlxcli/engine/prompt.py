@@ -1,41 +1,147 @@
-"""ChatRequest → chat-template text and tokens."""
+"""ChatRequest → chat-template text and tokens, and the plan for reading the answer.
+
+Tools, earlier tool calls and tool results reach the model through its chat
+template. A template that cannot render tools gets the fallback instead: the
+tools are described in the system prompt in the Hermes/Qwen convention
+(``<tool_call>{"name": …, "arguments": …}</tool_call>``, parsed back by mlx-lm's
+``json_tools`` parser), earlier calls are written into the assistant's text in
+that format and tool results become ``<tool_response>`` user messages.
+
+``tool_choice`` ``required`` or naming a function is honoured by prefilling the
+assistant's turn with the start of a call; a format that cannot be forced that way
+is refused with a 400, never silently ignored.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from mlxcli.core.errors import InvalidRequest
-from mlxcli.core.request import ChatRequest, Message
+from mlxcli.core.request import ChatRequest, Message, ToolCall, ToolSpec
+from mlxcli.engine.formats import ModelFormat, ToolFormat
+from mlxcli.engine.output import NORMAL, REASONING, TOOL, OutputPlan
+
+FALLBACK_INSTRUCTIONS = """# Tools
+
+You may call one or more functions to assist with the user query.
+
+You are provided with function signatures within <tools></tools> XML tags:
+<tools>
+{tools}
+</tools>
+
+For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:
+<tool_call>
+{{"name": <function-name>, "arguments": <args-json-object>}}
+</tool_call>"""
+
+# reasoning_effort values that mean "do not think" for templates with an on/off switch.
+NO_THINKING_EFFORTS = ("none", "minimal")
 
 
 @dataclass
 class RenderedPrompt:
     text: str
     tokens: list[int]
+    plan: OutputPlan = field(default_factory=OutputPlan)
 
 
-def render(tokenizer: TokenizerWrapper, request: ChatRequest) -> RenderedPrompt:
-    messages = [_template_message(m) for m in request.messages]
-    tools = [_template_tool(t) for t in request.tools] or None
+def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: ModelFormat | None = None) -> RenderedPrompt:
+    fmt = fmt or ModelFormat()
+    tools = _active_tools(request, fmt)
+    specs = [tool_json(t) for t in request.tools] if tools is not None else []
+    if fmt.native_tools:
+        messages = [_template_message(m) for m in request.messages]
+        template_tools = specs or None
+    else:
+        messages = [_template_message(m) for m in _fallback_messages(request.messages, specs)]
+        template_tools = None
     if tokenizer.has_chat_template:
         try:
             text = tokenizer.apply_chat_template(
                 messages,
-                tools=tools,
+                tools=template_tools,
                 add_generation_prompt=True,
                 tokenize=False,
-                **request.template_kwargs,
+                **_template_kwargs(request, fmt),
             )
         except Exception as exc:  # jinja raises TemplateError, TypeError, ... for odd input
             raise InvalidRequest(f"the chat template could not render these messages: {exc}", param="messages") from exc
     else:
         text = _plain_prompt(messages)
+
+    initial = NORMAL
+    if fmt.thinking is not None and text.rstrip().endswith(fmt.thinking.start):
+        initial = REASONING  # the template opened the think block for the model
+    prefill = ""
+    if tools is not None and request.tool_choice != "auto":
+        call = _forced_call(request, tools)
+        if initial == REASONING and fmt.thinking is not None:
+            text += fmt.thinking.end + "\n\n"  # skip the reasoning: the answer must be a call
+        text += call
+        initial, prefill = TOOL, call[len(tools.start) :]
+    plan = OutputPlan(
+        thinking=fmt.thinking,
+        tools=tools,
+        tool_specs=specs,
+        initial=initial,
+        prefill=prefill,
+        max_calls=None if request.parallel_tool_calls else 1,
+    )
     tokens = tokenizer.encode(text, add_special_tokens=False)
-    return RenderedPrompt(text=text, tokens=list(tokens))
+    return RenderedPrompt(text=text, tokens=list(tokens), plan=plan)
+
+
+def _active_tools(request: ChatRequest, fmt: ModelFormat) -> ToolFormat | None:
+    """The format to parse calls with, or None when this request gets no tools (tool_choice none)."""
+    choice = request.tool_choice
+    if choice == "none":
+        return None
+    if not request.tools:
+        if choice == "auto":
+            return None
+        raise InvalidRequest("tool_choice requires a tool call but 'tools' is empty.", param="tool_choice")
+    if fmt.tools is None:
+        raise InvalidRequest(
+            "This model is served with tool calling turned off (tool_call_parser: none); send no 'tools'.",
+            param="tools",
+        )
+    return fmt.tools
+
+
+def _forced_call(request: ChatRequest, tools: ToolFormat) -> str:
+    """The start of the call a ``required`` or named tool_choice asks for, written into the prompt."""
+    choice = request.tool_choice
+    name = choice.get("name") if isinstance(choice, dict) else None
+    call = tools.call_prefix(name)
+    if call is None:
+        raise InvalidRequest(
+            f"This model's tool-call format ({tools.parser}) cannot be forced to call a named function; "
+            "use tool_choice 'auto' or 'required'.",
+            param="tool_choice",
+        )
+    return call
+
+
+def _template_kwargs(request: ChatRequest, fmt: ModelFormat) -> dict[str, Any]:
+    """The request's template kwargs, with the reasoning switch set from reasoning_effort."""
+    kwargs = dict(request.template_kwargs)
+    if fmt.thinking is not None and "enable_thinking" not in kwargs:
+        effort = kwargs.get("reasoning_effort")
+        kwargs["enable_thinking"] = effort not in NO_THINKING_EFFORTS if effort is not None else True
+    return kwargs
+
+
+def tool_json(tool: ToolSpec) -> dict[str, Any]:
+    """A tool as chat templates and mlx-lm's parsers expect it (OpenAI's nested form)."""
+    function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
+    if tool.description:
+        function["description"] = tool.description
+    return {"type": "function", "function": function}
 
 
 def _template_message(message: Message) -> dict[str, Any]:
@@ -49,6 +155,8 @@ def _template_message(message: Message) -> dict[str, Any]:
         ]
     if message.tool_call_id:
         out["tool_call_id"] = message.tool_call_id
+    if message.reasoning:
+        out["reasoning_content"] = message.reasoning  # the name Qwen-style templates read
     return out
 
 
@@ -60,11 +168,37 @@ def _arguments(text: str) -> Any:
         return text
 
 
-def _template_tool(tool) -> dict[str, Any]:
-    function = {"name": tool.name, "parameters": tool.parameters}
-    if tool.description:
-        function["description"] = tool.description
-    return {"type": "function", "function": function}
+# ---- the fallback format -------------------------------------------------------
+
+
+def _fallback_messages(messages: list[Message], specs: list[dict[str, Any]]) -> list[Message]:
+    """Messages for a template without tool support: tools, calls and results written as text."""
+    out: list[Message] = []
+    for m in messages:
+        if m.role == "tool":
+            result = f"<tool_response>\n{m.content or ''}\n</tool_response>"
+            last = out[-1] if out else None
+            if last is not None and last.role == "user" and last.content and last.content.startswith("<tool_response>"):
+                last.content += "\n" + result  # the results of one turn's calls, together
+            else:
+                out.append(Message(role="user", content=result))
+        elif m.role == "assistant" and m.tool_calls:
+            calls = "\n".join(_fallback_call(c) for c in m.tool_calls)
+            out.append(Message(role="assistant", content=f"{m.content}\n{calls}" if m.content else calls, reasoning=m.reasoning))
+        else:
+            out.append(Message(role=m.role, content=m.content, name=m.name, reasoning=m.reasoning))
+    if specs:
+        instructions = FALLBACK_INSTRUCTIONS.format(tools="\n".join(json.dumps(s, ensure_ascii=False) for s in specs))
+        if out and out[0].role == "system":
+            out[0].content = f"{out[0].content}\n\n{instructions}" if out[0].content else instructions
+        else:
+            out.insert(0, Message(role="system", content=instructions))
+    return out
+
+
+def _fallback_call(call: ToolCall) -> str:
+    body = {"name": call.name, "arguments": _arguments(call.arguments)}
+    return f"<tool_call>\n{json.dumps(body, ensure_ascii=False)}\n</tool_call>"
 
 
 def _plain_prompt(messages: list[dict[str, Any]]) -> str:

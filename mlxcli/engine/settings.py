@@ -1,17 +1,44 @@
-"""Engine settings (importable without mlx, so the CLI can build them before set-up)."""
+"""Engine settings and model specs (importable without mlx, so the CLI can build them before set-up)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from mlxcli.core.request import Sampling
 
 
 @dataclass
 class EngineSettings:
-    """Server-side defaults, used when a request leaves a field out."""
+    """Server-side defaults, used when a request and its model's spec leave a field out."""
 
     temperature: float = 0.7
     top_p: float = 0.95
     max_tokens: int = 4096
     max_queue: int = 32
     prefill_step_size: int = 512
+    context_length: int | None = None  # lowers every model's own window
+    chat_template: str | None = None  # a Jinja file for models whose spec names none
+    max_loaded_models: int = 1  # models kept in memory at once; the least recently used is evicted
+    idle_unload: float | None = None  # seconds unused after which a model is unloaded
+    strict_model_names: bool = False  # a single model answers only to its own names
+    tool_call_parser: str | None = None  # for models whose spec names none: overrides detection ("none": off)
+    reasoning: str = "separate"  # "separate": reasoning as its own events; "strip": dropped
+
+
+@dataclass
+class ModelSpec:
+    """One model to serve, as written in a config file or on the command line.
+
+    ``sampling`` holds this model's defaults (fields left ``None`` fall back to the
+    engine settings; a request's own values always win). The parser names override
+    the detection of the model's formats (``formats.detect``).
+    """
+
+    model: str  # anything `mlxcli pull` accepts: alias, HF repo id, local directory, .gguf file
+    served_name: str | None = None  # default: the model's canonical name (a directory's basename)
+    aliases: list[str] = field(default_factory=list)
+    sampling: Sampling = field(default_factory=Sampling)
     context_length: int | None = None  # lowers the model's own window
+    chat_template: str | None = None  # a Jinja file replacing the tokenizer's template
+    tool_call_parser: str | None = None
+    reasoning_parser: str | None = None

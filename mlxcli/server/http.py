@@ -10,6 +10,10 @@ import orjson
 from mlxcli.core.errors import InvalidRequest, PayloadTooLarge
 
 JSON_TYPES = ("application/json",)
+# No request needs deeper JSON (tool schemas are a few levels); deeper input only costs
+# recursion in every later walk (templates, schema conversion).
+MAX_JSON_DEPTH = 64
+BOM = b"\xef\xbb\xbf"
 
 
 def read_json(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
@@ -25,15 +29,38 @@ def read_json(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
     raw = req.bounded_stream.read(max_bytes + 1)
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes.")
+    raw = raw.removeprefix(BOM)  # some Windows tools write one
     if not raw.strip():
         raise InvalidRequest("The request body is empty: send a JSON object.")
     try:
-        body = orjson.loads(raw)
+        body = orjson.loads(raw)  # refuses invalid UTF-8, lone surrogates, NaN and Infinity
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    if json_depth(body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise InvalidRequest(f"The request body is nested too deeply (more than {MAX_JSON_DEPTH} levels).")
     return body
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """Nesting depth of a parsed JSON value (a scalar is 0), counting no further than ``limit + 1``."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        stack.extend((child, depth) for child in children)
+    return deepest
 
 
 def send_json(resp: falcon.Response, body: Any, status: int = 200) -> None:

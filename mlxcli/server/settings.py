@@ -4,12 +4,47 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# Browsers may call the API from pages served by this machine only (any port): a web page on the
+# internet cannot make a local server do work or read its answers. `--cors-origins` widens it.
+LOOPBACK_ORIGINS = (
+    "http://localhost:*",
+    "http://127.0.0.1:*",
+    "http://[::1]:*",
+    "https://localhost:*",
+    "https://127.0.0.1:*",
+    "https://[::1]:*",
+)
+# Worker threads kept free of generation work, so /health, refusals and errors answer at once.
+RESERVED_THREADS = 8
+
 
 @dataclass
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
-    threads: int = 16
-    cors_origins: list[str] = field(default_factory=lambda: ["*"])
+    # Generation requests (POST) served at once, streaming or waiting for the engine; beyond it a
+    # request is refused at once (503, Anthropic 529). `mlxcli serve`: max-queue + 1.
+    max_in_flight: int = 33
+    threads: int | None = None  # None: max_in_flight + RESERVED_THREADS
+    cors_origins: list[str] = field(default_factory=lambda: list(LOOPBACK_ORIGINS))
+    allowed_hosts: list[str] = field(default_factory=list)  # extra Host names; "*" turns the check off
+    api_keys: list[str] = field(default_factory=list)  # empty: no authentication
     max_body_bytes: int = 4 * 1024 * 1024
-    keepalive_seconds: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    keepalive_seconds: float = 10.0  # SSE comment while nothing else is written
+    # Store requests of stateless APIs (Chat Completions, Anthropic) that do not say `store`.
+    store_chat: bool = False
+    shutdown_timeout: float = 10.0  # in-flight requests get this long to finish on SIGINT/SIGTERM
+
+    @property
+    def worker_threads(self) -> int:
+        return self.threads or self.max_in_flight + RESERVED_THREADS
+
+    def check(self) -> None:
+        """Refuse settings under which waitress could queue requests out of our sight."""
+        if self.worker_threads < self.max_in_flight + 2:
+            raise ValueError(
+                f"threads ({self.worker_threads}) must exceed the requests allowed in flight "
+                f"({self.max_in_flight}, max-queue + 1) by at least 2, so that /health and overload "
+                "replies always find a free thread"
+            )

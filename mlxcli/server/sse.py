@@ -1,8 +1,10 @@
 """Server-sent events: framing, keep-alives, and cancel-on-disconnect.
 
-Waitress closes a response iterator at its next write after the client left, so
-the ``finally`` below cancels the generation; keep-alive comments during a long
-prefill make that write happen even before the first token.
+A client that leaves cancels its generation: waitress closes the response body
+at the next write after the client left (``EventStream.close`` cancels), and
+while nothing is written (a long prefill) the stream polls waitress's
+disconnect flag (see ``disconnect.py``). Keep-alive comments keep proxies from
+timing out an idle stream.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import orjson
 
-from mlxcli.core.errors import MlxcliError
+from mlxcli.core.collect import Collector, Completion
+from mlxcli.core.errors import ClientClosedRequest, MlxcliError
 from mlxcli.core.events import Event, Finish
 from mlxcli.engine.engine import Generation
+from mlxcli.server.disconnect import Disconnected, watch
 
 log = logging.getLogger("mlxcli.server")
 
@@ -39,31 +43,86 @@ class StreamEncoder(Protocol):
     def error(self, err: MlxcliError) -> Iterable[bytes]: ...
 
 
+class EventStream:
+    """The body of a streaming response; it always ends cleanly or with an error event.
+
+    An object rather than a generator so that ``close()`` cancels the generation
+    even when the server closes the body before ever iterating it. ``on_complete``
+    gets the finished answer before the encoder writes its final event (e.g. to
+    store it): if it raises, the client gets an error event instead.
+    """
+
+    def __init__(
+        self,
+        generation: Generation,
+        encoder: StreamEncoder,
+        *,
+        keepalive_seconds: float = 10.0,
+        disconnected: Disconnected | None = None,
+        on_finish: Callable[[Finish | None], None] | None = None,
+        on_complete: Callable[[Completion], None] | None = None,
+    ):
+        self.generation = generation
+        self._on_complete = on_complete
+        self.finish: Finish | None = None
+        self._on_finish = on_finish
+        self._closed = False
+        self._frames = self._encode(encoder, watch(generation, disconnected, idle=keepalive_seconds))
+
+    def _encode(self, encoder: StreamEncoder, events: Iterator[Event | None]) -> Iterator[bytes]:
+        collector = Collector()
+        try:
+            yield from encoder.start()
+            for event in events:
+                if event is None:
+                    yield KEEPALIVE
+                    continue
+                collector.feed(event)
+                if isinstance(event, Finish):
+                    if self._on_complete is not None:
+                        self._on_complete(collector.completion())
+                    self.finish = event
+                yield from encoder.event(event)
+        except ClientClosedRequest:
+            return  # nobody is listening
+        except MlxcliError as err:
+            yield from encoder.error(err)
+        except Exception as exc:  # never a traceback on the wire
+            log.exception("stream failed")
+            yield from encoder.error(MlxcliError(f"stream failed: {type(exc).__name__}"))
+
+    def __iter__(self) -> "EventStream":
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self._frames)
+
+    def close(self) -> None:
+        """Called by the WSGI server when the body ends or the client left: stop generating."""
+        if self._closed:
+            return
+        self._closed = True
+        self._frames.close()
+        self.generation.cancel()
+        if self._on_finish is not None:
+            self._on_finish(self.finish)
+
+
 def stream(
     generation: Generation,
     encoder: StreamEncoder,
     *,
     keepalive_seconds: float = 10.0,
+    disconnected: Disconnected | None = None,
     on_finish: Callable[[Finish | None], None] | None = None,
-) -> Iterator[bytes]:
-    """The response body of a streaming request; always ends cleanly or with an error event."""
-    finish: Finish | None = None
-    try:
-        yield from encoder.start()
-        while finish is None:
-            event = generation.next_event(timeout=keepalive_seconds)
-            if event is None:
-                yield KEEPALIVE
-                continue
-            if isinstance(event, Finish):
-                finish = event
-            yield from encoder.event(event)
-    except MlxcliError as err:
-        yield from encoder.error(err)
-    except Exception as exc:  # never a traceback on the wire
-        log.exception("stream failed")
-        yield from encoder.error(MlxcliError(f"stream failed: {type(exc).__name__}"))
-    finally:
-        generation.cancel()
-        if on_finish is not None:
-            on_finish(finish)
+    on_complete: Callable[[Completion], None] | None = None,
+) -> EventStream:
+    """The response body (``resp.stream``) of a streaming request."""
+    return EventStream(
+        generation,
+        encoder,
+        keepalive_seconds=keepalive_seconds,
+        disconnected=disconnected,
+        on_finish=on_finish,
+        on_complete=on_complete,
+    )

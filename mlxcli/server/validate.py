@@ -8,6 +8,7 @@ parameter was wrong (``messages[2].content``).
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Any, Iterator
 
 from mlxcli.core.errors import InvalidRequest
@@ -80,7 +81,9 @@ class Obj:
         choices: tuple[str, ...] | None = None,
         max_len: int = MAX_STRING,
         allow_empty: bool = True,
+        printable: bool = False,
     ) -> str | None:
+        """``printable``: no control or invisible formatting characters (names, ids)."""
         value = self.data.get(key)
         if value is None:
             if required:
@@ -94,6 +97,8 @@ class Obj:
             raise self._range(key, f"string too long ({len(value)} > {max_len} characters).")
         if not allow_empty and not value:
             raise self._range(key, "must not be empty.")
+        if printable and any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+            raise self._range(key, "must not contain control characters.")
         return value
 
     def int(
@@ -153,7 +158,7 @@ class Obj:
             raise self._range(key, f"expected at most {max_items} items, got {len(value)}.")
         return [(item, f"{self.param(key)}[{i}]") for i, item in enumerate(value)]
 
-    def obj(self, key: str, *, required: bool = False) -> "Obj | None":
+    def obj(self, key: str, *, required: bool = False, max_keys: int = 10_000) -> "Obj | None":
         value = self.data.get(key)
         if value is None:
             if required:
@@ -161,7 +166,30 @@ class Obj:
             return None
         if not isinstance(value, dict):
             raise self._wrong(key, "an object")
+        if len(value) > max_keys:
+            raise self._range(key, f"expected at most {max_keys} keys, got {len(value)}.")
         return Obj(value, self.param(key))
+
+    def str_map(self, key: str, *, max_items: int, max_key_len: int, max_value_len: int) -> dict[str, str]:
+        """An object of string values (e.g. ``metadata``)."""
+        o = self.obj(key, max_keys=max_items)
+        if o is None:
+            return {}
+        for name in o.data:
+            if len(name) > max_key_len:
+                raise self._range(key, f"key {name[:32]!r}... is longer than {max_key_len} characters.")
+            o.str(name, max_len=max_value_len)
+        return dict(o.data)
+
+    def unsupported(self, key: str, why: str = "is not supported by this server") -> None:
+        """Refuse a known field the server cannot honour, rather than silently ignoring it.
+
+        Absent, null, false and empty values are accepted: clients often send the defaults.
+        """
+        value = self.data.get(key)
+        if value is None or value is False or value in ("", [], {}):
+            return
+        raise InvalidRequest(f"'{self.param(key)}' {why}.", param=self.param(key), code="unsupported_parameter")
 
     def str_or_list(self, key: str, *, max_items: int, max_len: int) -> list[str]:
         """A string or an array of strings (e.g. ``stop``) → list of strings."""

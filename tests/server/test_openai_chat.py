@@ -132,7 +132,7 @@ def test_cors_preflight(server):
         },
     )
     assert r.status_code == 200
-    assert r.headers["access-control-allow-origin"] == "*"
+    assert r.headers["access-control-allow-origin"] == "http://localhost:3000"  # loopback origins by default
     assert "POST" in r.headers["access-control-allow-methods"]
     assert "authorization" in r.headers["access-control-allow-headers"].lower()
 

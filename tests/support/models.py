@@ -9,7 +9,9 @@ batching see an ordinary KV cache.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -20,9 +22,16 @@ from mlx_lm.tokenizer_utils import TokenizerWrapper
 from mlx_lm.utils import load_tokenizer
 
 from mlxcli.engine.loading import LoadedModel
+from mlxcli.engine.registry import ServedModel
+from mlxcli.engine.settings import ModelSpec
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
 FORCE = 1e4  # large enough to survive any temperature and repetition penalty we allow
+FAIL = -1  # in a plan: raise instead of producing a token
+
+
+class Fail(str):
+    """A reply for ``respond``: the model produces this text, then raises (a failure mid-answer)."""
 
 
 def copy_tokenizer(src: Path, dst: Path) -> None:
@@ -62,12 +71,20 @@ def make_tiny_model_dir(tokenizer_dir: Path, dst: Path, *, seed: int = 0, hidden
 
 
 def generation_marker(tokenizer: TokenizerWrapper) -> list[int]:
-    """The tokens the chat template appends to ask for the assistant's turn."""
+    """The tokens the chat template appends to ask for the assistant's turn.
+
+    Only the part that does not depend on ``enable_thinking``: what a template adds
+    after it (an opened or an empty think block) is, like a prefilled tool call, the
+    start of the reply that the prompt already holds.
+    """
     probe = [{"role": "user", "content": "x"}]
-    with_prompt = tokenizer.apply_chat_template(probe, add_generation_prompt=True, tokenize=False)
     without = tokenizer.apply_chat_template(probe, add_generation_prompt=False, tokenize=False)
-    assert with_prompt.startswith(without), "unexpected chat template"
-    return tokenizer.encode(with_prompt[len(without):], add_special_tokens=False)
+    suffixes = []
+    for thinking in (True, False):
+        with_prompt = tokenizer.apply_chat_template(probe, add_generation_prompt=True, tokenize=False, enable_thinking=thinking)
+        assert with_prompt.startswith(without), "unexpected chat template"
+        suffixes.append(with_prompt[len(without):])
+    return tokenizer.encode(os.path.commonprefix(suffixes), add_special_tokens=False)
 
 
 class ScriptedModel(nn.Module):
@@ -80,6 +97,8 @@ class ScriptedModel(nn.Module):
         self._eos = min(tokenizer.eos_token_ids)
         self._plans: dict[tuple[int, ...], list[int]] = {}
         self.prompts: list[str] = []  # every prompt the model answered, for assertions
+        self.calls = 0  # forward passes run: the engine-side work, for cancellation tests
+        self.step_delay = 0.0  # seconds each forward pass takes: a slow model, set by tests
 
     def make_cache(self):
         return [KVCache()]
@@ -92,16 +111,31 @@ class ScriptedModel(nn.Module):
                 return end
         return None  # mid-prefill: the prompt is not complete yet
 
-    def _plan(self, prompt: list[int]) -> list[int]:
-        key = tuple(prompt)
-        if key not in self._plans:
-            text = self._tokenizer.decode(prompt)
-            self.prompts.append(text)
-            reply = self._respond(text)
-            self._plans[key] = self._tokenizer.encode(reply, add_special_tokens=False) + [self._eos]
-        return self._plans[key]
+    def _plan(self, row: list[int], start: int, *, create: bool) -> tuple[list[int], int] | None:
+        """(the reply's tokens, where it starts in ``row``) for a row whose reply starts after ``start``.
+
+        The prompt may hold the first part of the reply (a prefilled tool call, a think
+        block the template opened): the reply is what ``respond`` returns for the whole
+        prompt, and continues it.
+        """
+        for end in range(start, len(row) + 1):
+            plan = self._plans.get(tuple(row[:end]))
+            if plan is not None and row[end:] == plan[: len(row) - end]:
+                return plan, end
+        if not create:
+            return None
+        text = self._tokenizer.decode(row)
+        self.prompts.append(text)
+        reply = self._respond(text)
+        end = FAIL if isinstance(reply, Fail) else self._eos
+        plan = self._tokenizer.encode(reply, add_special_tokens=False) + [end]
+        self._plans[tuple(row)] = plan
+        return plan, len(row)
 
     def __call__(self, inputs: mx.array, cache=None, **_kwargs) -> mx.array:
+        self.calls += 1
+        if self.step_delay:
+            time.sleep(self.step_delay)
         batch, length = inputs.shape
         keys = inputs.astype(mx.float32).reshape(batch, 1, length, 1)
         seen, _ = cache[0].update_and_fetch(keys, keys)
@@ -111,15 +145,42 @@ class ScriptedModel(nn.Module):
             if start is None:
                 logits.append(mx.zeros((self._vocab,)))
                 continue
-            plan = self._plan(row[:start])
-            k = len(row) - start
+            # Only the step that samples a reply's first token asks for a reply: a prefill
+            # chunk may also end just after an earlier turn's marker, and must not call respond.
+            found = self._plan(row, start, create=length == 1)
+            if found is None:
+                logits.append(mx.zeros((self._vocab,)))
+                continue
+            plan, reply_start = found
+            k = len(row) - reply_start
             target = plan[k] if k < len(plan) else self._eos
+            if target == FAIL:
+                raise RuntimeError("scripted failure")
             logits.append(mx.zeros((self._vocab,)).at[target].add(FORCE))
         return mx.stack(logits)[:, None, :]
 
 
-def scripted_loaded_model(tokenizer_dir: Path, respond: Callable[[str], str], *, name: str = "scripted", context_window: int = 2048) -> LoadedModel:
-    tokenizer = load_tokenizer(tokenizer_dir)
+class Recording:
+    """A ``respond`` that remembers every prompt it answered (the rendered chat template text)."""
+
+    def __init__(self, respond: Callable[[str], str]):
+        self.respond = respond
+        self.prompts: list[str] = []
+
+    def __call__(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        return self.respond(prompt)
+
+
+def scripted_loaded_model(
+    tokenizer_dir: Path,
+    respond: Callable[[str], str],
+    *,
+    name: str = "scripted",
+    context_window: int = 2048,
+    tokenizer: TokenizerWrapper | None = None,
+) -> LoadedModel:
+    tokenizer = tokenizer or load_tokenizer(tokenizer_dir)
     model = ScriptedModel(tokenizer, respond, vocab_size=len(tokenizer))
     return LoadedModel(
         name=name,
@@ -131,3 +192,35 @@ def scripted_loaded_model(tokenizer_dir: Path, respond: Callable[[str], str], *,
         dtype="scripted",
         load_seconds=0.0,
     )
+
+
+def scripted_model(
+    tokenizer_dir: Path,
+    respond: Callable[[str], str],
+    *,
+    name: str = "scripted",
+    aliases: tuple[str, ...] = (),
+    context_window: int = 2048,
+    spec: ModelSpec | None = None,
+    on_load: Callable[[str], None] | None = None,
+    tokenizer: TokenizerWrapper | None = None,
+) -> ServedModel:
+    """A scripted model to serve; ``on_load(name)`` runs on the engine thread each time it loads.
+
+    Pass ``tokenizer`` (loaded from ``tokenizer_dir``) to share one between engines: loading takes a second.
+    """
+    tokenizer = tokenizer or load_tokenizer(tokenizer_dir)
+
+    def load() -> LoadedModel:
+        if on_load is not None:
+            on_load(name)
+        return scripted_loaded_model(tokenizer_dir, respond, name=name, context_window=context_window, tokenizer=tokenizer)
+
+    return ServedModel(name=name, tokenizer=tokenizer, context_window=context_window, load=load, aliases=aliases, spec=spec)
+
+
+def scripted_of(engine) -> ScriptedModel:
+    """The scripted model an engine serves as its default (loaded) model, for assertions and knobs."""
+    loaded = engine.registry.default.loaded
+    assert loaded is not None, "the default model is not loaded"
+    return loaded.model

@@ -8,20 +8,31 @@ from mlxcli.engine.engine import Engine
 from mlxcli.server.app import create_app
 from mlxcli.server.runner import HttpServer
 from mlxcli.server.settings import ServerSettings
+from mlxcli.server.shutdown import ShutdownHooks
 
 
 class RunningServer:
-    def __init__(self, engine: Engine, settings: ServerSettings | None = None):
+    """Stopped by ``close()`` the way `mlxcli serve` stops on SIGTERM: in-flight requests get
+    ``grace`` seconds, then the engine cancels them, then the app's shutdown ``hooks`` run."""
+
+    def __init__(self, engine: Engine, settings: ServerSettings | None = None, store=None, *, grace: float = 0.5):
         self.engine = engine
         self.settings = settings or ServerSettings(port=0)
-        self.http = HttpServer(create_app(engine, self.settings), host="127.0.0.1", port=0, threads=self.settings.threads)
+        self.hooks = ShutdownHooks()
+        self.app = create_app(engine, self.settings, store, shutdown=self.hooks)
+        self.http = HttpServer.for_settings(self.app, self.settings, port=0)
         self.url = f"http://127.0.0.1:{self.http.port}"
-        self._thread = threading.Thread(target=self.http.serve, kwargs={"grace": 0.5}, daemon=True)
+        self.grace = grace
+        self._thread = threading.Thread(
+            target=self.http.serve,
+            kwargs={"grace": grace, "cancel_in_flight": lambda: engine.stop(grace=0), "on_stopped": self.hooks.run},
+            daemon=True,
+        )
         self._thread.start()
 
     def close(self) -> None:
         self.http.shutdown()
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=self.grace + 10)
 
     def __enter__(self) -> "RunningServer":
         return self

@@ -1,0 +1,64 @@
+"""Where answers come from. Every backend turns a ChatRequest into the neutral events of one answer.
+
+Two implementations: ``EngineBackend`` (the in-process engine, below) and
+``HttpBackend`` (any OpenAI-compatible server, in ``http.py``). Refusals (unknown
+model, prompt too long, server unreachable) raise ``MlxcliError`` from ``stream``;
+a failure half-way raises it from the iteration.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator, Protocol
+
+from mlxcli.core.events import Event, Usage
+from mlxcli.core.request import ChatRequest
+
+if TYPE_CHECKING:
+    from mlxcli.engine.engine import Engine, Generation
+
+
+class Reply(Protocol):
+    """One answer being generated."""
+
+    def __iter__(self) -> Iterator[Event]: ...
+
+    def cancel(self) -> Usage:
+        """Stop generating (a no-op once it finished); the usage so far, as far as it is known."""
+        ...
+
+
+class Backend(Protocol):
+    model: str  # the name of the model that answers, as shown and stored
+    where: str  # "in-process" or the server's base URL
+
+    def stream(self, request: ChatRequest) -> Reply: ...
+
+    def close(self) -> None: ...
+
+
+class EngineBackend:
+    """The shared engine, in this process (started by ``start_engine``)."""
+
+    where = "in-process"
+
+    def __init__(self, engine: "Engine"):
+        self.engine = engine
+        self.model = engine.name
+
+    def stream(self, request: ChatRequest) -> Reply:
+        return _EngineReply(self.engine.submit(request))
+
+    def close(self) -> None:
+        self.engine.stop(grace=0)
+
+
+class _EngineReply:
+    def __init__(self, generation: "Generation"):
+        self._generation = generation
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self._generation)
+
+    def cancel(self) -> Usage:
+        self._generation.cancel()
+        return Usage(prompt_tokens=self._generation.prompt_tokens, completion_tokens=self._generation.job.generated_tokens)

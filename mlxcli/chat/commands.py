@@ -1,0 +1,152 @@
+"""The REPL's slash commands: one table, one function each."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from rich.markdown import Markdown
+from rich.table import Table
+from rich.text import Text
+
+from mlxcli.chat.render import REASONING_STYLE, footer
+
+if TYPE_CHECKING:
+    from mlxcli.chat.repl import Repl
+
+EXPORT_FORMATS = {".md": "markdown", ".markdown": "markdown", ".json": "json"}
+
+INPUT_HELP = """\
+Enter sends. A new line: end the line with a backslash, press Alt-Enter (or Esc, Enter),
+or open a block with three double quotes and close it with three more; pasted text keeps its lines.
+Up and Down recall earlier input (kept across sessions), Tab completes commands.
+Ctrl-C stops an answer (the part that arrived stays in the conversation) or clears the line;
+Ctrl-D on an empty line, or /exit, leaves. Start a message with // to send text beginning with /."""
+
+
+@dataclass
+class Command:
+    name: str
+    args: str
+    help: str
+    run: Callable[["Repl", str], None]
+
+
+def _help(repl: "Repl", _arg: str) -> None:
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for c in COMMANDS.values():
+        table.add_row(f"{c.name} {c.args}".rstrip(), c.help)
+    repl.console.print(table)
+    repl.console.print()
+    repl.console.print(INPUT_HELP, style="dim", highlight=False)
+
+
+def _clear(repl: "Repl", _arg: str) -> None:
+    repl.session.clear()
+    repl.console.print("new conversation", style="dim")
+
+
+def _system(repl: "Repl", arg: str) -> None:
+    session = repl.session
+    if not arg:
+        repl.console.print(f"system prompt: {session.system}" if session.system else "no system prompt", style="dim", highlight=False)
+        return
+    session.system = None if arg == "-" else arg
+    repl.console.print(
+        "system prompt removed" if session.system is None else "system prompt set (it applies from the next answer on)",
+        style="dim",
+    )
+
+
+def _retry(repl: "Repl", _arg: str) -> None:
+    if not repl.session.exchanges:
+        repl.error("nothing to retry yet")
+        return
+    repl.answer(repl.session.retry)
+
+
+def _history(repl: "Repl", _arg: str) -> None:
+    session, console = repl.session, repl.console
+    if session.system:
+        console.print(Text.assemble(("system: ", "bold"), session.system))
+    if not session.exchanges:
+        console.print("nothing asked yet in this conversation", style="dim")
+        return
+    for number, e in enumerate(session.exchanges, 1):
+        console.print(Text.assemble((f"[{number}] you: ", "bold"), e.question.content or ""))
+        if e.completion.reasoning:
+            console.print(Text(e.completion.reasoning.strip(), style=REASONING_STYLE))
+        console.print(Markdown(e.completion.text) if e.completion.text else Text("(no answer)", style="dim"))
+        console.print(footer(e), style="dim", highlight=False)
+        console.print()
+
+
+def _stats(repl: "Repl", _arg: str) -> None:
+    session, console = repl.session, repl.console
+    totals = session.totals()
+    speeds = [e.tokens_per_second for e in session.exchanges if e.tokens_per_second is not None]
+    rows = [
+        ("model", f"{session.backend.model} ({session.backend.where})"),
+        ("conversation", session.conversation_id or ("not stored (--no-store)" if session.store is None else "none yet")),
+        ("exchanges", str(len(session.exchanges))),
+        ("tokens", f"{totals.prompt_tokens} prompt + {totals.completion_tokens} completion"),
+    ]
+    if speeds:
+        rows.append(("speed", f"{sum(speeds) / len(speeds):.1f} tok/s on average"))
+    if session.exchanges:
+        rows.append(("last answer", footer(session.exchanges[-1])))
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table, highlight=False)
+
+
+def _export(repl: "Repl", arg: str) -> None:
+    from mlxcli.store.export import render
+
+    if not arg:
+        repl.error("usage: /export FILE.md or /export FILE.json")
+        return
+    path = Path(arg).expanduser()
+    fmt = EXPORT_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        repl.error(f"cannot tell the format of {arg!r}: name a .md or .json file")
+        return
+    if not repl.session.exchanges:
+        repl.error("nothing to export yet")
+        return
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        temp.write_text(render([repl.session.conversation()], fmt, single=True), encoding="utf-8")
+        os.replace(temp, path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        repl.error(f"cannot write {path}: {exc.strerror or exc}")
+        return
+    repl.console.print(f"wrote {len(repl.session.exchanges)} exchange(s) to {path}", style="dim", highlight=False)
+
+
+def _exit(repl: "Repl", _arg: str) -> None:
+    repl.done = True
+
+
+COMMANDS = {
+    c.name: c
+    for c in (
+        Command("/help", "", "this help", _help),
+        Command("/clear", "", "start a new conversation (the system prompt stays)", _clear),
+        Command("/system", "[TEXT]", "set the system prompt (- removes it; alone: show it)", _system),
+        Command("/retry", "", "ask the last question again; the new answer replaces the old one", _retry),
+        Command("/history", "", "show this conversation", _history),
+        Command("/stats", "", "model, conversation id, tokens and speed", _stats),
+        Command("/export", "FILE", "write this conversation to FILE: Markdown (.md) or JSON (.json)", _export),
+        Command("/exit", "", "leave (also /quit, Ctrl-D)", _exit),
+    )
+}
+ALIASES = {"/quit": "/exit", "/bye": "/exit", "/?": "/help"}

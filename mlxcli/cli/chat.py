@@ -1,0 +1,153 @@
+"""`mlxcli chat`: chat in the terminal, or answer one question for a script (see mlxcli/chat/)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mlxcli.cli import app
+from mlxcli.cli.common import FastPathOption, ModelOption, fail, start_engine
+from mlxcli.cli.store_options import ConversationDirOption, StorePathOption, store_settings
+from mlxcli.core.errors import MlxcliError
+from mlxcli.core.request import Sampling
+
+HISTORY_FILE = "chat_history"
+
+
+@app.command()
+def chat(
+    model: Optional[str] = ModelOption,
+    url: Optional[str] = typer.Option(
+        None, "--url", envvar="MLXCLI_URL",
+        help="Chat with a running OpenAI-compatible server (mlxcli serve, llama.cpp, LM Studio, …) instead of "
+        "loading the model here: its address or OpenAI base URL (http://127.0.0.1:8000, …/v1).",
+    ),
+    api_key: Optional[str] = typer.Option(
+        None, "--api-key", envvar="MLXCLI_API_KEY", help="With --url: the API key the server wants (sent as a bearer token)."
+    ),
+    system: Optional[str] = typer.Option(None, "--system", "-s", help="System prompt."),
+    prompt: Optional[str] = typer.Option(
+        None, "--prompt", "-p", help="Answer this and exit (with text piped on stdin: the prompt, a blank line, then that text)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="With -p or piped input: print the result as one JSON object."),
+    stats: bool = typer.Option(False, "--stats", help="With -p or piped input: print tokens, speed and time to first token on stderr."),
+    show_reasoning: bool = typer.Option(
+        True, "--show-reasoning/--hide-reasoning", help="Show the model's reasoning (dimmed) before its answer."
+    ),
+    temperature: Optional[float] = typer.Option(None, min=0, max=2, help="Sampling temperature (default: the model's or server's)."),
+    top_p: Optional[float] = typer.Option(None, min=0, max=1, help="Nucleus sampling threshold."),
+    top_k: Optional[int] = typer.Option(None, min=0, help="Sample from the k most likely tokens (0: off)."),
+    min_p: Optional[float] = typer.Option(None, min=0, max=1, help="Drop tokens less likely than min_p × the most likely one."),
+    max_tokens: Optional[int] = typer.Option(None, min=1, help="Most tokens in one answer."),
+    seed: Optional[int] = typer.Option(None, min=0, help="Random seed, for repeatable answers."),
+    repetition_penalty: Optional[float] = typer.Option(None, min=0.01, max=10, help="Penalize repeated tokens (1: off)."),
+    stop: List[str] = typer.Option([], "--stop", help="Stop the answer at this text (repeatable)."),
+    store: bool = typer.Option(True, "--store/--no-store", help="Keep the conversation in the conversation store (mlxcli convo)."),
+    store_path: Path = StorePathOption,
+    conversation_dir: Path = ConversationDirOption,
+    fast_path: bool = FastPathOption,
+) -> None:
+    """Chat with a model in the terminal, or answer one question (-p, or text on stdin) for a script."""
+    from mlxcli.chat import oneshot
+
+    interactive = prompt is None and sys.stdin.isatty()
+    if interactive and (as_json or stats):
+        fail("--json and --stats go with -p or piped input", oneshot.EXIT_USAGE)
+    try:
+        question = None
+        if not interactive:
+            question = oneshot.question(prompt, None if sys.stdin.isatty() else sys.stdin.read())
+            if not question:
+                fail("nothing to ask: give -p TEXT or pipe text on stdin", oneshot.EXIT_USAGE)
+        # Fail fast and cheaply first: the server (when there is one), the store, then the (slow) model load.
+        backend = _http_backend(url, model, api_key) if url is not None else None
+        conversations = _open_store(store_path, conversation_dir) if store else None
+        if backend is None:
+            from mlxcli.chat.backends import EngineBackend
+
+            backend = EngineBackend(_start_engine(model, fast_path))
+    except KeyboardInterrupt:
+        fail("interrupted", oneshot.EXIT_INTERRUPTED)
+
+    from mlxcli.chat.session import ChatSession
+
+    sampling = Sampling(
+        temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, max_tokens=max_tokens, seed=seed,
+        repetition_penalty=repetition_penalty, stop=list(stop),
+    )
+    session = ChatSession(backend, conversations, system=system, sampling=sampling)
+    code = 0
+    try:
+        if interactive:
+            _repl(session, show_reasoning)
+        else:
+            code = oneshot.run(session, question, as_json=as_json, stats=stats, show_reasoning=show_reasoning)
+    finally:
+        backend.close()
+        if conversations is not None:
+            conversations.close()
+    if url is None:
+        # MLX sometimes aborts while the interpreter tears down its threads (see serve): leave now.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise typer.Exit(code)
+
+
+def _http_backend(url: str, model: str | None, api_key: str | None):
+    from mlxcli.chat.http import HttpBackend
+
+    key = api_key.split()[0] if api_key and api_key.split() else None  # MLXCLI_API_KEY may list several
+    try:
+        return HttpBackend(url, model=model, api_key=key)
+    except MlxcliError as exc:
+        fail(exc.message)
+
+
+def _start_engine(model: str | None, fast_path: bool):
+    """The engine, with a spinner on a terminal while the model is fetched (first use) and loaded."""
+    from rich.console import Console
+
+    from mlxcli.chat.render import quiet_terminal
+
+    err = Console(stderr=True)
+    if not err.is_terminal:
+        return start_engine(model, fast_path=fast_path)
+    name = model or "the default model"
+    restore = quiet_terminal(err.file)  # what is typed meanwhile waits, unechoed, for the first prompt
+    try:
+        with err.status(f"loading {name}…") as status:
+
+            def progress(stage: str, done: int, total: int | None) -> None:
+                status.update(f"{stage} {name}" + (f" {100 * done // total}%" if total else "") + "…")
+
+            return start_engine(model, fast_path=fast_path, progress=progress)
+    finally:
+        restore()
+
+
+def _open_store(store_path: Path | None, conversation_dir: Path | None):
+    from mlxcli.store import ConversationStore
+
+    try:
+        return ConversationStore(store_settings(store_path, conversation_dir))
+    except MlxcliError as exc:
+        fail(exc.message)
+
+
+def _repl(session, show_reasoning: bool) -> None:
+    from rich.console import Console
+
+    from mlxcli.chat.commands import ALIASES, COMMANDS
+    from mlxcli.chat.editor import LineEditor
+    from mlxcli.chat.repl import Repl
+    from mlxcli.paths import data_home
+
+    editor = LineEditor(data_home() / HISTORY_FILE, [*COMMANDS, *ALIASES])
+    Repl(session, Console(), editor, show_reasoning=show_reasoning).run()

@@ -1,0 +1,84 @@
+"""``mlxcli ps``: what a running `mlxcli serve` has in memory (its ``GET /api/ps``)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.filesize import decimal
+from rich.table import Table
+
+from mlxcli.cli import app
+from mlxcli.cli.common import fail
+
+
+@app.command()
+def ps(
+    url: Annotated[
+        str, typer.Option("--url", envvar="MLXCLI_URL", help="The server's base URL.")
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="MLXCLI_API_KEY", help="Sent as a bearer token, if the server wants one.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the server's answer as JSON.")] = False,
+) -> None:
+    """Show the models a running server has loaded (or is loading), and its queue."""
+    state = _get(url.rstrip("/") + "/api/ps", api_key)
+    if as_json:
+        typer.echo(json.dumps(state, indent=2))
+        return
+    console = Console(soft_wrap=True)
+    models = state.get("models") or []
+    if models:
+        table = Table(box=None, pad_edge=False)
+        for column in ("NAME", "STATE", "SIZE", "CONTEXT", "ACTIVE", "LAST USED", "UNLOADS"):
+            table.add_column(column, no_wrap=True)
+        now = time.time()
+        for m in models:
+            table.add_row(
+                m["name"],
+                m["state"],
+                decimal(m["size_bytes"]) if m.get("size_bytes") is not None else "-",
+                str(m["context_window"]),
+                str(m["active_requests"]),
+                _ago(now - m["last_used"]) if m.get("last_used") else "-",
+                _ago(m["unloads_at"] - now, future=True) if m.get("unloads_at") else "-",
+            )
+        console.print(table, highlight=False)
+    else:
+        console.print("no model loaded", highlight=False)
+    console.print(f"queue: {state.get('queue_depth', 0)} waiting, {state.get('active_requests', 0)} running", highlight=False)
+
+
+def _get(url: str, api_key: str | None) -> dict[str, Any]:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            fail(f"{url} was not found: is this an mlxcli server?")
+        fail(f"{url} answered {exc.code} {exc.reason}")
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        fail(f"cannot reach an mlxcli server at {url} ({reason}); is `mlxcli serve` running?")
+    except ValueError:
+        fail(f"{url} did not answer JSON: is this an mlxcli server?")
+
+
+def _ago(seconds: float, *, future: bool = False) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        amount = f"{seconds}s"
+    elif seconds < 3600:
+        amount = f"{seconds // 60}m"
+    else:
+        amount = f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"in {amount}" if future else f"{amount} ago"

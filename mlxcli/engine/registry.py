@@ -1,0 +1,306 @@
+"""The table of served models: which names reach which model, and which models are in memory.
+
+Each model's tokenizer and context window are read when the table is built (tokenizer
+files and config.json only: cheap, a few MB per model, kept for the server's life), so
+callers render and check a prompt on their own thread whether or not the weights are
+loaded: a prompt over the window is refused before a stream's 200, and /v1/models
+knows every model's window without loading it. Weights are loaded, evicted and
+unloaded only on the engine's worker thread (MLX state is bound to the thread that
+created it), through ``acquire`` / ``release`` / ``unload_idle``; any thread may call
+``resolve`` and ``snapshot``.
+
+Eviction is least-recently-used among models with no generation in progress
+(``in_use == 0``), so a model is never unloaded under a running request.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+import mlx.core as mx
+from mlx_lm.tokenizer_utils import TokenizerWrapper
+
+from mlxcli.core.errors import ModelError, ModelNotFound
+from mlxcli.core.request import Sampling
+from mlxcli.engine import formats, loading
+from mlxcli.engine.settings import EngineSettings, ModelSpec
+
+log = logging.getLogger("mlxcli.engine")
+
+State = Literal["unloaded", "loading", "loaded"]
+
+
+@dataclass(eq=False)
+class ServedModel:
+    """One configured model. The fields after ``spec`` are its state, written by the worker thread."""
+
+    name: str  # the served name: listed in /v1/models and used in logs
+    tokenizer: TokenizerWrapper
+    context_window: int
+    load: Callable[[], loading.LoadedModel]  # called on the worker thread only
+    aliases: tuple[str, ...] = ()
+    ids: tuple[str, ...] = ()  # further names that reach it: the model as configured, its canonical id
+    spec: ModelSpec | None = None  # sampling defaults, parser overrides
+    format: formats.ModelFormat | None = None  # tool-call and reasoning formats; detected from the tokenizer when None
+
+    state: State = "unloaded"
+    loaded: loading.LoadedModel | None = None
+    in_use: int = 0  # generations in progress
+    loaded_at: float | None = None
+    last_used: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.spec is None:
+            self.spec = ModelSpec(model=self.name)
+        if self.format is None:
+            self.format = formats.detect(self.tokenizer, self.spec.tool_call_parser, self.spec.reasoning_parser)
+
+    @property
+    def sampling(self) -> Sampling:
+        assert self.spec is not None
+        return self.spec.sampling
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """A point-in-time view of one model, for /v1/models, /health and `mlxcli ps`."""
+
+    name: str
+    aliases: tuple[str, ...]
+    context_window: int
+    state: State
+    active: int
+    loaded_at: float | None  # Unix time
+    last_used: float | None  # Unix time
+    unloads_at: float | None  # Unix time of the idle unload, when one is set
+    load_seconds: float | None
+    weight_bytes: int | None
+    dtype: str | None
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        models: Sequence[ServedModel],
+        *,
+        max_loaded: int = 1,
+        idle_unload: float | None = None,
+        strict_names: bool = False,
+        clock: Callable[[], float] = time.time,
+    ):
+        if not models:
+            raise ModelError("no model to serve")
+        if max_loaded < 1:
+            raise ModelError("max_loaded_models must be at least 1")
+        self.models = list(models)
+        self.max_loaded = max_loaded
+        self.idle_unload = idle_unload or None
+        self.strict_names = strict_names
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._by_name: dict[str, ServedModel] = {}
+        for model in self.models:
+            for name in (model.name, *model.aliases):
+                other = self._by_name.setdefault(_key(name), model)
+                if other is not model:
+                    raise ModelError(
+                        f"the name {name!r} would reach both {other.name!r} and {model.name!r}: "
+                        "give the models distinct served names and aliases (in a --config file)"
+                    )
+        for model in self.models:  # ids last: the same weights may be served twice, under two names
+            for name in model.ids:
+                self._by_name.setdefault(_key(name), model)
+
+    @classmethod
+    def from_settings(cls, models: Sequence[ServedModel], settings: EngineSettings) -> "ModelRegistry":
+        return cls(
+            models,
+            max_loaded=settings.max_loaded_models,
+            idle_unload=settings.idle_unload,
+            strict_names=settings.strict_model_names,
+        )
+
+    @property
+    def default(self) -> ServedModel:
+        """The first configured model: it answers requests that name no model."""
+        return self.models[0]
+
+    # ---- names (any thread) ----------------------------------------------
+
+    def lookup(self, name: str) -> ServedModel | None:
+        """The model this exact name (served name, alias or id; any case) reaches, if any."""
+        return self._by_name.get(_key(name))
+
+    def resolve(self, requested: str | None) -> ServedModel:
+        """The model a request's ``model`` selects, or ModelNotFound.
+
+        No name → the default model. A single model answers to any name (clients send
+        names like ``gpt-4o``) unless names are strict.
+        """
+        if not requested or not requested.strip():
+            return self.default
+        found = self.lookup(requested)
+        if found is not None:
+            return found
+        if len(self.models) == 1 and not self.strict_names:
+            return self.default
+        served = ", ".join(m.name for m in self.models)
+        raise ModelNotFound(f"The model `{requested}` does not exist. Served models: {served}.", param="model")
+
+    # ---- memory (worker thread only) ---------------------------------------
+
+    def ensure_loaded(self, model: ServedModel) -> loading.LoadedModel:
+        """The model's weights, loading them first (evicting idle models to stay within ``max_loaded``)."""
+        if model.loaded is None:
+            self._make_room_for(model)
+            self._load(model)
+        assert model.loaded is not None
+        return model.loaded
+
+    def acquire(self, model: ServedModel) -> loading.LoadedModel:
+        """``ensure_loaded`` for one generation: the model cannot be evicted until ``release``."""
+        loaded = self.ensure_loaded(model)
+        with self._lock:
+            model.in_use += 1
+            model.last_used = self._clock()
+        return loaded
+
+    def release(self, model: ServedModel) -> None:
+        with self._lock:
+            model.in_use -= 1
+            model.last_used = self._clock()
+
+    def unload_idle(self, keep: ServedModel | None = None) -> None:
+        """Unload models unused for ``idle_unload`` seconds (but not ``keep``, about to be used)."""
+        if self.idle_unload is None:
+            return
+        now = self._clock()
+        for model in self.models:
+            idle = model.loaded is not None and model.in_use == 0 and model is not keep
+            if idle and now - (model.last_used or now) >= self.idle_unload:
+                self._unload(model, f"idle for {self.idle_unload:g}s")
+
+    def _make_room_for(self, model: ServedModel) -> None:
+        while len(loaded := [m for m in self.models if m.loaded is not None]) >= self.max_loaded:
+            idle = [m for m in loaded if m.in_use == 0]
+            if not idle:  # only possible once generations of several models overlap
+                raise ModelError(f"cannot load {model.name!r}: every loaded model is generating")
+            victim = min(idle, key=lambda m: m.last_used or 0.0)
+            self._unload(victim, f"least recently used; making room for {model.name}")
+
+    def _load(self, model: ServedModel) -> None:
+        with self._lock:
+            model.state = "loading"
+        log.info("loading %s", model.name)
+        try:
+            loaded = model.load()
+        except BaseException:
+            with self._lock:
+                model.state = "unloaded"
+            raise
+        with self._lock:
+            model.loaded = loaded
+            model.state = "loaded"
+            model.loaded_at = model.last_used = self._clock()
+
+    def _unload(self, model: ServedModel, reason: str) -> None:
+        with self._lock:
+            model.loaded = None
+            model.state = "unloaded"
+            model.loaded_at = None
+        gc.collect()  # drop the arrays now, then hand their memory back
+        mx.clear_cache()
+        log.info("unloaded %s (%s)", model.name, reason)
+
+    # ---- views (any thread) ------------------------------------------------
+
+    def snapshot(self) -> list[ModelStatus]:
+        with self._lock:
+            return [self._status(m) for m in self.models]
+
+    def _status(self, m: ServedModel) -> ModelStatus:
+        loaded = m.loaded
+        unloads_at = None
+        if loaded is not None and self.idle_unload is not None and m.in_use == 0 and m.last_used is not None:
+            unloads_at = m.last_used + self.idle_unload
+        return ModelStatus(
+            name=m.name,
+            aliases=m.aliases,
+            context_window=m.context_window,
+            state=m.state,
+            active=m.in_use,
+            loaded_at=m.loaded_at,
+            last_used=m.last_used,
+            unloads_at=unloads_at,
+            load_seconds=loaded.load_seconds if loaded else None,
+            weight_bytes=loaded.weight_bytes if loaded else None,
+            dtype=loaded.dtype if loaded else None,
+        )
+
+
+def _key(name: str) -> str:
+    return name.strip().lower()
+
+
+# ---- building models from specs ------------------------------------------------
+
+
+def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpec | None = None, ids: Sequence[str] = ()) -> ServedModel:
+    """A model directory ready to serve: tokenizer and context window now, weights on first use."""
+    spec = spec or ModelSpec(model=str(path))
+    config = loading.read_config(path)
+    template_file = spec.chat_template or settings.chat_template
+    template = read_chat_template(template_file) if template_file else None
+    tokenizer = loading.tokenizer_of(path, config, template)
+    if template is not None:
+        _check_template(tokenizer, template_file)
+    fmt = formats.detect(tokenizer, spec.tool_call_parser or settings.tool_call_parser, spec.reasoning_parser)
+    log.info("%s: %s", name, formats.describe(fmt))
+    limits = [n for n in (spec.context_length, settings.context_length) if n]
+    limit = min(limits) if limits else None
+    return ServedModel(
+        name=name,
+        tokenizer=tokenizer,
+        context_window=loading.context_window_of(config, limit),
+        load=lambda: loading.load(name, path, context_length=limit, tokenizer=tokenizer),
+        aliases=tuple(spec.aliases),
+        ids=tuple(i for i in dict.fromkeys(ids) if _key(i) != _key(name)),
+        spec=spec,
+        format=fmt,
+    )
+
+
+def prepare(spec: ModelSpec, settings: EngineSettings, progress=None) -> ServedModel:
+    """Resolve a spec (fetching or converting the model if needed) into a model ready to serve."""
+    from mlxcli.engine.models import resolve_model
+
+    resolved = resolve_model(spec.model, progress=progress)
+    # A local directory is served under its basename rather than its absolute path.
+    default_name = Path(resolved.name).name if resolved.source == "local" else resolved.name
+    return served_model(spec.served_name or default_name, resolved.path, settings, spec, ids=(spec.model, resolved.name))
+
+
+def _check_template(tokenizer: TokenizerWrapper, file: str) -> None:
+    """Fail at start-up, not on the first request, when a custom template cannot render."""
+    probe = [{"role": "user", "content": "Hello"}]
+    try:
+        tokenizer.apply_chat_template(probe, add_generation_prompt=True, tokenize=False)
+    except Exception as exc:  # jinja's TemplateSyntaxError, UndefinedError, ...
+        raise ModelError(f"the chat template {file} cannot render a simple conversation: {exc}") from exc
+
+
+def read_chat_template(file: str) -> str:
+    path = Path(file).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"cannot read the chat template {path}: {exc}") from exc
+    if not text.strip():
+        raise ModelError(f"the chat template {path} is empty")
+    return text

@@ -1,0 +1,319 @@
+"""Several models in one engine: names and aliases, on-demand loading, LRU eviction, idle unloading."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from mlx_lm.utils import load_tokenizer
+
+from mlxcli.core.collect import collect
+from mlxcli.core.errors import ContextLengthExceeded, EngineFailure, ModelError, ModelNotFound
+from mlxcli.core.events import TextDelta
+from mlxcli.core.request import ChatRequest, Message, Sampling
+from mlxcli.engine.engine import Engine, EngineSettings
+from mlxcli.engine.loading import LoadedModel
+from mlxcli.engine.registry import ServedModel, served_model
+from mlxcli.engine.settings import ModelSpec
+from tests.support.models import ScriptedModel, make_tiny_model_dir, scripted_model
+
+
+def ask(model: str | None, text: str = "Hi", **sampling) -> ChatRequest:
+    return ChatRequest(messages=[Message("user", text)], sampling=Sampling(**sampling), model=model)
+
+
+def wait_until(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.02)
+
+
+def states(engine: Engine) -> dict[str, str]:
+    return {m.name: m.state for m in engine.models()}
+
+
+@pytest.fixture
+def make_engine():
+    engines: list[Engine] = []
+
+    def make(models, **settings) -> Engine:
+        engine = Engine(models, EngineSettings(temperature=0.0, **settings)).start()
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.stop(grace=1)
+
+
+@pytest.fixture
+def pair(tokenizer_dir):
+    """Factory: scripted models "alpha" (aliases a, first) and "beta" (alias b); counts their loads."""
+    loads: Counter[str] = Counter()
+
+    def make(**kw) -> list[ServedModel]:
+        count = lambda name: loads.update([name])  # noqa: E731
+        return [
+            scripted_model(tokenizer_dir, lambda p: "I am alpha.", name="alpha", aliases=("a", "first"), on_load=count, **kw),
+            scripted_model(tokenizer_dir, lambda p: "I am beta.", name="beta", aliases=("b",), on_load=count, **kw),
+        ]
+
+    make.loads = loads
+    return make
+
+
+# ---- names -------------------------------------------------------------------
+
+
+def test_requests_reach_models_by_name_alias_and_any_case(make_engine, pair):
+    engine = make_engine(pair())
+    for name, reply in [("alpha", "I am alpha."), ("B", "I am beta."), ("first", "I am alpha."), ("beta", "I am beta.")]:
+        assert collect(engine.submit(ask(name))).text == reply
+    assert collect(engine.submit(ask(None))).text == "I am alpha."  # no name: the first (default) model
+
+
+def test_unknown_name_with_several_models_is_model_not_found(make_engine, pair):
+    engine = make_engine(pair())
+    with pytest.raises(ModelNotFound) as err:
+        engine.submit(ask("gpt-4o"))
+    assert err.value.status == 404 and err.value.param == "model" and err.value.code == "model_not_found"
+    assert "alpha" in err.value.message and "beta" in err.value.message
+    assert engine.stats()["queue_depth"] == 0
+
+
+def test_single_model_answers_any_name_unless_strict(make_engine, tokenizer_dir):
+    lenient = make_engine([scripted_model(tokenizer_dir, lambda p: "ok", name="only")])
+    assert collect(lenient.submit(ask("gpt-4o"))).text == "ok"
+    strict = make_engine([scripted_model(tokenizer_dir, lambda p: "ok", name="only", aliases=("o",))], strict_model_names=True)
+    assert collect(strict.submit(ask("o"))).text == "ok"
+    assert collect(strict.submit(ask(None))).text == "ok"
+    with pytest.raises(ModelNotFound):
+        strict.submit(ask("gpt-4o"))
+
+
+def test_a_name_reaching_two_models_is_refused(tokenizer_dir):
+    a = scripted_model(tokenizer_dir, lambda p: "x", name="a", aliases=("shared",))
+    b = scripted_model(tokenizer_dir, lambda p: "y", name="b", aliases=("SHARED",))
+    with pytest.raises(ModelError, match="(?i)shared.* both .a. and .b."):
+        Engine([a, b])
+
+
+# ---- loading and eviction ------------------------------------------------------
+
+
+def test_one_loaded_model_swaps_on_each_switch(make_engine, pair):
+    engine = make_engine(pair(), max_loaded_models=1)
+    assert states(engine) == {"alpha": "loaded", "beta": "unloaded"}  # the default loads at start
+    order = ["b", "a", "a", "beta", "first", "b"]
+    for name in order:
+        reply = collect(engine.submit(ask(name))).text
+        expected = "alpha" if engine.resolve(name).name == "alpha" else "beta"
+        assert reply == f"I am {expected}."
+        assert states(engine)[expected] == "loaded"
+        assert engine.stats()["loaded_models"] == [expected]
+    # alpha at start, then a load at every switch: b | a a | beta | first | b
+    assert pair.loads == Counter(alpha=3, beta=3)
+
+
+def test_two_loaded_models_stay_and_the_least_recently_used_is_evicted(make_engine, pair, tokenizer_dir):
+    models = pair() + [scripted_model(tokenizer_dir, lambda p: "I am gamma.", name="gamma",
+                                      on_load=lambda n: pair.loads.update([n]))]
+    engine = make_engine(models, max_loaded_models=2)
+    for name in ["a", "b", "a", "b"]:
+        collect(engine.submit(ask(name)))
+    assert pair.loads == Counter(alpha=1, beta=1)  # both fit: no reloads
+    collect(engine.submit(ask("a")))  # alpha is now the most recently used
+    assert collect(engine.submit(ask("gamma"))).text == "I am gamma."
+    assert states(engine) == {"alpha": "loaded", "beta": "unloaded", "gamma": "loaded"}
+
+
+class GatedModel(ScriptedModel):
+    """A scripted model that stops before decoding step ``after`` until ``gate`` opens."""
+
+    def __init__(self, *args, gate: threading.Event, after: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gate, self.after, self.steps = gate, after, 0
+
+    def __call__(self, inputs, cache=None, **kwargs):
+        if inputs.shape[1] == 1:  # a decoding step (prefill passes the prompt)
+            self.steps += 1
+            if self.steps == self.after:
+                assert self.gate.wait(30)
+        return super().__call__(inputs, cache=cache, **kwargs)
+
+
+def gated_model(tokenizer_dir: Path, name: str, reply: str, gate: threading.Event, after: int) -> ServedModel:
+    tokenizer = load_tokenizer(tokenizer_dir)
+
+    def load() -> LoadedModel:
+        model = GatedModel(tokenizer, lambda p: reply, len(tokenizer), gate=gate, after=after)
+        return LoadedModel(name, tokenizer_dir, model, tokenizer, {}, 2048, "scripted", 0.0)
+
+    return ServedModel(name=name, tokenizer=tokenizer, context_window=2048, load=load)
+
+
+def test_request_for_another_model_waits_for_the_running_generation(make_engine, pair, tokenizer_dir):
+    gate = threading.Event()
+    reply = "one two three four five six seven eight nine ten"
+    alpha = gated_model(tokenizer_dir, "alpha", reply, gate, after=4)
+    beta = pair()[1]
+    engine = make_engine([alpha, beta], max_loaded_models=1)
+
+    running = engine.submit(ask("alpha"))
+    first = running.next_event(timeout=20)
+    assert isinstance(first, TextDelta)  # alpha is mid-generation, blocked at its gate
+    waiting = engine.submit(ask("beta"))
+    time.sleep(0.5)
+    assert engine.stats() == {
+        "queue_depth": 1, "active_requests": 1, "loaded_models": ["alpha"], "loading_models": [],
+    }
+    assert [m.active for m in engine.models()] == [1, 0]
+
+    gate.set()
+    rest = collect(running)
+    assert first.text + rest.text == reply and rest.finish.reason == "stop"  # alpha was not disturbed
+    assert collect(waiting).text == "I am beta."
+    assert states(engine) == {"alpha": "unloaded", "beta": "loaded"}
+    assert pair.loads == Counter(beta=1)
+
+
+def test_loading_is_visible_while_it_happens(make_engine, pair, tokenizer_dir):
+    release = threading.Event()
+    slow = scripted_model(tokenizer_dir, lambda p: "slow one", name="slow", on_load=lambda n: release.wait(30))
+    engine = make_engine([pair()[0], slow])
+    generation = engine.submit(ask("slow"))
+    wait_until(lambda: engine.stats()["loading_models"] == ["slow"])
+    assert states(engine) == {"alpha": "unloaded", "slow": "loading"}  # evicted first, then loading
+    release.set()
+    assert collect(generation).text == "slow one"
+    assert engine.stats()["loading_models"] == [] and engine.stats()["loaded_models"] == ["slow"]
+
+
+def test_a_model_that_fails_to_load_fails_its_requests_only(make_engine, pair, tokenizer_dir):
+    def broken_load(_name):
+        raise ModelError("weights are corrupt")
+
+    broken = scripted_model(tokenizer_dir, lambda p: "never", name="broken", on_load=broken_load)
+    engine = make_engine([pair()[0], broken])
+    with pytest.raises(EngineFailure, match="broken"):
+        collect(engine.submit(ask("broken")))
+    assert engine.alive and states(engine)["broken"] == "unloaded"
+    assert collect(engine.submit(ask("alpha"))).text == "I am alpha."
+
+
+def test_idle_models_are_unloaded(make_engine, pair):
+    engine = make_engine(pair(), idle_unload=0.3)
+    collect(engine.submit(ask("b")))
+    wait_until(lambda: engine.stats()["loaded_models"] == [])
+    assert collect(engine.submit(ask("a"))).text == "I am alpha."  # loads again on demand
+    assert pair.loads["alpha"] == 2
+
+
+# ---- per-model settings -------------------------------------------------------
+
+
+def test_model_defaults_apply_and_requests_override_them(make_engine, tokenizer_dir):
+    words = "a b c d e f g h i j"
+    spec = ModelSpec(model="terse", sampling=Sampling(max_tokens=3))
+    terse = scripted_model(tokenizer_dir, lambda p: words, name="terse", spec=spec)
+    free = scripted_model(tokenizer_dir, lambda p: words, name="free")
+    engine = make_engine([terse, free], max_tokens=5)
+    assert collect(engine.submit(ask("terse"))).finish.usage.completion_tokens == 3
+    assert collect(engine.submit(ask("terse", max_tokens=4))).finish.usage.completion_tokens == 4
+    assert collect(engine.submit(ask("free"))).finish.usage.completion_tokens == 5  # the engine default
+
+
+def test_each_model_has_its_own_context_window(make_engine, tokenizer_dir):
+    small = scripted_model(tokenizer_dir, lambda p: "x", name="small", context_window=64)
+    large = scripted_model(tokenizer_dir, lambda p: "y", name="large", context_window=2048)
+    engine = make_engine([small, large])
+    long_text = "lorem ipsum " * 40
+    with pytest.raises(ContextLengthExceeded) as err:
+        engine.submit(ask("small", long_text))
+    assert err.value.context_window == 64
+    assert collect(engine.submit(ask("large", long_text))).text == "y"
+
+
+# ---- real model directories ---------------------------------------------------
+
+
+def test_model_directory_settings_window_and_chat_template(tokenizer_dir, tmp_path):
+    directory = make_tiny_model_dir(tokenizer_dir, tmp_path / "tiny")  # max_position_embeddings 2048
+    template = tmp_path / "plain.jinja"
+    template.write_text(
+        "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    settings = EngineSettings(context_length=1000)
+    plain = served_model("plain", directory, settings)
+    assert plain.context_window == 1000  # the global limit lowers the model's 2048
+    custom = served_model("custom", directory, settings, ModelSpec(model=str(directory), context_length=300, chat_template=str(template)))
+    assert custom.context_window == 300  # the lower of the two limits
+
+    engine = Engine([plain, custom], settings)  # rendering needs no loaded weights
+    request = ChatRequest(messages=[Message("system", "Be brief."), Message("user", "Hello")], model="custom")
+    assert engine.render(request).text == "[system] Be brief.\n[user] Hello\n<|im_start|>assistant\n"
+    request.model = "plain"
+    assert engine.render(request).text.startswith("<|im_start|>system\nBe brief.<|im_end|>")
+
+
+def test_broken_chat_template_fails_at_start(tokenizer_dir, tmp_path):
+    directory = make_tiny_model_dir(tokenizer_dir, tmp_path / "tiny")
+    template = tmp_path / "broken.jinja"
+    template.write_text("{% for m in messages %}{{ m.content }")
+    with pytest.raises(ModelError, match="broken.jinja"):
+        served_model("x", directory, EngineSettings(chat_template=str(template)))
+    with pytest.raises(ModelError, match="cannot read"):
+        served_model("x", directory, EngineSettings(chat_template=str(tmp_path / "missing.jinja")))
+
+
+def test_two_tiny_models_load_and_evict_for_real(tokenizer_dir, tmp_path, make_engine):
+    settings = EngineSettings(temperature=0.0)
+    one = served_model("one", make_tiny_model_dir(tokenizer_dir, tmp_path / "one", seed=1), settings)
+    two = served_model("two", make_tiny_model_dir(tokenizer_dir, tmp_path / "two", seed=2), settings)
+    engine = make_engine([one, two], max_loaded_models=1)
+    texts = {name: collect(engine.submit(ask(name, "Hello", max_tokens=8))).text for name in ["one", "two"]}
+    assert texts["one"] != texts["two"]  # different weights answer differently
+    assert collect(engine.submit(ask("one", "Hello", max_tokens=8))).text == texts["one"]  # reloaded: same weights
+    status = {m.name: m for m in engine.models()}
+    assert status["one"].state == "loaded" and status["one"].weight_bytes > 0
+    assert status["two"].state == "unloaded" and status["two"].weight_bytes is None
+
+
+def test_same_weights_served_twice_under_two_names(tokenizer_dir, tmp_path, make_engine):
+    directory = make_tiny_model_dir(tokenizer_dir, tmp_path / "tiny")
+    settings = EngineSettings(temperature=0.0)
+    short = served_model("short", directory, settings, ModelSpec(str(directory), sampling=Sampling(max_tokens=2)), ids=[str(directory)])
+    longer = served_model("longer", directory, settings, ModelSpec(str(directory), sampling=Sampling(max_tokens=5)), ids=[str(directory)])
+    engine = make_engine([short, longer], max_loaded_models=2)
+    assert collect(engine.submit(ask("short"))).finish.usage.completion_tokens == 2
+    assert collect(engine.submit(ask("longer"))).finish.usage.completion_tokens == 5
+    assert engine.resolve(str(directory)) is short  # a shared id reaches the first configured
+
+
+def test_idle_unload_timing_with_an_injected_clock(tokenizer_dir):
+    from mlxcli.engine.registry import ModelRegistry
+
+    now = [1000.0]
+    a = scripted_model(tokenizer_dir, lambda p: "a", name="a")
+    b = scripted_model(tokenizer_dir, lambda p: "b", name="b")
+    registry = ModelRegistry([a, b], max_loaded=2, idle_unload=10, clock=lambda: now[0])
+    registry.acquire(a)
+    now[0] += 30
+    registry.unload_idle()
+    assert a.state == "loaded"  # generating: never unloaded
+    registry.release(a)
+    registry.ensure_loaded(b)
+    assert {s.name: s.unloads_at for s in registry.snapshot()} == {"a": 1040.0, "b": 1040.0}
+    now[0] += 9
+    registry.unload_idle(keep=b)
+    assert (a.state, b.state) == ("loaded", "loaded")
+    now[0] += 1
+    registry.unload_idle(keep=b)
+    assert (a.state, b.state) == ("unloaded", "loaded")  # b is about to be used
+    registry.unload_idle()
+    assert b.state == "unloaded" and registry.snapshot()[1].unloads_at is None

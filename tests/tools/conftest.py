@@ -1,0 +1,82 @@
+"""Scripted models with tool-capable chat templates, as engines and as running servers.
+
+``tool_engine(respond, calls=..., thinking=..., single_token_markers=...)`` serves a
+scripted model (its reply is ``respond(prompt_text)``) whose tokenizer is SmolLM2's
+with a Qwen3-style template (tests/support/tool_models.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlx_lm.utils import load_tokenizer
+
+from mlxcli.engine.engine import Engine, EngineSettings
+from mlxcli.engine.settings import ModelSpec
+from tests.support.models import scripted_model
+from tests.support.tool_models import chat_template, make_tool_tokenizer_dir
+
+
+@pytest.fixture(scope="session")
+def tool_tokenizer_dir(tokenizer_dir: Path, tmp_path_factory):
+    """Factory (cached): the tokenizer directory for a template kind."""
+    made: dict[tuple, Path] = {}
+
+    def make(calls: str = "json", thinking: str = "optional", single_token_markers: bool = False) -> Path:
+        key = (calls, thinking, single_token_markers)
+        if key not in made:
+            dst = tmp_path_factory.mktemp(f"tok-{calls}-{thinking}-{'single' if single_token_markers else 'split'}")
+            made[key] = make_tool_tokenizer_dir(tokenizer_dir, dst, chat_template(calls, thinking), single_token_markers=single_token_markers)
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tokenizers():
+    """Tokenizers by directory, loaded once (a second each); engines run one after another, never at once."""
+    loaded: dict[Path, object] = {}
+
+    def get(directory: Path):
+        if directory not in loaded:
+            loaded[directory] = load_tokenizer(directory)
+        return loaded[directory]
+
+    return get
+
+
+@pytest.fixture
+def tool_engine(tool_tokenizer_dir, tokenizers):
+    """Factory: a started engine serving a scripted model with a tool-capable template."""
+    engines: list[Engine] = []
+
+    def make(
+        respond,
+        *,
+        calls: str = "json",
+        thinking: str = "optional",
+        single_token_markers: bool = False,
+        settings: EngineSettings | None = None,
+        spec: ModelSpec | None = None,
+        tokenizer_dir: Path | None = None,
+    ) -> Engine:
+        directory = tokenizer_dir or tool_tokenizer_dir(calls, thinking, single_token_markers)
+        model = scripted_model(directory, respond, spec=spec, tokenizer=tokenizers(directory))
+        engine = Engine([model], settings or EngineSettings(temperature=0.0)).start()
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.stop(grace=1)
+
+
+@pytest.fixture
+def tool_server(tool_engine, serve):
+    """Factory: a running server for ``tool_engine(respond, **options)``."""
+
+    def make(respond, **options):
+        return serve(tool_engine(respond, **options))
+
+    return make
