@@ -115,7 +115,7 @@ class EngineTarget:
     def describe(self) -> dict:
         from mlxcli.engine import platform
 
-        model = self.engine.model
+        model = self.engine.registry.default.loaded
         return {
             "name": self.name,
             "kind": self.kind,

@@ -288,7 +288,7 @@ class Engine:
         )
         processors = make_logits_processors(
             # ignore_eos: end-of-sequence made unreachable, so a benchmark gets exactly max_tokens.
-            logit_bias=dict.fromkeys(self.model.tokenizer.eos_token_ids, -float("inf")) if sampling.ignore_eos else None,
+            logit_bias=dict.fromkeys(model.tokenizer.eos_token_ids, -float("inf")) if sampling.ignore_eos else None,
             repetition_penalty=sampling.repetition_penalty,
             presence_penalty=sampling.presence_penalty,
             frequency_penalty=sampling.frequency_penalty,

@@ -14,6 +14,7 @@ from mlxcli.cli import app
 from mlxcli.engine.engine import Engine, EngineSettings
 from tests.support.fake_openai import FakeServer
 from tests.support.server import RunningServer
+from tests.support.models import scripted_of
 
 REPLY = "alpha beta gamma delta epsilon"
 
@@ -70,7 +71,7 @@ def test_server_load_counts_what_was_sent(scripted_server, tokenizer_dir):
         assert 0 < r["ttft_s"]["median"] <= r["latency_s"]["median"]
         assert r["aggregate_tps"]["n"] == 2 and r["vs_first"] is None
     # 1 warm-up + 2 levels × 2 runs × 4 requests, all different prompts
-    prompts = scripted_server.engine.model.model.prompts
+    prompts = scripted_of(scripted_server.engine).prompts
     assert len(prompts) == 1 + 16 == len(set(prompts))
 
 
@@ -125,7 +126,7 @@ def test_turns_grow_one_conversation(scripted_engine, serve, tokenizer_dir):
         (1, 2, 0, 2), (2, 2, 0, 2), (3, 2, 0, 2)]
     sizes = [r["prompt_tokens"]["median"] for r in rows(doc)]
     assert sizes[0] == 60 and sizes[0] < sizes[1] < sizes[2]
-    third = engine.model.model.prompts[-1]  # the last turn saw the whole conversation
+    third = scripted_of(engine).prompts[-1]  # the last turn saw the whole conversation
     assert "Reply number 1." in third and "Reply number 2." in third and third.count("Story ") == 3
 
 
