@@ -14,7 +14,7 @@ import typer
 from mlxcli import logs
 from mlxcli.cli import app
 from mlxcli.cli.common import FastPathOption, fail, start_engine
-from mlxcli.cli.store_options import ConversationDirOption, StorePathOption, store_settings
+from mlxcli.cli.store_options import ConversationDirOption, StorePathOption, parse_size, store_settings
 from mlxcli.core.errors import MlxcliError
 from mlxcli.engine.settings import EngineSettings, ModelSpec
 from mlxcli.server.settings import LOOPBACK_ORIGINS, ServerSettings
@@ -23,6 +23,7 @@ log = logging.getLogger("mlxcli.serve")
 
 CONFIG_META = "mlxcli.config"
 REASONING_MODES = ("separate", "strip")
+KV_BITS = (2, 3, 4, 5, 6, 8)  # what mx.quantize supports
 NOT_SERVER_SETTINGS = ("config", "model", "print_config")  # flags a config file's `server:` cannot set
 
 
@@ -59,6 +60,12 @@ def _choice(value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def _kv_bits(value: int | None) -> int | None:
+    if value is not None and value not in KV_BITS:
+        raise typer.BadParameter(f"{value} is not one of {', '.join(map(str, KV_BITS))}")
+    return value
+
+
 def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
@@ -92,11 +99,16 @@ def serve(
     ),
     host: str = typer.Option("127.0.0.1", envvar="MLXCLI_HOST", help="Address to bind (0.0.0.0: every interface; see README, Security)."),
     port: int = typer.Option(8000, envvar="MLXCLI_PORT", help="Port to bind."),
-    threads: Optional[int] = typer.Option(None, envvar="MLXCLI_THREADS", min=1, help="HTTP worker threads (default: max-queue + 9)."),
+    threads: Optional[int] = typer.Option(None, envvar="MLXCLI_THREADS", min=1, help="HTTP worker threads (default: max-batch + max-queue + 8)."),
     temperature: float = typer.Option(0.7, envvar="MLXCLI_TEMPERATURE", min=0, help="Default temperature."),
     top_p: float = typer.Option(0.95, envvar="MLXCLI_TOP_P", min=0, max=1, help="Default top_p."),
     max_tokens: int = typer.Option(4096, envvar="MLXCLI_MAX_TOKENS", min=1, help="Default max tokens (capped by the context window)."),
     max_queue: int = typer.Option(32, envvar="MLXCLI_MAX_QUEUE", min=1, help="Requests allowed to wait; beyond it: 503/529 at once."),
+    max_batch: int = typer.Option(16, envvar="MLXCLI_MAX_BATCH", min=1, help="Requests generating together (continuous batching); more wait in the queue."),
+    prefill_step_size: int = typer.Option(512, envvar="MLXCLI_PREFILL_STEP_SIZE", min=16, help="Prompt tokens computed per step, between decode steps of the running requests."),
+    prompt_cache_bytes: str = typer.Option("2GiB", envvar="MLXCLI_PROMPT_CACHE_BYTES", callback=lambda v: v if v is None else str(parse_size(v)), help="Memory for the KV caches of earlier prompts, reused by requests that share their prefix (0: off)."),
+    prompt_cache_entries: int = typer.Option(64, envvar="MLXCLI_PROMPT_CACHE_ENTRIES", min=0, help="Most prompts kept in the prompt cache."),
+    kv_bits: int = typer.Option(None, envvar="MLXCLI_KV_BITS", callback=_kv_bits, help="Quantize the KV cache to 4 or 8 bits: less memory for long contexts, slightly different output, requests run one at a time."),
     context_length: int = typer.Option(None, envvar="MLXCLI_CONTEXT_LENGTH", min=16, help="Lower every model's context window."),
     chat_template: Path = typer.Option(
         None, "--chat-template", envvar="MLXCLI_CHAT_TEMPLATE",
@@ -163,7 +175,7 @@ def serve(
     settings = ServerSettings(
         host=host,
         port=port,
-        max_in_flight=max_queue + 1,  # one generating, max_queue waiting
+        max_in_flight=max_queue + max_batch,  # max_batch generating, max_queue waiting
         threads=threads,
         cors_origins=_csv(cors_origins),
         allowed_hosts=_csv(allowed_hosts),
@@ -186,6 +198,11 @@ def serve(
             top_p=top_p,
             max_tokens=max_tokens,
             max_queue=max_queue,
+            max_batch=max_batch,
+            prefill_step_size=prefill_step_size,
+            prompt_cache_bytes=int(prompt_cache_bytes),
+            prompt_cache_entries=prompt_cache_entries,
+            kv_bits=kv_bits,
             context_length=context_length,
             chat_template=str(chat_template) if chat_template else None,
             max_loaded_models=max_loaded_models,

@@ -7,10 +7,12 @@ their prompt on their own thread with that model's tokenizer (known before its
 weights load), put a job on a bounded queue, and read that job's events. A caller
 that stops reading cancels its job.
 
-Jobs run in arrival order. A job for a model that is not in memory loads it when its
-turn comes, so a request for model B waits for the generation running on model A
-and swaps only once A is done; the queue stays bounded meanwhile. Which models stay
-in memory is the registry's business (registry.py); this module only runs jobs.
+Jobs start in arrival order. Jobs for the model in memory run together in one
+continuous batch (batch.py), up to ``max_batch`` at once; a job for another model
+waits until that batch has finished, then swaps, so the queue stays bounded
+meanwhile. A job that cannot share a batch (a ``seed``, which needs the global
+random state; KV-cache quantization; a model whose caches cannot merge) runs
+alone. Which models stay in memory is the registry's business (registry.py).
 """
 
 from __future__ import annotations
@@ -24,13 +26,14 @@ from typing import Iterator, Sequence
 
 import mlx.core as mx
 from mlx_lm.generate import stream_generate
-from mlx_lm.sample_utils import make_logits_processors, make_sampler
 
 from mlxcli.core.errors import ContextLengthExceeded, EngineFailure, MlxcliError
-from mlxcli.core.events import Event, Finish, Timings, Usage
+from mlxcli.core.events import Event, Finish
 from mlxcli.core.request import ChatRequest, Sampling
 from mlxcli.engine import loading, prompt
-from mlxcli.engine.output import OutputProcessor
+from mlxcli.engine.batch import Batch, can_batch
+from mlxcli.engine.decoding import Decoding, Samplers
+from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.queue import BoundedQueue
 from mlxcli.engine.registry import ModelRegistry, ModelStatus, ServedModel, served_model
 from mlxcli.engine.settings import EngineSettings
@@ -113,7 +116,11 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.registry = ModelRegistry.from_settings(models, self.settings)
         self._queue: BoundedQueue[Job] = BoundedQueue(self.settings.max_queue)
-        self._active: Job | None = None
+        self._batch: Batch | None = None
+        self._solo: Job | None = None  # a job running alone
+        self._waiting: Job | None = None  # taken from the queue, not started yet: keeps arrival order
+        self.prompt_cache = PromptCache(self.settings.prompt_cache_bytes, self.settings.prompt_cache_entries)
+        self.registry.on_unload = lambda _model: self.prompt_cache.clear()
         self._stopping = threading.Event()
         self._ready = threading.Event()
         self._failure: BaseException | None = None
@@ -140,15 +147,19 @@ class Engine:
         """Refuse new work, let in-flight work finish for ``grace`` seconds, then cancel it."""
         self._stopping.set()
         deadline = time.monotonic() + grace
-        while (self._active is not None or len(self._queue)) and time.monotonic() < deadline:
+        while (self._running() or self._waiting or len(self._queue)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        for job in self._queue.drain():
+        for job in self._queue.drain() + ([self._waiting] if self._waiting else []):
             job.emit(EngineFailure("the server is shutting down"))
-        active = self._active
-        if active is not None:  # its reader gets an error, not an answer that merely looks finished
-            active.emit(EngineFailure("the server is shutting down"))
-            active.cancelled.set()
+        for job in self._running():  # their readers get an error, not an answer that merely looks finished
+            job.emit(EngineFailure("the server is shutting down"))
+            job.cancelled.set()
         self._thread.join(timeout=5)
+
+    def _running(self) -> list[Job]:
+        """The jobs generating now (read from any thread: a snapshot)."""
+        batch, solo = self._batch, self._solo
+        return (batch.jobs if batch is not None else []) + ([solo] if solo is not None else [])
 
     @property
     def alive(self) -> bool:
@@ -178,8 +189,9 @@ class Engine:
     def stats(self) -> dict:
         states = self.registry.snapshot()
         return {
-            "queue_depth": len(self._queue),
-            "active_requests": int(self._active is not None),
+            "queue_depth": len(self._queue) + (self._waiting is not None),
+            "active_requests": len(self._running()),
+            "prompt_cache": {"entries": len(self.prompt_cache), "bytes": self.prompt_cache.nbytes},
             "loaded_models": [m.name for m in states if m.state == "loaded"],
             "loading_models": [m.name for m in states if m.state == "loading"],
         }
@@ -218,7 +230,7 @@ class Engine:
 
     def cancel(self, job: Job) -> None:
         job.cancelled.set()
-        self._queue.remove(job)
+        self._queue.remove(job)  # the worker drops it wherever else it is
 
     # ---- the worker thread -----------------------------------------------
 
@@ -232,128 +244,124 @@ class Engine:
             return
         self._ready.set()
         try:
-            while not self._stopping.is_set() or len(self._queue):
-                job = self._queue.get(timeout=0.1)
-                self.registry.unload_idle(keep=job.model if job else None)
-                if job is None or job.cancelled.is_set():
-                    continue
-                self._active = job
-                try:
-                    self._run_job(job)
-                finally:
-                    self._active = None
+            self._serve()
         except BaseException as exc:
             self._failure = exc
             log.critical("the engine thread died: %r", exc)
-            for job in self._queue.drain():
+            for job in self._queue.drain() + self._running() + ([self._waiting] if self._waiting else []):
                 job.emit(EngineFailure("the engine thread died"))
             raise
 
-    def _run_job(self, job: Job) -> None:
+    def _serve(self) -> None:
+        """Admit jobs into the batch between its steps; start a new batch (or a solo job) when it is empty."""
+        while True:
+            if self._waiting is None:
+                self._waiting = self._queue.get_nowait() if self._batch else self._queue.get(timeout=0.1)
+            job = self._waiting
+            if job is not None and job.cancelled.is_set():  # its reader left while it waited
+                self._waiting = None
+                continue
+            if job is not None and (self._batch is None or self._can_join(job)):
+                self._waiting = None
+                if self._batch is None:
+                    self._start(job)
+                else:
+                    self._join(job)
+            elif self._batch is not None:
+                self._batch.step()
+                if not len(self._batch):
+                    self._close_batch()
+            else:
+                self.registry.unload_idle()
+                if self._stopping.is_set() and not len(self._queue):
+                    return
+
+    def _batchable(self, job: Job) -> bool:
+        return job.sampling.seed is None and self.settings.kv_bits is None
+
+    def _can_join(self, job: Job) -> bool:
+        batch = self._batch
+        return batch is not None and job.model is batch.served and self._batchable(job) and batch.has_room()
+
+    def _start(self, job: Job) -> None:
+        """Load the job's model, then open a batch with it, or run it alone."""
+        self.registry.unload_idle(keep=job.model)
         try:
             loaded = self.registry.acquire(job.model)
         except Exception as exc:  # a model that fails to load fails its requests, not the engine
             log.error("cannot load %s for %s: %s", job.model.name, job.request.request_id, exc)
             job.emit(EngineFailure(f"the model {job.model.name!r} could not be loaded; see the server log"))
             return
+        if self._batchable(job) and can_batch(loaded):
+            self._batch = Batch(job.model, loaded, self.settings, self.prompt_cache, self._stream)
+            self._join(job)
+            if not len(self._batch):
+                self._close_batch()
+            return
+        self._solo = job
         try:
-            self._generate(job, loaded)
-        except _Cancelled:
-            job.emit(Finish("cancelled", self._usage(job)))
+            self._generate_alone(job, loaded)
         except Exception as exc:  # one request's failure must not stop the engine
             log.exception("generation failed for %s", job.request.request_id)
             job.emit(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
         finally:
+            self._solo = None
             self.registry.release(job.model)
 
-    @staticmethod
-    def _top_k(model: loading.LoadedModel, top_k: int | None) -> int:
-        """0 (off) when ``top_k`` keeps every token anyway: mlx-lm refuses k >= the vocabulary size."""
-        vocab = model.config.get("vocab_size") or len(model.tokenizer)
-        return top_k if top_k and top_k < vocab else 0
+    def _join(self, job: Job) -> None:
+        try:
+            self._batch.join(job)
+        except Exception as exc:  # one request's failure must not stop the engine
+            log.exception("cannot start %s", job.request.request_id)
+            job.emit(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
 
-    def _usage(self, job: Job) -> Usage:
-        return Usage(prompt_tokens=len(job.prompt.tokens), completion_tokens=job.generated_tokens)
+    def _close_batch(self) -> None:
+        batch, self._batch = self._batch, None
+        batch.close()
+        self.registry.release(batch.served)
 
-    def _generate(self, job: Job, model: loading.LoadedModel) -> None:
-        sampling = job.sampling
-        s = self.settings
-        temperature = s.temperature if sampling.temperature is None else sampling.temperature
-        top_p = s.top_p if sampling.top_p is None else sampling.top_p
-        sampler = make_sampler(
-            temp=temperature,
-            top_p=top_p if 0 < top_p < 1 else 0.0,
-            min_p=sampling.min_p or 0.0,
-            top_k=self._top_k(model, sampling.top_k),
-        )
-        processors = make_logits_processors(
-            # ignore_eos: end-of-sequence made unreachable, so a benchmark gets exactly max_tokens.
-            logit_bias=dict.fromkeys(model.tokenizer.eos_token_ids, -float("inf")) if sampling.ignore_eos else None,
-            repetition_penalty=sampling.repetition_penalty,
-            presence_penalty=sampling.presence_penalty,
-            frequency_penalty=sampling.frequency_penalty,
-        )
-        if sampling.seed is not None:
-            mx.random.seed(sampling.seed)
+    def _generate_alone(self, job: Job, model: loading.LoadedModel) -> None:
+        samplers = Samplers(model, self.settings)
+        if job.sampling.seed is not None:
+            mx.random.seed(job.sampling.seed)
 
         def check_cancelled(_done: int, _total: int) -> None:
             if job.cancelled.is_set():
                 raise _Cancelled
 
-        # Text → events (reasoning, tool calls, stop strings): see output.py.
-        output = OutputProcessor(sampling.stop, job.prompt.plan, reasoning=s.reasoning)
+        decoding = Decoding(job, self.settings.reasoning)
         eos = model.tokenizer.eos_token_ids
-        started = time.perf_counter()
-        first_token_at = None
-        reason, stop_sequence = "length", None
+        quantize = {"kv_bits": self.settings.kv_bits, "kv_group_size": 64} if self.settings.kv_bits else {}
         steps = stream_generate(
             model.model,
             model.tokenizer,
             mx.array(job.prompt.tokens),
             max_tokens=job.max_tokens,
-            sampler=sampler,
-            logits_processors=processors,
-            prefill_step_size=s.prefill_step_size,
+            sampler=samplers.sampler(job),
+            logits_processors=samplers.processors(job),
+            prefill_step_size=self.settings.prefill_step_size,
             prompt_progress_callback=check_cancelled,
             stream=self._stream,
+            **quantize,
         )
+        reason = "length"
         try:
             for step in steps:
-                if first_token_at is None:
-                    first_token_at = time.perf_counter()
-                if step.finish_reason == "stop" and step.token in eos:
-                    job.generated_tokens = step.generation_tokens - 1  # the EOS is not output
-                else:
-                    job.generated_tokens = step.generation_tokens
                 if job.cancelled.is_set():
                     reason = "cancelled"
                     break
-                events, stop_sequence = output.feed(step.text)
-                for event in events:
-                    job.emit(event)
-                if stop_sequence is not None:
+                is_eos = step.finish_reason == "stop" and step.token in eos
+                if decoding.add(step.text, counted=not is_eos):
                     reason = "stop"
                     break
                 if step.finish_reason is not None:
                     reason = step.finish_reason
                     break
+        except _Cancelled:
+            reason = "cancelled"
         finally:
             steps.close()
-        if reason != "cancelled":
-            for event in output.finish():
-                job.emit(event)
-            reason = output.finish_reason(reason)
-        ended = time.perf_counter()
-        first_token_at = first_token_at or ended
-        timings = Timings(
-            queued=started - job.submitted,
-            prefill=first_token_at - started,
-            decode=ended - first_token_at,
-            peak_memory_gb=mx.get_peak_memory() / 1e9,
-        )
-        usage = self._usage(job)
-        usage.reasoning_tokens = output.reasoning_tokens
-        job.emit(Finish(reason, usage, timings, stop_sequence))
+        decoding.finish(reason)
 
 
 def _with_defaults(request: Sampling, defaults: Sampling) -> Sampling:

@@ -104,6 +104,7 @@ class ModelRegistry:
         self.strict_names = strict_names
         self._clock = clock
         self._lock = threading.Lock()
+        self.on_unload: Callable[[ServedModel], None] | None = None  # drops what the engine keeps for it
         self._by_name: dict[str, ServedModel] = {}
         for model in self.models:
             for name in (model.name, *model.aliases):
@@ -214,6 +215,8 @@ class ModelRegistry:
             model.loaded = None
             model.state = "unloaded"
             model.loaded_at = None
+        if self.on_unload is not None:
+            self.on_unload(model)
         gc.collect()  # drop the arrays now, then hand their memory back
         mx.clear_cache()
         log.info("unloaded %s (%s)", model.name, reason)

@@ -15,7 +15,11 @@ class EngineSettings:
     top_p: float = 0.95
     max_tokens: int = 4096
     max_queue: int = 32
-    prefill_step_size: int = 512
+    prefill_step_size: int = 512  # prompt tokens computed per step, between decode steps of the batch
+    max_batch: int = 16  # requests decoding together; more wait in the queue
+    prompt_cache_bytes: int = 2 << 30  # KV caches of earlier prompts kept for reuse (0: off)
+    prompt_cache_entries: int = 64
+    kv_bits: int | None = None  # quantize the KV cache (4 or 8); such requests run one at a time
     context_length: int | None = None  # lowers every model's own window
     chat_template: str | None = None  # a Jinja file for models whose spec names none
     max_loaded_models: int = 1  # models kept in memory at once; the least recently used is evicted

@@ -45,6 +45,6 @@ class ServerSettings:
         if self.worker_threads < self.max_in_flight + 2:
             raise ValueError(
                 f"threads ({self.worker_threads}) must exceed the requests allowed in flight "
-                f"({self.max_in_flight}, max-queue + 1) by at least 2, so that /health and overload "
+                f"({self.max_in_flight}, max-batch + max-queue) by at least 2, so that /health and overload "
                 "replies always find a free thread"
             )

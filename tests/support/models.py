@@ -139,8 +139,11 @@ class ScriptedModel(nn.Module):
         batch, length = inputs.shape
         keys = inputs.astype(mx.float32).reshape(batch, 1, length, 1)
         seen, _ = cache[0].update_and_fetch(keys, keys)
+        # A batch's cache left-pads its rows (and re-pads them as requests join and leave).
+        padding = cache[0].left_padding.tolist() if hasattr(cache[0], "left_padding") else [0] * batch
         logits = []
-        for row in seen[:, 0, :, 0].astype(mx.int32).tolist():
+        for pad, row in zip(padding, seen[:, 0, :, 0].astype(mx.int32).tolist()):
+            row = row[pad:]
             start = self._reply_start(row)
             if start is None:
                 logits.append(mx.zeros((self._vocab,)))

@@ -1,0 +1,142 @@
+"""Continuous batching of one model's requests on mlx-lm's ``BatchGenerator``.
+
+Requests join and leave between decode steps. Each step decodes one token for
+every running request and computes one chunk (``prefill_step_size`` tokens) of
+the prompts being read, so a long new prompt never stalls the answers already
+streaming. Each request keeps its own sampler, logits processors, ``max_tokens``,
+stop strings and cancellation; end-of-sequence tokens stop a request inside the
+generator. A request starts from the prompt cache's longest matching prefix, and
+leaves its own KV cache there when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import mlx.core as mx
+from mlx_lm.generate import BatchGenerator
+from mlx_lm.models.cache import make_prompt_cache
+
+from mlxcli.core.errors import EngineFailure
+from mlxcli.engine.decoding import Decoding, Samplers
+from mlxcli.engine.prompt_cache import PromptCache
+
+if TYPE_CHECKING:
+    from mlxcli.engine.engine import Job
+    from mlxcli.engine.loading import LoadedModel
+    from mlxcli.engine.registry import ServedModel
+    from mlxcli.engine.settings import EngineSettings
+
+log = logging.getLogger("mlxcli.engine")
+
+PREFILL_BATCH = 8  # prompts read together at most (mlx-lm's default)
+
+
+def can_batch(model: "LoadedModel") -> bool:
+    """Whether the model's caches can be merged into a batch (mlx-lm's own test)."""
+    return all(hasattr(c, "merge") for c in make_prompt_cache(model.model))
+
+
+@dataclass
+class _Member:
+    job: "Job"
+    decoding: Decoding
+    detokenizer: Any
+
+
+class Batch:
+    """The running batch of one model; lives on the engine thread."""
+
+    def __init__(
+        self,
+        served: "ServedModel",
+        model: "LoadedModel",
+        settings: "EngineSettings",
+        prompt_cache: PromptCache,
+        stream: mx.Stream,
+    ):
+        self.served = served
+        self.model = model
+        self._settings = settings
+        self._prompt_cache = prompt_cache
+        self._samplers = Samplers(model, settings)
+        self._generator = BatchGenerator(
+            model.model,
+            stop_tokens=[[t] for t in model.tokenizer.eos_token_ids],
+            completion_batch_size=settings.max_batch,
+            prefill_batch_size=min(settings.max_batch, PREFILL_BATCH),
+            prefill_step_size=settings.prefill_step_size,
+            stream=stream,
+        )
+        self._members: dict[int, _Member] = {}
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    @property
+    def jobs(self) -> list["Job"]:
+        return [m.job for m in self._members.values()]
+
+    def has_room(self) -> bool:
+        return len(self._members) < self._settings.max_batch
+
+    def join(self, job: "Job") -> None:
+        tokens = job.prompt.tokens
+        reuse = self._prompt_cache.fetch(self.served.name, tokens)
+        (uid,) = self._generator.insert(
+            [reuse.rest],
+            max_tokens=[job.max_tokens],
+            caches=[reuse.cache],
+            all_tokens=[tokens[: reuse.cached]],
+            samplers=[self._samplers.sampler(job)],
+            logits_processors=[self._samplers.processors(job)],
+        )
+        decoding = Decoding(job, self._settings.reasoning, cached_tokens=reuse.cached)
+        self._members[uid] = _Member(job, decoding, self.model.tokenizer.detokenizer)
+
+    def step(self) -> None:
+        """Drop cancelled requests, then one decode step (and one prefill chunk)."""
+        cancelled = [uid for uid, m in self._members.items() if m.job.cancelled.is_set()]
+        if cancelled:
+            self._generator.remove(cancelled)
+            for uid in cancelled:
+                self._members.pop(uid).decoding.finish("cancelled")
+        if not self._members:
+            return
+        try:
+            _, responses = self._generator.next()
+        except Exception as exc:  # a failed forward pass fails the batch, not the engine
+            log.exception("batched generation failed")
+            self.fail(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
+            return
+        stopped = []
+        for r in responses:
+            member = self._members[r.uid]
+            detokenizer = member.detokenizer
+            if r.finish_reason != "stop":  # "stop": an end-of-sequence token, never output
+                detokenizer.add_token(r.token)
+            if r.finish_reason is not None:
+                detokenizer.finalize()
+            hit_stop_string = member.decoding.add(detokenizer.last_segment, counted=r.finish_reason != "stop")
+            if r.finish_reason is not None:
+                self._prompt_cache.store(self.served.name, r.all_tokens, r.prompt_cache)
+                self._members.pop(r.uid).decoding.finish(r.finish_reason)
+            elif hit_stop_string:
+                stopped.append(r.uid)
+        if stopped:
+            caches = self._generator.remove(stopped, return_prompt_caches=True)
+            for uid in stopped:
+                cache, tokens = caches[uid]
+                self._prompt_cache.store(self.served.name, tokens, cache)
+                self._members.pop(uid).decoding.finish("stop")
+
+    def fail(self, error: Exception) -> None:
+        """End every request in the batch with ``error`` (the engine then drops the batch)."""
+        for member in self._members.values():
+            member.job.emit(error)
+        self._members.clear()
+
+    def close(self) -> None:
+        self._generator.close()
