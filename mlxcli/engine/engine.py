@@ -149,12 +149,17 @@ class Engine:
         deadline = time.monotonic() + grace
         while (self._running() or self._waiting or len(self._queue)) and time.monotonic() < deadline:
             time.sleep(0.05)
-        for job in self._queue.drain() + ([self._waiting] if self._waiting else []):
+        for job in self._take_pending():
             job.emit(EngineFailure("the server is shutting down"))
         for job in self._running():  # their readers get an error, not an answer that merely looks finished
             job.emit(EngineFailure("the server is shutting down"))
             job.cancelled.set()
         self._thread.join(timeout=5)
+
+    def _take_pending(self) -> list[Job]:
+        """Remove and return every job not started yet."""
+        waiting, self._waiting = self._waiting, None
+        return ([waiting] if waiting is not None else []) + self._queue.drain()
 
     def _running(self) -> list[Job]:
         """The jobs generating now (read from any thread: a snapshot)."""
@@ -248,7 +253,7 @@ class Engine:
         except BaseException as exc:
             self._failure = exc
             log.critical("the engine thread died: %r", exc)
-            for job in self._queue.drain() + self._running() + ([self._waiting] if self._waiting else []):
+            for job in self._take_pending() + self._running():
                 job.emit(EngineFailure("the engine thread died"))
             raise
 
