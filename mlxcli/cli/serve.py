@@ -108,7 +108,7 @@ def serve(
     prefill_step_size: int = typer.Option(512, envvar="MLXCLI_PREFILL_STEP_SIZE", min=16, help="Prompt tokens computed per step, between decode steps of the running requests."),
     prompt_cache_bytes: str = typer.Option("2GiB", envvar="MLXCLI_PROMPT_CACHE_BYTES", callback=lambda v: v if v is None else str(parse_size(v)), help="Memory for the KV caches of earlier prompts, reused by requests that share their prefix (0: off)."),
     prompt_cache_entries: int = typer.Option(64, envvar="MLXCLI_PROMPT_CACHE_ENTRIES", min=0, help="Most prompts kept in the prompt cache."),
-    kv_bits: int = typer.Option(None, envvar="MLXCLI_KV_BITS", callback=_kv_bits, help="Quantize the KV cache to 4 or 8 bits: less memory for long contexts, slightly different output, requests run one at a time."),
+    kv_bits: int = typer.Option(None, envvar="MLXCLI_KV_BITS", callback=_kv_bits, help="Quantize the KV cache to 2, 3, 4, 5, 6 or 8 bits: less memory for long contexts, slightly different output; requests then run one at a time."),
     context_length: int = typer.Option(None, envvar="MLXCLI_CONTEXT_LENGTH", min=16, help="Lower every model's context window."),
     chat_template: Path = typer.Option(
         None, "--chat-template", envvar="MLXCLI_CHAT_TEMPLATE",
