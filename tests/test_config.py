@@ -178,3 +178,14 @@ def test_serve_refuses_unknown_server_settings_and_bad_values(tmp_path):
     assert result.exit_code != 0 and "unknown server setting 'prot'" in message and "port" in message
     result = CliRunner().invoke(app, ["serve", "--config", str(write(tmp_path / "b.yaml", "server:\n  threads: 0\n")), "--print-config"])
     assert result.exit_code != 0 and "--threads" in result.output
+
+
+def test_batching_and_prompt_cache_settings_are_checked(tmp_path):
+    server = print_config("--max-batch", "4", "--prompt-cache-bytes", "1GiB", "--kv-bits", "8")["server"]
+    assert (server["max_batch"], int(server["prompt_cache_bytes"]), server["kv_bits"]) == (4, 1 << 30, 8)
+    path = write(tmp_path / "s.yaml", "server:\n  prompt_cache_bytes: 500MB\n  max_batch: 2\n")
+    server = print_config("--config", str(path))["server"]
+    assert (int(server["prompt_cache_bytes"]), server["max_batch"]) == (500 << 20, 2)
+    for bad in (["--kv-bits", "7"], ["--prompt-cache-bytes", "lots"], ["--max-batch", "0"]):
+        result = CliRunner().invoke(app, ["serve", *bad, "--print-config"])
+        assert result.exit_code == 2 and bad[0] in result.output, result.output
