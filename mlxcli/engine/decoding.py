@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 import mlx.core as mx
-from mlx_lm.sample_utils import make_logits_processors, make_sampler
+from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, make_logits_processors, make_sampler
 
 from mlxcli.core.events import FinishReason, Finish, Timings, Usage
 from mlxcli.engine.output import OutputProcessor, ReasoningMode
@@ -28,6 +28,8 @@ class Samplers:
     """Samplers for one model, shared between requests with equal settings.
 
     mlx-lm samples a whole batch in one call when its rows share one sampler object.
+    A request with a ``seed`` gets a sampler of its own that draws from its own
+    random key, so its answer does not depend on what else runs.
     """
 
     MAX_KINDS = 64  # distinct settings kept; clients choose them freely
@@ -49,6 +51,8 @@ class Samplers:
             # 0 (off) when top_k keeps every token anyway: mlx-lm refuses k >= the vocabulary size.
             s.top_k if s.top_k and s.top_k < self._vocab else 0,
         )
+        if s.seed is not None and temperature > 0:
+            return _seeded_sampler(*key, seed=s.seed)
         if key not in self._made:
             if len(self._made) >= self.MAX_KINDS:
                 self._made.clear()
@@ -64,6 +68,24 @@ class Samplers:
             presence_penalty=s.presence_penalty,
             frequency_penalty=s.frequency_penalty,
         )
+
+
+def _seeded_sampler(temperature: float, top_p: float, min_p: float, top_k: int, *, seed: int) -> Sampler:
+    """``make_sampler``'s chain, drawing from a random key of its own instead of the global one."""
+    key = mx.random.key(seed)
+
+    def sample(logprobs: mx.array) -> mx.array:
+        nonlocal key
+        if top_p:
+            logprobs = apply_top_p(logprobs, top_p)
+        if min_p:
+            logprobs = apply_min_p(logprobs, min_p)
+        if top_k:
+            logprobs = apply_top_k(logprobs, top_k)
+        key, draw = mx.random.split(key)
+        return mx.random.categorical(logprobs * (1.0 / temperature), key=draw)
+
+    return sample
 
 
 class Decoding:

@@ -10,9 +10,8 @@ that stops reading cancels its job.
 Jobs start in arrival order. Jobs for the model in memory run together in one
 continuous batch (batch.py), up to ``max_batch`` at once; a job for another model
 waits until that batch has finished, then swaps, so the queue stays bounded
-meanwhile. A job that cannot share a batch (a ``seed``, which needs the global
-random state; KV-cache quantization; a model whose caches cannot merge) runs
-alone. Which models stay in memory is the registry's business (registry.py).
+meanwhile. A job that cannot share a batch (under KV-cache quantization, or for
+a model whose caches cannot merge) runs alone. Which models stay in memory is the registry's business (registry.py).
 """
 
 from __future__ import annotations
@@ -281,12 +280,9 @@ class Engine:
                 if self._stopping.is_set() and not len(self._queue):
                     return
 
-    def _batchable(self, job: Job) -> bool:
-        return job.sampling.seed is None and self.settings.kv_bits is None
-
     def _can_join(self, job: Job) -> bool:
         batch = self._batch
-        return batch is not None and job.model is batch.served and self._batchable(job) and batch.has_room()
+        return batch is not None and job.model is batch.served and batch.has_room()
 
     def _start(self, job: Job) -> None:
         """Load the job's model, then open a batch with it, or run it alone."""
@@ -297,7 +293,7 @@ class Engine:
             log.error("cannot load %s for %s: %s", job.model.name, job.request.request_id, exc)
             job.emit(EngineFailure(f"the model {job.model.name!r} could not be loaded; see the server log"))
             return
-        if self._batchable(job) and can_batch(loaded):
+        if self.settings.kv_bits is None and can_batch(loaded):  # quantized KV caches cannot merge
             self._batch = Batch(job.model, loaded, self.settings, self.prompt_cache, self._stream)
             self._join(job)
             if not len(self._batch):
@@ -327,8 +323,6 @@ class Engine:
 
     def _generate_alone(self, job: Job, model: loading.LoadedModel) -> None:
         samplers = Samplers(model, self.settings)
-        if job.sampling.seed is not None:
-            mx.random.seed(job.sampling.seed)
 
         def check_cancelled(_done: int, _total: int) -> None:
             if job.cancelled.is_set():

@@ -161,11 +161,17 @@ def test_the_prompt_cache_never_exceeds_its_byte_budget(tiny_engine):
     assert len(engine.prompt_cache) < 8  # the oldest were evicted
 
 
-def test_requests_with_a_seed_or_quantized_kv_run_alone_and_still_answer(tiny_engine):
-    engine = tiny_engine(prompt_cache_bytes=0)
-    seeded = [ask(PROMPTS[0], max_tokens=12, temperature=1.0, seed=7) for _ in range(2)]
-    together, peak = run_together(engine, seeded)
-    assert peak == 1 and together[0].text == together[1].text
+def test_a_seed_gives_the_same_answer_alone_or_batched(real_engine):
+    engine = real_engine(prompt_cache_bytes=0)
+    seeded = [ask(PROMPTS[0], max_tokens=12, temperature=1.5, seed=seed) for seed in (7, 7, 8)]
+    alone = collect(engine.submit(seeded[0]))
+    together, peak = run_together(engine, seeded + [ask(PROMPTS[1], max_tokens=12, temperature=1.5)])
+    assert peak >= 3, "the requests did not run as one batch"
+    assert together[0].text == together[1].text == alone.text
+    assert together[2].text != alone.text  # another seed, another draw
+
+
+def test_quantized_kv_requests_run_alone_and_answer(tiny_engine):
     quantized = tiny_engine(kv_bits=8, prompt_cache_bytes=0)
     results, peak = run_together(quantized, [ask(p, max_tokens=12) for p in PROMPTS[:2]])
     assert peak == 1
