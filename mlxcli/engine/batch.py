@@ -109,7 +109,7 @@ class Batch:
             _, responses = self._generator.next()
         except Exception as exc:  # a failed forward pass fails the batch, not the engine
             log.exception("batched generation failed")
-            self.fail(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
+            self._fail(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
             return
         stopped = []
         for r in responses:
@@ -132,7 +132,7 @@ class Batch:
                 self._prompt_cache.store(self.served.name, tokens, cache)
                 self._members.pop(uid).decoding.finish("stop")
 
-    def fail(self, error: Exception) -> None:
+    def _fail(self, error: Exception) -> None:
         """End every request in the batch with ``error`` (the engine then drops the batch)."""
         for member in self._members.values():
             member.job.emit(error)
