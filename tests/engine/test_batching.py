@@ -80,6 +80,7 @@ def run_together(engine: Engine, requests: list[ChatRequest]) -> tuple[list, int
     return results, peak
 
 
+@pytest.mark.default_model
 def test_batched_greedy_output_equals_unbatched(real_engine):
     engine = real_engine(prompt_cache_bytes=0)
     requests = [ask(p, max_tokens=16 + 4 * i) for i, p in enumerate(PROMPTS)]
@@ -91,6 +92,7 @@ def test_batched_greedy_output_equals_unbatched(real_engine):
     assert all(r.finish.reason == "length" for r in together)
 
 
+@pytest.mark.default_model
 def test_each_request_keeps_its_own_stop_strings_and_limits(real_engine):
     engine = real_engine(prompt_cache_bytes=0)
     free = [collect(engine.submit(ask(p, max_tokens=20))) for p in PROMPTS[:3]]
@@ -103,6 +105,7 @@ def test_each_request_keeps_its_own_stop_strings_and_limits(real_engine):
     assert together[2].finish.usage.completion_tokens == 7 and free[2].text.startswith(together[2].text)
 
 
+@pytest.mark.default_model
 def test_cancelling_one_request_leaves_the_others_unaffected(real_engine):
     engine = real_engine(prompt_cache_bytes=0)
     alone = [collect(engine.submit(ask(p, max_tokens=60))) for p in PROMPTS[:3]]
@@ -123,6 +126,7 @@ def conversation(*turns: str) -> list[Message]:
     return [Message(roles[i % 2], text) for i, text in enumerate(turns)]
 
 
+@pytest.mark.default_model
 def test_a_follow_up_turn_reuses_the_cached_prefix_and_answers_the_same(real_engine):
     cached_engine = real_engine()
     cold_engine = real_engine(prompt_cache_bytes=0)
@@ -140,6 +144,7 @@ def test_a_follow_up_turn_reuses_the_cached_prefix_and_answers_the_same(real_eng
     assert hit.text == miss.text
 
 
+@pytest.mark.default_model
 def test_the_same_prompt_twice_computes_only_its_last_token(real_engine):
     engine = real_engine()
     request = ask(PROMPTS[5], max_tokens=10)
@@ -161,6 +166,7 @@ def test_the_prompt_cache_never_exceeds_its_byte_budget(tiny_engine):
     assert len(engine.prompt_cache) < 8  # the oldest were evicted
 
 
+@pytest.mark.default_model
 def test_a_seed_gives_the_same_answer_alone_or_batched(real_engine):
     engine = real_engine(prompt_cache_bytes=0)
     seeded = [ask(PROMPTS[0], max_tokens=12, temperature=1.5, seed=seed) for seed in (7, 7, 8)]
