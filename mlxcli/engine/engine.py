@@ -39,6 +39,10 @@ from mlxcli.engine.settings import EngineSettings
 
 log = logging.getLogger("mlxcli.engine")
 
+# How long the worker waits for another arrival after admitting a job, before it steps: the prompts of
+# clients that send together are then read together, in one forward pass.
+GATHER_SECONDS = 0.02
+
 
 @dataclass
 class Job:
@@ -258,14 +262,17 @@ class Engine:
 
     def _serve(self) -> None:
         """Admit jobs into the batch between its steps; start a new batch (or a solo job) when it is empty."""
+        admitted = False  # the last pass admitted a job: a burst's next request may be a few ms behind it
         while True:
             if self._waiting is None:
-                self._waiting = self._queue.get_nowait() if self._batch else self._queue.get(timeout=0.1)
+                wait = GATHER_SECONDS if admitted else (0 if self._batch else 0.1)
+                self._waiting = self._queue.get(timeout=wait) if wait else self._queue.get_nowait()
             job = self._waiting
             if job is not None and job.cancelled.is_set():  # its reader left while it waited
                 self._waiting = None
                 continue
-            if job is not None and (self._batch is None or self._can_join(job)):
+            admitted = job is not None and (self._batch is None or self._can_join(job))
+            if admitted:
                 self._waiting = None
                 if self._batch is None:
                     self._start(job)
