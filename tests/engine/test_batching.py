@@ -7,6 +7,7 @@ budget and scheduling checks run a tiny random llama.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
@@ -33,33 +34,31 @@ def ask(text: str, max_tokens: int = 24, **sampling) -> ChatRequest:
     return ChatRequest(messages=[Message("user", text)], sampling=Sampling(**sampling))
 
 
-def _engines(model_dir):
+@pytest.fixture
+def start_engine():
+    """Factory: ``start_engine(model_dir, **settings)``; every engine is stopped after the test."""
     engines: list[Engine] = []
 
-    def make(**settings) -> Engine:
+    def make(model_dir, **settings) -> Engine:
         engine = Engine.from_path(model_dir.name, model_dir, EngineSettings(**settings)).start()
         engines.append(engine)
         return engine
 
-    return engines, make
-
-
-@pytest.fixture
-def tiny_engine(tiny_model_dir):
-    """Factory: an engine serving the tiny random model; stopped after the test."""
-    engines, make = _engines(tiny_model_dir)
     yield make
     for engine in engines:
         engine.stop(grace=1)
 
 
 @pytest.fixture
-def real_engine(default_model_dir):
-    """Factory: an engine serving the default model; stopped after the test."""
-    engines, make = _engines(default_model_dir)
-    yield make
-    for engine in engines:
-        engine.stop(grace=1)
+def tiny_engine(start_engine, tiny_model_dir):
+    """Factory: an engine serving the tiny random model."""
+    return functools.partial(start_engine, tiny_model_dir)
+
+
+@pytest.fixture
+def real_engine(start_engine, default_model_dir):
+    """Factory: an engine serving the default model."""
+    return functools.partial(start_engine, default_model_dir)
 
 
 def run_together(engine: Engine, requests: list[ChatRequest]) -> tuple[list, int]:
