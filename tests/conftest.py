@@ -59,21 +59,35 @@ def tiny_model_dir(tokenizer_dir: Path, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def scripted_engine(tokenizer_dir: Path):
-    """Factory: an engine whose model answers ``respond(prompt_text)``; stopped after the test."""
+def run_engine():
+    """Factory: ``run_engine(models, settings)`` starts an engine; every one is stopped after the test."""
     engines: list[Engine] = []
 
-    def make(respond, settings: EngineSettings | None = None, context_window: int = 2048) -> Engine:
-        engine = Engine(
-            [scripted_model(tokenizer_dir, respond, context_window=context_window)],
-            settings or EngineSettings(temperature=0.0),
-        ).start()
+    def start(models, settings: EngineSettings) -> Engine:
+        engine = Engine(models, settings).start()
         engines.append(engine)
         return engine
 
-    yield make
+    yield start
     for engine in engines:
         engine.stop(grace=1)
+
+
+@pytest.fixture
+def make_engine(run_engine):
+    """Factory: ``make_engine(models, **settings)``, an engine serving ``models``, greedy unless told otherwise."""
+    return lambda models, **settings: run_engine(models, EngineSettings(temperature=0.0, **settings))
+
+
+@pytest.fixture
+def scripted_engine(tokenizer_dir: Path, run_engine):
+    """Factory: an engine whose model answers ``respond(prompt_text)``."""
+
+    def make(respond, settings: EngineSettings | None = None, context_window: int = 2048) -> Engine:
+        model = scripted_model(tokenizer_dir, respond, context_window=context_window)
+        return run_engine([model], settings or EngineSettings(temperature=0.0))
+
+    return make
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ budget and scheduling checks run a tiny random llama.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 
@@ -17,6 +16,7 @@ from mlxcli.core.collect import collect
 from mlxcli.core.events import TextDelta
 from mlxcli.core.request import ChatRequest, Message, Sampling
 from mlxcli.engine.engine import Engine, EngineSettings
+from mlxcli.engine.registry import served_model
 from mlxcli.engine.prompt_cache import PromptCache
 
 PROMPTS = [
@@ -34,31 +34,26 @@ def ask(text: str, max_tokens: int = 24, **sampling) -> ChatRequest:
     return ChatRequest(messages=[Message("user", text)], sampling=Sampling(**sampling))
 
 
-@pytest.fixture
-def start_engine():
-    """Factory: ``start_engine(model_dir, **settings)``; every engine is stopped after the test."""
-    engines: list[Engine] = []
+def _serving(run_engine, model_dir):
+    """Factory: ``make(**settings)``, an engine serving the model in ``model_dir``."""
 
-    def make(model_dir, **settings) -> Engine:
-        engine = Engine.from_path(model_dir.name, model_dir, EngineSettings(**settings)).start()
-        engines.append(engine)
-        return engine
+    def make(**settings) -> Engine:
+        settings = EngineSettings(**settings)
+        return run_engine([served_model(model_dir.name, model_dir, settings)], settings)
 
-    yield make
-    for engine in engines:
-        engine.stop(grace=1)
+    return make
 
 
 @pytest.fixture
-def tiny_engine(start_engine, tiny_model_dir):
+def tiny_engine(run_engine, tiny_model_dir):
     """Factory: an engine serving the tiny random model."""
-    return functools.partial(start_engine, tiny_model_dir)
+    return _serving(run_engine, tiny_model_dir)
 
 
 @pytest.fixture
-def real_engine(start_engine, default_model_dir):
+def real_engine(run_engine, default_model_dir):
     """Factory: an engine serving the default model."""
-    return functools.partial(start_engine, default_model_dir)
+    return _serving(run_engine, default_model_dir)
 
 
 def run_together(engine: Engine, requests: list[ChatRequest]) -> tuple[list, int]:

@@ -37,20 +37,6 @@ def states(engine: Engine) -> dict[str, str]:
 
 
 @pytest.fixture
-def make_engine():
-    engines: list[Engine] = []
-
-    def make(models, **settings) -> Engine:
-        engine = Engine(models, EngineSettings(temperature=0.0, **settings)).start()
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        engine.stop(grace=1)
-
-
-@pytest.fixture
 def pair(tokenizer_dir):
     """Factory: scripted models "alpha" (aliases a, first) and "beta" (alias b); counts their loads."""
     loads: Counter[str] = Counter()

@@ -9,27 +9,12 @@ import httpx
 import openai
 import pytest
 
-from mlxcli.engine.engine import Engine, EngineSettings
 from tests.support.models import scripted_model
 
 
 @pytest.fixture
-def engine_of(tokenizer_dir):
-    engines: list[Engine] = []
-
-    def make(models, **settings) -> Engine:
-        engine = Engine(models, EngineSettings(temperature=0.0, **settings)).start()
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        engine.stop(grace=1)
-
-
-@pytest.fixture
-def two(tokenizer_dir, engine_of, serve):
-    engine = engine_of(
+def two(tokenizer_dir, make_engine, serve):
+    engine = make_engine(
         [
             scripted_model(tokenizer_dir, lambda p: "Answer from alpha.", name="alpha", aliases=("a", "default"), context_window=1024),
             scripted_model(tokenizer_dir, lambda p: "Answer from beta.", name="beta", aliases=("b",), context_window=512),
@@ -103,25 +88,25 @@ def test_ps_endpoint_shows_loaded_models(client, two):
     assert ps["queue_depth"] == 0
 
 
-def test_single_model_routes_any_name_unless_strict(tokenizer_dir, engine_of, serve):
-    lenient = serve(engine_of([scripted_model(tokenizer_dir, lambda p: "only", name="solo")]))
+def test_single_model_routes_any_name_unless_strict(tokenizer_dir, make_engine, serve):
+    lenient = serve(make_engine([scripted_model(tokenizer_dir, lambda p: "only", name="solo")]))
     c = openai.OpenAI(base_url=lenient.url + "/v1", api_key="x", max_retries=0)
     assert chat(c, "gpt-4o").model == "gpt-4o"
-    strict = serve(engine_of([scripted_model(tokenizer_dir, lambda p: "only", name="solo")], strict_model_names=True))
+    strict = serve(make_engine([scripted_model(tokenizer_dir, lambda p: "only", name="solo")], strict_model_names=True))
     c = openai.OpenAI(base_url=strict.url + "/v1", api_key="x", max_retries=0)
     assert chat(c, "solo").choices[0].message.content == "only"
     with pytest.raises(openai.NotFoundError):
         chat(c, "gpt-4o")
 
 
-def test_stream_on_one_model_survives_a_request_for_another(tokenizer_dir, engine_of, serve):
+def test_stream_on_one_model_survives_a_request_for_another(tokenizer_dir, make_engine, serve):
     release = threading.Event()
 
     def slow(prompt: str) -> str:
         release.wait(30)  # alpha's generation stays in progress until released
         return "one two three four five"
 
-    engine = engine_of(
+    engine = make_engine(
         [scripted_model(tokenizer_dir, slow, name="alpha"), scripted_model(tokenizer_dir, lambda p: "beta here", name="beta")],
         max_loaded_models=1,
     )

@@ -47,9 +47,8 @@ def tokenizers():
 
 
 @pytest.fixture
-def tool_engine(tool_tokenizer_dir, tokenizers):
+def tool_engine(tool_tokenizer_dir, tokenizers, run_engine):
     """Factory: a started engine serving a scripted model with a tool-capable template."""
-    engines: list[Engine] = []
 
     def make(
         respond,
@@ -63,13 +62,9 @@ def tool_engine(tool_tokenizer_dir, tokenizers):
     ) -> Engine:
         directory = tokenizer_dir or tool_tokenizer_dir(calls, thinking, single_token_markers)
         model = scripted_model(directory, respond, spec=spec, tokenizer=tokenizers(directory))
-        engine = Engine([model], settings or EngineSettings(temperature=0.0)).start()
-        engines.append(engine)
-        return engine
+        return run_engine([model], settings or EngineSettings(temperature=0.0))
 
-    yield make
-    for engine in engines:
-        engine.stop(grace=1)
+    return make
 
 
 @pytest.fixture
