@@ -15,7 +15,7 @@ from mlxcli.core.events import Finish, ReasoningDelta, TextDelta, Timings, ToolC
 from mlxcli.core.request import ChatRequest
 
 if TYPE_CHECKING:
-    from mlxcli.engine.engine import Engine
+    from mlxcli.core.engine import Engine
 
 TokenSource = Literal["usage", "chunks"]
 
@@ -115,12 +115,12 @@ class EngineTarget:
     def describe(self) -> dict:
         from mlxcli.engine import platform
 
-        model = self.engine.registry.default.loaded
+        default = next(m for m in self.engine.models() if m.name == self.engine.default_model)
         return {
             "name": self.name,
             "kind": self.kind,
-            "model": self.engine.name,
-            "dtype": model.dtype if model else None,
+            "model": default.name,
+            "dtype": default.dtype,
             "fast_path": platform.current().fast_path,
         }
 

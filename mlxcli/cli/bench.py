@@ -112,10 +112,10 @@ def _prepare(model: str | None, *, in_process: bool, max_clients: int):
     try:
         resolved = resolve_model(model)
         if in_process:
-            from mlxcli.engine.engine import Engine
+            from mlxcli.engine.engine import MlxEngine
 
-            eng = Engine.from_path(resolved.name, resolved.path, EngineSettings(max_queue=max(32, max_clients))).start()
-            return eng, lambda request: len(eng.render(request).tokens)
+            eng = MlxEngine.from_path(resolved.name, resolved.path, EngineSettings(max_queue=max(32, max_clients))).start()
+            return eng, eng.count_tokens
         from mlxcli.engine.tokens import PromptCounter
 
         return None, PromptCounter(resolved.path)

@@ -35,7 +35,7 @@ def start_engine(model: "str | None | Sequence[ModelSpec]", *, fast_path: bool, 
     """
     platform.configure(fast_path)  # before anything imports mlx
     from mlxcli.core.errors import MlxcliError
-    from mlxcli.engine.engine import Engine
+    from mlxcli.engine.engine import MlxEngine
     from mlxcli.engine.models import DEFAULT_MODEL
     from mlxcli.engine.registry import prepare
     from mlxcli.engine.settings import EngineSettings, ModelSpec
@@ -43,6 +43,6 @@ def start_engine(model: "str | None | Sequence[ModelSpec]", *, fast_path: bool, 
     settings = settings or EngineSettings()
     specs = [ModelSpec(model=model or DEFAULT_MODEL)] if model is None or isinstance(model, str) else list(model)
     try:
-        return Engine([prepare(spec, settings, progress) for spec in specs], settings).start()
+        return MlxEngine([prepare(spec, settings, progress) for spec in specs], settings).start()
     except MlxcliError as exc:
         fail(exc.message)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import falcon
 
-from mlxcli.engine.engine import Engine
+from mlxcli.engine.engine import MlxEngine
 from mlxcli.server import errors
 from mlxcli.server.middleware import AccessLog, Admission, ApiKeyAuth, Cors, HostCheck, RequestContext
 from mlxcli.server.providers import anthropic, openai_chat, openai_responses

@@ -10,7 +10,7 @@ import falcon
 from mlxcli.core.collect import Completion, collect
 from mlxcli.core.errors import ModelNotFound
 from mlxcli.core.request import ChatRequest, now
-from mlxcli.engine.engine import Engine
+from mlxcli.engine.engine import MlxEngine
 from mlxcli.engine.registry import ModelStatus
 from mlxcli.server import disconnect, middleware, sse
 from mlxcli.server.http import read_json, send_json

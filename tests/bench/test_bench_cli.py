@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlxcli.cli import app
-from mlxcli.engine.engine import Engine, EngineSettings
+from mlxcli.engine.engine import EngineSettings, MlxEngine
 from tests.support.fake_openai import FakeServer
 from tests.support.server import RunningServer
 from tests.support.models import scripted_of
@@ -53,7 +53,7 @@ def test_engine_matrix_on_a_tiny_model(tiny_model_dir):
 
 
 def test_server_load_counts_what_was_sent(scripted_server, tokenizer_dir):
-    reply_tokens = len(scripted_server.engine.tokenizer.encode(REPLY, add_special_tokens=False))
+    reply_tokens = len(scripted_server.engine.registry.default.tokenizer.encode(REPLY, add_special_tokens=False))
     doc = bench(
         "--url", scripted_server.url + "/v1", "--model", str(tokenizer_dir),
         "--clients", "1,3", "--requests", "4", "--repeat", "2", "--prompt-tokens", "70", "--gen-tokens", "50",
@@ -131,7 +131,7 @@ def test_turns_grow_one_conversation(scripted_engine, serve, tokenizer_dir):
 
 
 def test_engine_beside_a_server_gives_the_http_ratio(tiny_model_dir):
-    engine = Engine.from_path("tiny", tiny_model_dir, EngineSettings()).start()
+    engine = MlxEngine.from_path("tiny", tiny_model_dir, EngineSettings()).start()
     try:
         with RunningServer(engine) as server:
             doc = bench("--engine", "--url", server.url, "--model", str(tiny_model_dir), "--clients", "1",

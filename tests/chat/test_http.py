@@ -50,7 +50,7 @@ def test_streams_an_answer_from_our_server(chat_engine, serve):
     assert sum(isinstance(e, TextDelta) for e in events) > 1  # streamed, not in one piece
     finish = events[-1]
     assert isinstance(finish, Finish) and finish.reason == "stop"
-    assert finish.usage.completion_tokens == len(chat_engine.tokenizer.encode("Reply 1: hello", add_special_tokens=False))
+    assert finish.usage.completion_tokens == len(chat_engine.registry.default.tokenizer.encode("Reply 1: hello", add_special_tokens=False))
     assert finish.usage.prompt_tokens > 0
 
 

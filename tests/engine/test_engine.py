@@ -25,7 +25,7 @@ def test_reply_text_and_usage(scripted_engine):
     assert result.text == "Hello there, friend."
     assert result.finish.reason == "stop"
     assert result.finish.usage.prompt_tokens == len(engine.render(request).tokens)
-    assert result.finish.usage.completion_tokens == len(engine.tokenizer.encode("Hello there, friend.", add_special_tokens=False))
+    assert result.finish.usage.completion_tokens == len(engine.registry.default.tokenizer.encode("Hello there, friend.", add_special_tokens=False))
 
 
 def test_model_sees_the_rendered_conversation(scripted_engine):
@@ -57,11 +57,11 @@ def test_stop_sequence_spanning_tokens_is_never_leaked(scripted_engine):
 def test_max_tokens_gives_length(scripted_engine):
     reply = "a b c d e f g h i j k l m n o p"
     engine = scripted_engine(lambda prompt: reply)
-    tokens = engine.tokenizer.encode(reply, add_special_tokens=False)
+    tokens = engine.registry.default.tokenizer.encode(reply, add_special_tokens=False)
     result = collect(engine.submit(ask(max_tokens=3)))
     assert result.finish.reason == "length"
     assert result.finish.usage.completion_tokens == 3
-    assert result.text == engine.tokenizer.decode(tokens[:3])
+    assert result.text == engine.registry.default.tokenizer.decode(tokens[:3])
 
 
 def test_max_tokens_is_capped_by_context_window(scripted_engine):
@@ -151,9 +151,9 @@ def test_events_end_with_one_finish(scripted_engine):
 
 
 def test_tiny_random_model_greedy_is_deterministic(tiny_model_dir):
-    from mlxcli.engine.engine import Engine
+    from mlxcli.engine.engine import MlxEngine
 
-    engine = Engine.from_path("tiny", tiny_model_dir, EngineSettings(temperature=0.0)).start()
+    engine = MlxEngine.from_path("tiny", tiny_model_dir, EngineSettings(temperature=0.0)).start()
     try:
         runs = [collect(engine.submit(ask("Hello", max_tokens=12))) for _ in range(2)]
         assert runs[0].text == runs[1].text
@@ -167,7 +167,7 @@ def test_tiny_random_model_greedy_is_deterministic(tiny_model_dir):
 def test_ignore_eos_generates_max_tokens(scripted_engine):
     # Benchmarks need exact generation lengths: the model's end-of-sequence is made unreachable.
     engine = scripted_engine(lambda prompt: "short reply")
-    reply_tokens = len(engine.tokenizer.encode("short reply", add_special_tokens=False))
+    reply_tokens = len(engine.registry.default.tokenizer.encode("short reply", add_special_tokens=False))
     stopped = collect(engine.submit(ask(max_tokens=20)))
     assert stopped.finish.reason == "stop" and stopped.finish.usage.completion_tokens == reply_tokens
     kept_going = collect(engine.submit(ask(max_tokens=20, ignore_eos=True)))

@@ -14,7 +14,7 @@ from mlxcli.core.collect import collect
 from mlxcli.core.errors import ContextLengthExceeded, EngineFailure, ModelError, ModelNotFound
 from mlxcli.core.events import TextDelta
 from mlxcli.core.request import ChatRequest, Message, Sampling
-from mlxcli.engine.engine import Engine, EngineSettings
+from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.engine.loading import LoadedModel
 from mlxcli.engine.registry import ServedModel, served_model
 from mlxcli.engine.settings import ModelSpec
@@ -32,7 +32,7 @@ def wait_until(condition, timeout: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-def states(engine: Engine) -> dict[str, str]:
+def states(engine: MlxEngine) -> dict[str, str]:
     return {m.name: m.state for m in engine.models()}
 
 
@@ -85,7 +85,7 @@ def test_a_name_reaching_two_models_is_refused(tokenizer_dir):
     a = scripted_model(tokenizer_dir, lambda p: "x", name="a", aliases=("shared",))
     b = scripted_model(tokenizer_dir, lambda p: "y", name="b", aliases=("SHARED",))
     with pytest.raises(ModelError, match="(?i)shared.* both .a. and .b."):
-        Engine([a, b])
+        MlxEngine([a, b])
 
 
 # ---- loading and eviction ------------------------------------------------------
@@ -97,7 +97,7 @@ def test_one_loaded_model_swaps_on_each_switch(make_engine, pair):
     order = ["b", "a", "a", "beta", "first", "b"]
     for name in order:
         reply = collect(engine.submit(ask(name))).text
-        expected = "alpha" if engine.resolve(name).name == "alpha" else "beta"
+        expected = "alpha" if engine.resolve(name) == "alpha" else "beta"
         assert reply == f"I am {expected}."
         assert states(engine)[expected] == "loaded"
         assert engine.stats()["loaded_models"] == [expected]
@@ -241,7 +241,7 @@ def test_model_directory_settings_window_and_chat_template(tokenizer_dir, tmp_pa
     custom = served_model("custom", directory, settings, ModelSpec(model=str(directory), context_length=300, chat_template=str(template)))
     assert custom.context_window == 300  # the lower of the two limits
 
-    engine = Engine([plain, custom], settings)  # rendering needs no loaded weights
+    engine = MlxEngine([plain, custom], settings)  # rendering needs no loaded weights
     request = ChatRequest(messages=[Message("system", "Be brief."), Message("user", "Hello")], model="custom")
     assert engine.render(request).text == "[system] Be brief.\n[user] Hello\n<|im_start|>assistant\n"
     request.model = "plain"
@@ -279,7 +279,7 @@ def test_same_weights_served_twice_under_two_names(tokenizer_dir, tmp_path, make
     engine = make_engine([short, longer], max_loaded_models=2)
     assert collect(engine.submit(ask("short"))).finish.usage.completion_tokens == 2
     assert collect(engine.submit(ask("longer"))).finish.usage.completion_tokens == 5
-    assert engine.resolve(str(directory)) is short  # a shared id reaches the first configured
+    assert engine.registry.resolve(str(directory)) is short  # a shared id reaches the first configured
 
 
 def test_idle_unload_timing_with_an_injected_clock(tokenizer_dir):

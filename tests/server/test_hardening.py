@@ -19,7 +19,7 @@ import pytest
 
 from mlxcli.core.errors import ContextLengthExceeded
 from mlxcli.core.request import ChatRequest, Message
-from mlxcli.engine.engine import Engine, EngineSettings
+from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.server import errors
 from mlxcli.server.settings import ServerSettings
 from tests.support.http import (
@@ -54,7 +54,7 @@ def respond(prompt: str) -> str:
 
 @pytest.fixture(scope="module")
 def engine(tokenizer_dir):
-    engine = Engine([scripted_model(tokenizer_dir, respond)], EngineSettings(temperature=0.0)).start()
+    engine = MlxEngine([scripted_model(tokenizer_dir, respond)], EngineSettings(temperature=0.0)).start()
     yield engine
     engine.stop(grace=1)
 
@@ -231,7 +231,7 @@ def test_waitress_errors_take_the_shape_of_the_path(server):
 
 
 def test_prompt_over_the_context_window_many_times(engine, server):
-    too_long = {"messages": [{"role": "user", "content": "word " * (engine.context_window + 10)}]}
+    too_long = {"messages": [{"role": "user", "content": "word " * (engine.registry.default.context_window + 10)}]}
     for _ in range(20):
         err = openai_error(chat(server, too_long), 400)
         assert err["code"] == "context_length_exceeded" and err["param"] == "messages"

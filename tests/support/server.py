@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from mlxcli.engine.engine import Engine
+from mlxcli.engine.engine import MlxEngine
 from mlxcli.server.app import create_app
 from mlxcli.server.runner import HttpServer
 from mlxcli.server.settings import ServerSettings
@@ -15,7 +15,7 @@ class RunningServer:
     """Stopped by ``close()`` the way `mlxcli serve` stops on SIGTERM: in-flight requests get
     ``grace`` seconds, then the engine cancels them, then the app's shutdown ``hooks`` run."""
 
-    def __init__(self, engine: Engine, settings: ServerSettings | None = None, store=None, *, grace: float = 0.5):
+    def __init__(self, engine: MlxEngine, settings: ServerSettings | None = None, store=None, *, grace: float = 0.5):
         self.engine = engine
         self.settings = settings or ServerSettings(port=0)
         self.hooks = ShutdownHooks()

@@ -41,7 +41,7 @@ def calls(completion):
 @pytest.mark.parametrize("calls_format, reply", [("json", JSON_TWO_CALLS), ("xml", XML_TWO_CALLS)])
 def test_two_calls_after_text(tool_engine, calls_format, reply, single):
     engine = tool_engine(lambda prompt: reply, calls=calls_format, single_token_markers=single)
-    tokens = engine.tokenizer.encode("<tool_call>", add_special_tokens=False)
+    tokens = engine.registry.default.tokenizer.encode("<tool_call>", add_special_tokens=False)
     assert len(tokens) == (1 if single else 5)  # the marker is one token, or split across five
     events = list(engine.submit(ask()))
     completion = collect(events)
@@ -63,7 +63,7 @@ def test_reasoning_then_answer(tool_engine, single):
     usage = completion.finish.usage
     assert 0 < usage.reasoning_tokens < usage.completion_tokens
     # The tokens of the think block: its text and end marker, and the start marker's last token.
-    encode = lambda text: len(engine.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    encode = lambda text: len(engine.registry.default.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     assert encode("\nTwo plus two.\n</think>") <= usage.reasoning_tokens <= encode("<think>\nTwo plus two.\n</think>")
     assert all("think" not in e.text for e in events if isinstance(e, (TextDelta, ReasoningDelta)))
 
