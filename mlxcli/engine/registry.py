@@ -47,7 +47,7 @@ class ServedModel:
     aliases: tuple[str, ...] = ()
     ids: tuple[str, ...] = ()  # further names that reach it: the model as configured, its canonical id
     spec: ModelSpec | None = None  # sampling defaults, parser overrides
-    format: formats.ModelFormat | None = None  # tool-call and reasoning formats; detected from the tokenizer when None
+    format: formats.OutputFormat | None = None  # reasoning and tool-call formats; detected from the tokenizer when None
 
     state: ModelState = "unloaded"
     loaded: loading.LoadedModel | None = None

@@ -79,8 +79,8 @@ def test_template_that_opens_the_think_block(tool_engine):
 def test_reasoning_switched_off_per_request(tool_engine):
     respond = Recording(lambda prompt: "4")
     engine = tool_engine(respond, thinking="opened")
-    for kwargs in ({"enable_thinking": False}, {"reasoning_effort": "none"}):
-        completion = collect(engine.submit(ChatRequest([Message("user", "2+2?")], template_kwargs=kwargs)))
+    for switch in ({"template_kwargs": {"enable_thinking": False}}, {"reasoning": "off"}):
+        completion = collect(engine.submit(ChatRequest([Message("user", "2+2?")], **switch)))
         assert respond.prompts[-1].endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
         assert (completion.reasoning, completion.text) == ("", "4")
 
