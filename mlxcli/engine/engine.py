@@ -180,7 +180,7 @@ class MlxEngine:
 
     @property
     def capacity(self) -> int:
-        return self.settings.max_batch + self.settings.max_queue
+        return self.settings.capacity
 
     def models(self) -> list[ModelStatus]:
         """Every configured model and whether it is loaded, in configuration order."""
