@@ -36,9 +36,9 @@ def start_engine(model: "str | None | Sequence[ModelSpec]", *, fast_path: bool, 
     platform.configure(fast_path)  # before anything imports mlx
     from mlxcli.core.errors import MlxcliError
     from mlxcli.engine.engine import Engine
-    from mlxcli.engine.models import DEFAULT_MODEL
     from mlxcli.engine.registry import prepare
     from mlxcli.engine.settings import EngineSettings, ModelSpec
+    from mlxcli.models import DEFAULT_MODEL
 
     settings = settings or EngineSettings()
     specs = [ModelSpec(model=model or DEFAULT_MODEL)] if model is None or isinstance(model, str) else list(model)

@@ -254,6 +254,6 @@ def serve(
 
 
 def _default_spec() -> ModelSpec:
-    from mlxcli.engine.models import DEFAULT_MODEL
+    from mlxcli.models import DEFAULT_MODEL
 
     return ModelSpec(model=DEFAULT_MODEL)
