@@ -17,17 +17,16 @@ does, inside its functions), so the CLI can resolve and list models without load
 """
 
 from mlxcli.models.aliases import ALIASES, DEFAULT_MODEL
-from mlxcli.models.listing import LocalModel, list_local_models, remove_local_model
+from mlxcli.models.listing import list_local_models, remove_local_model
 from mlxcli.models.names import validate_model_name
 from mlxcli.models.progress import Progress
-from mlxcli.models.resolve import ResolvedModel, pull, resolve_model
+from mlxcli.models.resolve import LocalModel, pull, resolve_model
 
 __all__ = [
     "ALIASES",
     "DEFAULT_MODEL",
     "LocalModel",
     "Progress",
-    "ResolvedModel",
     "list_local_models",
     "pull",
     "remove_local_model",

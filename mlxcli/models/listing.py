@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from mlxcli.core.errors import ModelError
 from mlxcli.models import hub
 from mlxcli.models.install import read_marker, uninstall
 from mlxcli.models.names import parse_name
+from mlxcli.models.resolve import LocalModel
 from mlxcli.paths import models_dir
-
-
-@dataclass(frozen=True)
-class LocalModel:
-    name: str
-    path: Path
-    size: int  # bytes on disk
-    source: str  # "alias" | "gguf" | "hf"
 
 
 def _tree_size(path: Path) -> int:
@@ -36,7 +28,7 @@ def _tree_size(path: Path) -> int:
 
 
 def list_local_models(home: Path | None = None, *, include_hf: bool = True) -> list[LocalModel]:
-    """Installed models (complete ones only), then MLX-loadable repos in the HF cache."""
+    """Installed models (complete ones only), then MLX-loadable repos in the HF cache; sizes filled."""
     models = models_dir(home)
     found: list[LocalModel] = []
     if models.is_dir():
@@ -45,7 +37,7 @@ def list_local_models(home: Path | None = None, *, include_hf: bool = True) -> l
                 continue
             marker = read_marker(entry)
             if marker is not None:
-                found.append(LocalModel(entry.name, entry, _tree_size(entry), str(marker.get("source", "local"))))
+                found.append(LocalModel(entry.name, entry, str(marker.get("source", "local")), _tree_size(entry)))
     if include_hf:
         found.extend(_list_hf_models())
     return found
@@ -64,7 +56,7 @@ def _list_hf_models() -> list[LocalModel]:
             continue
         for revision in sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True):
             if hub.mlx_dir_problem(Path(revision.snapshot_path)) is None:
-                found.append(LocalModel(repo.repo_id, Path(revision.snapshot_path), repo.size_on_disk, "hf"))
+                found.append(LocalModel(repo.repo_id, Path(revision.snapshot_path), "hf", repo.size_on_disk))
                 break
     return found
 

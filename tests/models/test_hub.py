@@ -64,7 +64,9 @@ def test_hf_pull_fetches_only_model_files_and_loads(hf_env, tiny_repo_files, tmp
     assert len(hf_env.requests) == asked
     hf_env.stop()
     assert resolve_model("tiny-org/tiny-llama", download=False) == resolved
-    assert [m.name for m in list_local_models(home) if m.source == "hf"] == ["tiny-org/tiny-llama"]
+    listed = [m for m in list_local_models(home) if m.source == "hf"]
+    assert [m.name for m in listed] == ["tiny-org/tiny-llama"]
+    assert listed[0].path == resolved.path and listed[0].size >= expected_bytes
     with pytest.raises(ModelError, match="Hugging Face cache"):
         remove_local_model("tiny-org/tiny-llama", home=home)
 

@@ -17,6 +17,7 @@ def test_list_and_remove(home, tiny_alias, tiny_gguf_file, tmp_path):
     assert set(listed) == {"tiny", converted.name}
     assert listed["tiny"].source == "alias" and listed[converted.name].source == "gguf"
     assert listed["tiny"].size > (alias.path / "model.safetensors").stat().st_size
+    assert listed["tiny"].path == alias.path and listed[converted.name].path == converted.path
 
     assert remove_local_model(converted.name, home=home) == converted.path
     assert not converted.path.exists()

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from mlxcli.core.errors import InvalidRequest, ModelError
-from mlxcli.models import ResolvedModel, gguf, pull, resolve_model, validate_model_name
+from mlxcli.models import LocalModel, gguf, pull, resolve_model, validate_model_name
 from mlxcli.models.install import MARKER
 from mlxcli.models.resolve import _gguf_install_name
 from tests.models.helpers import count_conversions, leftovers, sha256
@@ -51,7 +51,7 @@ def test_local_mlx_directory_is_used_in_place(home, tiny_gguf_file, tmp_path):
     model_dir = tmp_path / "mlx-model"
     gguf.convert_gguf(tiny_gguf_file, model_dir)
     resolved = resolve_model(str(model_dir), home=home, download=False)
-    assert resolved == ResolvedModel(str(model_dir.resolve()), model_dir.resolve(), "local")
+    assert resolved == LocalModel(str(model_dir.resolve()), model_dir.resolve(), "local")
     assert not (home / "models").exists()  # nothing copied
 
 

