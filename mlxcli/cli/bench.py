@@ -106,8 +106,8 @@ def bench(
 def _prepare(model: str | None, *, in_process: bool, max_clients: int):
     """The in-process engine (or None) and a token counter for building prompts."""
     from mlxcli.core.errors import MlxcliError
-    from mlxcli.engine.models import resolve_model
     from mlxcli.engine.settings import EngineSettings
+    from mlxcli.models import resolve_model
 
     try:
         resolved = resolve_model(model)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from typing import TYPE_CHECKING, NoReturn, Sequence
 
@@ -22,6 +24,16 @@ FastPathOption = typer.Option(
 )
 
 
+def exit_process(code: int) -> NoReturn:
+    """Leave at once, once the engine has stopped and everything is flushed: MLX sometimes aborts
+    while the interpreter tears down its threads ("terminate called without an active exception",
+    exit status 134), so commands that ran the engine exit this way."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """A clear one-line error on stderr and a non-zero exit, never a traceback."""
     print(f"error: {message}", file=sys.stderr)
@@ -36,9 +48,9 @@ def start_engine(model: "str | None | Sequence[ModelSpec]", *, fast_path: bool, 
     platform.configure(fast_path)  # before anything imports mlx
     from mlxcli.core.errors import MlxcliError
     from mlxcli.engine.engine import MlxEngine
-    from mlxcli.engine.models import DEFAULT_MODEL
     from mlxcli.engine.registry import prepare
     from mlxcli.engine.settings import EngineSettings, ModelSpec
+    from mlxcli.models import DEFAULT_MODEL
 
     settings = settings or EngineSettings()
     specs = [ModelSpec(model=model or DEFAULT_MODEL)] if model is None or isinstance(model, str) else list(model)

@@ -264,7 +264,7 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
 
 def prepare(spec: ModelSpec, settings: EngineSettings, progress=None) -> ServedModel:
     """Resolve a spec (fetching or converting the model if needed) into a model ready to serve."""
-    from mlxcli.engine.models import resolve_model
+    from mlxcli.models import resolve_model
 
     resolved = resolve_model(spec.model, progress=progress)
     # A local directory is served under its basename rather than its absolute path.
