@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Protocol
+from typing import Any, Iterator, Literal, Protocol, runtime_checkable
 
 from mlxcli.core.events import Event
 from mlxcli.core.request import ChatRequest
@@ -31,6 +31,7 @@ class ModelStatus:
     dtype: str | None = None
 
 
+@runtime_checkable
 class Generation(Protocol):
     """One submitted request: iterate for its events (the last is a ``Finish``); ``cancel()`` stops it.
 
@@ -51,6 +52,7 @@ class Generation(Protocol):
     def cancel(self) -> None: ...
 
 
+@runtime_checkable
 class Engine(Protocol):
     """Generation for every front end; any thread may call it."""
 

@@ -21,7 +21,7 @@ from mlx_lm.models.cache import make_prompt_cache
 from mlxcli.core.errors import EngineFailure
 from mlxcli.engine.decoding import Sequence
 from mlxcli.engine.prompt_cache import PromptCache
-from mlxcli.engine.sampling import Samplers
+from mlxcli.engine.runner import Runner
 
 if TYPE_CHECKING:
     from mlxcli.engine.engine import Job
@@ -39,22 +39,11 @@ def can_batch(model: "LoadedModel") -> bool:
     return all(hasattr(c, "merge") for c in make_prompt_cache(model.model))
 
 
-class Batch:
-    """The running batch of one model; lives on the engine thread."""
+class Batch(Runner):
+    """The running batch of one model."""
 
-    def __init__(
-        self,
-        served: "ServedModel",
-        model: "LoadedModel",
-        settings: "EngineSettings",
-        prompt_cache: PromptCache,
-        stream: mx.Stream,
-    ):
-        self.served = served
-        self.model = model
-        self._settings = settings
-        self._prompt_cache = prompt_cache
-        self._samplers = Samplers(model)
+    def __init__(self, served: "ServedModel", model: "LoadedModel", settings: "EngineSettings", prompt_cache: PromptCache, stream: mx.Stream):
+        super().__init__(served, model, settings, prompt_cache, stream)
         self._generator = BatchGenerator(
             model.model,
             stop_tokens=[[t] for t in model.tokenizer.eos_token_ids],
@@ -64,9 +53,6 @@ class Batch:
             stream=stream,
         )
         self._members: dict[int, Sequence] = {}
-
-    def __len__(self) -> int:
-        return len(self._members)
 
     @property
     def jobs(self) -> list["Job"]:
@@ -86,7 +72,7 @@ class Batch:
             samplers=[self._samplers.sampler(job)],
             logits_processors=[self._samplers.processors(job)],
         )
-        self._members[uid] = Sequence(job, self.model.tokenizer, self._settings.reasoning, cached_tokens=reuse.cached)
+        self._members[uid] = self._new_sequence(job, reuse.cached)
 
     def step(self) -> None:
         """Drop cancelled requests, then one decode step (and one prefill chunk)."""

@@ -36,6 +36,7 @@ from mlxcli.engine.batch import Batch, can_batch
 from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.queue import BoundedQueue
 from mlxcli.engine.registry import ModelRegistry, ServedModel, served_model
+from mlxcli.engine.runner import Runner
 from mlxcli.engine.settings import EngineSettings
 from mlxcli.engine.solo import Solo
 
@@ -65,7 +66,7 @@ class Job:
 class Generation:
     """The caller's handle on one job: iterate for events; ``cancel()`` to stop it."""
 
-    def __init__(self, engine: "Engine", job: Job):
+    def __init__(self, engine: "MlxEngine", job: Job):
         self._engine = engine
         self.job = job
         self.prompt_tokens = len(job.prompt.tokens)
@@ -121,7 +122,7 @@ class MlxEngine:
         self.settings = settings or EngineSettings()
         self.registry = ModelRegistry.from_settings(models, self.settings)
         self._queue: BoundedQueue[Job] = BoundedQueue(self.settings.max_queue)
-        self._runner: Batch | Solo | None = None  # the jobs generating now, all for one model
+        self._runner: Runner | None = None  # the jobs generating now, all for one model (Batch or Solo)
         self._waiting: Job | None = None  # taken from the queue, not started yet: keeps arrival order
         self.prompt_cache = PromptCache(self.settings.prompt_cache_bytes, self.settings.prompt_cache_entries)
         self.registry.on_unload = lambda _model: self.prompt_cache.clear()

@@ -20,7 +20,7 @@ from mlxcli.core.errors import EngineFailure
 from mlxcli.core.events import FinishReason
 from mlxcli.engine.decoding import Sequence
 from mlxcli.engine.prompt_cache import PromptCache
-from mlxcli.engine.sampling import Samplers
+from mlxcli.engine.runner import Runner
 
 if TYPE_CHECKING:
     from mlxcli.engine.engine import Job
@@ -39,30 +39,15 @@ class _Cancelled(Exception):
     """Raised inside prefill to abandon a job whose reader left."""
 
 
-class Solo:
-    """Runs one job; lives on the engine thread. The same surface as ``Batch``."""
+class Solo(Runner):
+    """Runs one job."""
 
-    def __init__(
-        self,
-        served: "ServedModel",
-        model: "LoadedModel",
-        settings: "EngineSettings",
-        prompt_cache: PromptCache,
-        stream: mx.Stream,
-    ):
-        self.served = served
-        self.model = model
-        self._settings = settings
-        self._prompt_cache = prompt_cache
-        self._stream = stream
-        self._samplers = Samplers(model)
+    def __init__(self, served: "ServedModel", model: "LoadedModel", settings: "EngineSettings", prompt_cache: PromptCache, stream: mx.Stream):
+        super().__init__(served, model, settings, prompt_cache, stream)
         self._sequence: Sequence | None = None
         self._steps: Iterator | None = None
         self._cache: list = []
         self._tokens: list[int] = []  # what the KV cache holds: the prompt, then every token fed back
-
-    def __len__(self) -> int:
-        return int(self._sequence is not None)
 
     @property
     def jobs(self) -> list["Job"]:
@@ -94,7 +79,7 @@ class Solo:
             prompt_progress_callback=check_cancelled,
             **quantize,
         )
-        self._sequence = Sequence(job, self.model.tokenizer, self._settings.reasoning, cached_tokens=reuse.cached)
+        self._sequence = self._new_sequence(job, reuse.cached)
 
     def step(self) -> None:
         """One token (the first step reads the prompt), or the end of the job."""

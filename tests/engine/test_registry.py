@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,18 +17,12 @@ from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.engine.loading import LoadedModel
 from mlxcli.engine.registry import ServedModel, served_model
 from mlxcli.engine.settings import ModelSpec
+from tests.support.http import wait_for
 from tests.support.models import ScriptedModel, make_tiny_model_dir, scripted_model
 
 
 def ask(model: str | None, text: str = "Hi", **sampling) -> ChatRequest:
     return ChatRequest(messages=[Message("user", text)], sampling=Sampling(**sampling), model=model)
-
-
-def wait_until(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.02)
 
 
 def states(engine: MlxEngine) -> dict[str, str]:
@@ -153,7 +146,7 @@ def test_request_for_another_model_waits_for_the_running_generation(make_engine,
     first = running.next_event(timeout=20)
     assert isinstance(first, TextDelta)  # alpha is mid-generation, blocked at its gate
     waiting = engine.submit(ask("beta"))
-    time.sleep(0.5)
+    assert wait_for(lambda: engine.stats()["queue_depth"] == 1)  # the engine thread is inside alpha's step
     assert engine.stats() == {
         "queue_depth": 1, "active_requests": 1, "loaded_models": ["alpha"], "loading_models": [],
         "prompt_cache": engine.stats()["prompt_cache"],
@@ -173,7 +166,7 @@ def test_loading_is_visible_while_it_happens(make_engine, pair, tokenizer_dir):
     slow = scripted_model(tokenizer_dir, lambda p: "slow one", name="slow", on_load=lambda n: release.wait(30))
     engine = make_engine([pair()[0], slow])
     generation = engine.submit(ask("slow"))
-    wait_until(lambda: engine.stats()["loading_models"] == ["slow"])
+    assert wait_for(lambda: engine.stats()["loading_models"] == ["slow"], timeout=30)
     assert states(engine) == {"alpha": "unloaded", "slow": "loading"}  # evicted first, then loading
     release.set()
     assert collect(generation).text == "slow one"
@@ -195,7 +188,7 @@ def test_a_model_that_fails_to_load_fails_its_requests_only(make_engine, pair, t
 def test_idle_models_are_unloaded(make_engine, pair):
     engine = make_engine(pair(), idle_unload=0.3)
     collect(engine.submit(ask("b")))
-    wait_until(lambda: engine.stats()["loaded_models"] == [])
+    assert wait_for(lambda: engine.stats()["loaded_models"] == [], timeout=30)
     assert collect(engine.submit(ask("a"))).text == "I am alpha."  # loads again on demand
     assert pair.loads["alpha"] == 2
 

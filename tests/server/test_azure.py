@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from mlxcli.core.errors import ModelNotFound
-from mlxcli.server.errors import azure_body
+from mlxcli.server.providers.azure import error_body as azure_body
 
 PARIS = "The capital of France is Paris."
 API_VERSION = "2024-10-21"

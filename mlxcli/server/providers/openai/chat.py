@@ -89,21 +89,12 @@ def parse(body: dict[str, Any]) -> ChatCall:
         if kind != "text":
             raise InvalidRequest(f"response_format {kind!r} is not supported by this server.", param="response_format")
 
-    specs = tools.tools(o, nested=True)
-    tool_choice, specs = tools.tool_choice(o, specs, nested=True)
     template_kwargs = _template_kwargs(o)
     # The template still gets a client's own reasoning_effort kwarg as it is; other templates get it mapped.
     effort = tools.effort(o) or tools.neutral_effort(template_kwargs.get("reasoning_effort"))
 
     request = ChatRequest(
-        messages=messages,
-        sampling=sampling,
-        model=model,
-        tools=specs,
-        tool_choice=tool_choice,
-        parallel_tool_calls=o.bool("parallel_tool_calls", default=True),
-        reasoning=effort,
-        template_kwargs=template_kwargs,
+        messages, sampling, model, reasoning=effort, template_kwargs=template_kwargs, **tools.tool_fields(o, nested=True)
     )
     return ChatCall(request, stream=stream, include_usage=include_usage, id=new_id("chatcmpl-"), store=o.bool("store"))
 

@@ -90,8 +90,7 @@ def parse(body: dict[str, Any], store: ConversationStore) -> ResponsesCall:
         raise InvalidRequest("'top_logprobs' is not supported by this server.", param="top_logprobs")
     sampling = Sampling(**common.sampling_fields(o, ("temperature", "top_p")), max_tokens=common.max_tokens(o, "max_output_tokens"))
     _check_text_format(o)
-    specs = tools.tools(o, nested=False)
-    tool_choice, specs = tools.tool_choice(o, specs, nested=False)
+    tool_fields = tools.tool_fields(o, nested=False)
     reasoning: dict[str, Any] = {"effort": None, "summary": None}
     if (r := o.obj("reasoning")) is not None:
         reasoning = {"effort": r.str("effort", choices=tools.EFFORTS), "summary": r.str("summary", choices=("auto", "concise", "detailed"))}
@@ -108,22 +107,14 @@ def parse(body: dict[str, Any], store: ConversationStore) -> ResponsesCall:
         top_p=sampling.top_p,
         tools=[t for t, _ in o.list("tools")],
         tool_choice=o.raw("tool_choice") if o.raw("tool_choice") is not None else "auto",
-        parallel_tool_calls=o.bool("parallel_tool_calls", default=True),
+        parallel_tool_calls=tool_fields["parallel_tool_calls"],
         reasoning=reasoning,
         metadata=_metadata(o),
         user=o.str("user", max_len=256),
     )
     messages: list[Message] = [Message(role="system", content=instructions)] if instructions else []
     messages += merge_assistant_runs(_history(store, previous_id) + input_messages)
-    request = ChatRequest(
-        messages=messages,
-        sampling=sampling,
-        model=model,
-        tools=specs,
-        tool_choice=tool_choice,
-        parallel_tool_calls=state.parallel_tool_calls,
-        reasoning=tools.neutral_effort(reasoning["effort"]),
-    )
+    request = ChatRequest(messages, sampling, model, reasoning=tools.neutral_effort(reasoning["effort"]), **tool_fields)
     return ResponsesCall(request, stream=o.bool("stream", default=False), state=state)
 
 

@@ -17,6 +17,13 @@ MAX_TOOLS = 128
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
 
+def tool_fields(o: Obj, *, nested: bool) -> dict[str, Any]:
+    """The ChatRequest fields a request's tools decide: ``tools``, ``tool_choice``, ``parallel_tool_calls``."""
+    specs = tools(o, nested=nested)
+    choice, specs = tool_choice(o, specs, nested=nested)
+    return {"tools": specs, "tool_choice": choice, "parallel_tool_calls": o.bool("parallel_tool_calls", default=True)}
+
+
 def tools(o: Obj, *, nested: bool) -> list[ToolSpec]:
     specs = []
     for t in objects(o.list("tools", max_items=MAX_TOOLS)):
