@@ -14,9 +14,8 @@ import falcon
 from mlxcli.core.collect import Completion, collect
 from mlxcli.server import disconnect, middleware
 from mlxcli.server.context import ServerContext
-from mlxcli.server.framing import Framing
 from mlxcli.server.http import read_json, send_json
-from mlxcli.server.providers.base import Call
+from mlxcli.server.providers.base import Call, Provider
 from mlxcli.server.stream import EventStream
 
 
@@ -24,12 +23,14 @@ class Generate:
     """POST a chat request in one provider's format. A model named by the route (an Azure
     deployment: the ``deployment`` URI field) wins over the body's."""
 
-    def __init__(self, ctx: ServerContext, parse: Callable[[dict[str, Any]], Call], framing: Framing):
+    def __init__(self, ctx: ServerContext, parse: Callable[[dict[str, Any]], Call], provider: Provider):
         self.ctx = ctx
         self.parse = parse
-        self.framing = framing
+        self.provider = provider
+        self.framing = provider.framing
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, deployment: str | None = None) -> None:
+        req.context.api = self.provider.name  # for the access log
         call = self.parse(read_json(req, self.ctx.settings.max_body_bytes))
         request = call.request
         request.request_id = req.context.request_id

@@ -41,7 +41,7 @@ class RequestContext:
 
 
 class AccessLog:
-    """One line per request: id, route, status, tokens and duration.
+    """One line per request: id, route, status, the API of a chat request, tokens and duration.
 
     Streaming responses log when their stream ends (see ``finish_stream``).
     """
@@ -54,11 +54,12 @@ class AccessLog:
 def write(req: falcon.Request, status, tokens: str | None) -> None:
     started = req.context.get("started", time.perf_counter())
     log.info(
-        "%s %s %s %s tokens=%s %.0fms",
+        "%s %s %s %s api=%s tokens=%s %.0fms",
         req.context.get("request_id", "-"),
         req.method,
         req.context.get("path", req.path),
         str(status).split()[0],
+        req.context.get("api") or "-",
         tokens or "-",
         (time.perf_counter() - started) * 1000,
     )

@@ -47,10 +47,10 @@ class ApiVersion:
 def routes(ctx: "ServerContext") -> list[Route]:
     deployments = f"{PREFIX}/deployments/{{deployment}}"
     return [
-        Route(f"{deployments}/chat/completions", openai.chat_resource(ctx)),
-        Route(f"{deployments}/responses", openai.responses_resource(ctx)),
-        *[r for r in openai.api_routes(ctx, PREFIX) if "/chat/completions" not in r.template],  # no model in the URL
-        *openai.api_routes(ctx, PREFIX + "/v1"),
+        Route(f"{deployments}/chat/completions", openai.chat_resource(ctx, PROVIDER)),
+        Route(f"{deployments}/responses", openai.responses_resource(ctx, PROVIDER)),
+        *[r for r in openai.api_routes(ctx, PREFIX, PROVIDER) if "/chat/completions" not in r.template],  # no model in the URL
+        *openai.api_routes(ctx, PREFIX + "/v1", PROVIDER),
     ]
 
 

@@ -31,7 +31,7 @@ class CountTokens:
 
 def routes(ctx: "ServerContext") -> list[Route]:
     return [
-        Route("/v1/messages", Generate(ctx, request.parse, PROVIDER.framing)),
+        Route("/v1/messages", Generate(ctx, request.parse, PROVIDER)),
         Route("/v1/messages/count_tokens", CountTokens(ctx)),
     ]
 

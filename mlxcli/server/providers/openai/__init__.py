@@ -19,12 +19,13 @@ if TYPE_CHECKING:
     from mlxcli.server.context import ServerContext
 
 
-def api_routes(ctx: "ServerContext", prefix: str) -> list[Route]:
+def api_routes(ctx: "ServerContext", prefix: str, provider: Provider | None = None) -> list[Route]:
+    """OpenAI's routes under ``prefix``, answering as ``provider`` (Azure's, under its own prefixes)."""
     stored = StoredResponses(ctx.store)
     models = Models(ctx.engine)
     return [
-        Route(f"{prefix}/chat/completions", chat_resource(ctx)),
-        Route(f"{prefix}/responses", responses_resource(ctx)),
+        Route(f"{prefix}/chat/completions", chat_resource(ctx, provider)),
+        Route(f"{prefix}/responses", responses_resource(ctx, provider)),
         Route(f"{prefix}/responses/{{response_id}}", stored),
         Route(f"{prefix}/responses/{{response_id}}/input_items", stored, "input_items"),
         Route(f"{prefix}/models", models),
@@ -32,12 +33,12 @@ def api_routes(ctx: "ServerContext", prefix: str) -> list[Route]:
     ]
 
 
-def chat_resource(ctx: "ServerContext") -> Generate:
-    return Generate(ctx, chat.parse, PROVIDER.framing)
+def chat_resource(ctx: "ServerContext", provider: Provider | None = None) -> Generate:
+    return Generate(ctx, chat.parse, provider or PROVIDER)
 
 
-def responses_resource(ctx: "ServerContext") -> Generate:
-    return Generate(ctx, lambda body: responses.parse(body, ctx.store), PROVIDER.framing)
+def responses_resource(ctx: "ServerContext", provider: Provider | None = None) -> Generate:
+    return Generate(ctx, lambda body: responses.parse(body, ctx.store), provider or PROVIDER)
 
 
 PROVIDER = Provider(
