@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -11,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from mlxcli.cli import app
-from mlxcli.cli.common import FastPathOption, ModelOption, fail, start_engine
+from mlxcli.cli.common import FastPathOption, ModelOption, exit_process, fail, start_engine
 from mlxcli.cli.store_options import ConversationDirOption, StorePathOption, store_settings
 from mlxcli.core.errors import MlxcliError
 from mlxcli.core.request import Sampling
@@ -92,11 +90,7 @@ def chat(
         if conversations is not None:
             conversations.close()
     if url is None:
-        # MLX sometimes aborts while the interpreter tears down its threads (see serve): leave now.
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        exit_process(code)  # the engine ran here: skip the teardown MLX may abort in
     raise typer.Exit(code)
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -13,7 +11,7 @@ import typer
 
 from mlxcli import logs
 from mlxcli.cli import app
-from mlxcli.cli.common import FastPathOption, fail, start_engine
+from mlxcli.cli.common import FastPathOption, exit_process, fail, start_engine
 from mlxcli.cli.store_options import ConversationDirOption, StorePathOption, parse_size, store_settings
 from mlxcli.core.errors import MlxcliError
 from mlxcli.engine.settings import EngineSettings, ModelSpec
@@ -245,12 +243,7 @@ def serve(
         engine.stop(grace=0)
         hooks.run()  # once: a no-op when serve() already ran them
         log.info("stopped")
-    # Everything is flushed and closed. Leave now: MLX sometimes aborts while the interpreter tears
-    # down its threads ("terminate called without an active exception", exit status 134).
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    exit_process(0)  # everything is closed: skip the teardown MLX may abort in
 
 
 def _default_spec() -> ModelSpec:
