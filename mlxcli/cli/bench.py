@@ -33,7 +33,7 @@ def int_list(text: str | None, option: str) -> list[int] | None:
 @app.command()
 def bench(
     model: str = ModelOption,
-    url: Annotated[Optional[str], typer.Option(help="Benchmark this server (OpenAI-compatible base URL) instead of the engine.")] = None,
+    url: Annotated[Optional[str], typer.Option(help="Benchmark this server instead of the engine: its address, with or without /v1.")] = None,
     compare: Annotated[Optional[list[str]], typer.Option(help="Another server to run the same scenario against, interleaved (repeatable); ratios are to the first target.")] = None,
     engine: Annotated[bool, typer.Option("--engine", help="With --url: also run the model in-process, as the first target (what HTTP costs).")] = False,
     api: Annotated[str, typer.Option(help="Server protocol: chat, responses or anthropic.")] = "chat",
@@ -134,18 +134,19 @@ def _prepare(model: str | None, *, in_process: bool, max_clients: int):
 
 
 def _servers(urls: list[str], **options):
-    import httpx
-
-    from mlxcli.bench.clients import HttpTarget
+    from mlxcli.bench.targets import HttpTarget
+    from mlxcli.core.errors import InvalidRequest, MlxcliError
 
     targets, names = [], set()
     for i, url in enumerate(urls):
         try:
             target = HttpTarget(url, **options)
-        except httpx.HTTPError as exc:
+        except MlxcliError as exc:
             for t in targets:
                 t.close()
-            fail(f"cannot reach {url}: {exc}")
+            if isinstance(exc, InvalidRequest):  # not a server address
+                raise typer.BadParameter(exc.message, param_hint="--url/--compare") from None
+            fail(exc.message)
         if target.name in names:  # the same server twice: keep the rows apart
             target.name = f"{target.name} #{i + 1}"
         names.add(target.name)

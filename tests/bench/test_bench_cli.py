@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlxcli.cli import app
+from mlxcli.client import NAMES
 from mlxcli.engine.engine import Engine, EngineSettings
 from tests.support.fake_openai import FakeServer
 from tests.support.server import RunningServer
@@ -68,13 +69,14 @@ def test_engine_matrix_on_a_tiny_model(tiny_model_dir):
         assert r["peak_memory_gb"] > 0
 
 
-def test_server_load_counts_what_was_sent(scripted_server, tokenizer_dir):
+@pytest.mark.parametrize("api", NAMES)
+def test_server_load_counts_what_was_sent(api, scripted_server, tokenizer_dir):
     reply_tokens = len(scripted_server.engine.tokenizer.encode(REPLY, add_special_tokens=False))
     doc = bench(
-        "--url", scripted_server.url + "/v1", "--model", str(tokenizer_dir),
+        "--url", scripted_server.url + "/v1", "--api", api, "--model", str(tokenizer_dir),
         "--clients", "1,3", "--requests", "4", "--repeat", "2", "--prompt-tokens", "70", "--gen-tokens", "50",
     )
-    assert doc["scenario"] == "load" and doc["settings"]["clients"] == [1, 3]
+    assert doc["scenario"] == "load" and doc["settings"]["clients"] == [1, 3] and doc["settings"]["api"] == api
     assert doc["targets"][0]["model"] == "scripted"  # from GET /v1/models
     assert [r["clients"] for r in rows(doc)] == [1, 3]
     for r in rows(doc):
@@ -100,7 +102,7 @@ def test_server_without_usage_and_with_failures(tokenizer_dir):
     assert len(server.requests) == r["requests"] == 6
     assert r["errors"] == 2 and r["token_source"] == "chunks"
     assert r["output_tokens"] == 4 * 7 and r["ttft_s"]["n"] == 4
-    assert sorted(r["error_messages"]) == ["1× HTTP 500: request 3 failed", "1× request 5 broke mid-stream"]
+    assert sorted(r["error_messages"]) == ["1× request 5 broke mid-stream", "1× the server answered 500: request 3 failed"]
     assert any("counted from streamed chunks" in note for note in doc["notes"])
     assert all(body["max_tokens"] == 64 and body["temperature"] == 0.0 for _, body in server.requests)
 
@@ -179,6 +181,8 @@ def test_bad_options_are_clear_errors(tokenizer_dir):
     assert r["exit_code"] == 2 and "positive integers" in r["output"]
     r = bench("--url", "http://127.0.0.1:1", "--model", str(tokenizer_dir), ok=False)
     assert r["exit_code"] == 1 and "cannot reach http://127.0.0.1:1" in r["output"]
+    r = bench("--url", "ftp://nowhere", ok=False)
+    assert r["exit_code"] == 2 and "not a server address" in r["output"]
     r = bench_process("--model", str(tokenizer_dir), "--prompt-tokens", "3", "--gen-tokens", "2", ok=False)
     assert r["exit_code"] == 1 and "too short" in r["output"] and "Traceback" not in r["output"]
 
