@@ -1,7 +1,7 @@
 """Where answers come from. Every backend turns a ChatRequest into the neutral events of one answer.
 
 Two implementations: ``EngineBackend`` (the in-process engine, below) and
-``HttpBackend`` (any OpenAI-compatible server, in ``http.py``). Refusals (unknown
+``HttpBackend`` (a running server, in ``http.py``, over ``mlxcli.client``). Refusals (unknown
 model, prompt too long, server unreachable) raise ``MlxcliError`` from ``stream``;
 a failure half-way raises it from the iteration.
 """

@@ -40,6 +40,25 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def exit_process(code: int = 0) -> NoReturn:
+    """Leave now, skipping the interpreter's teardown: MLX sometimes aborts while the interpreter
+    tears down its threads ("terminate called without an active exception", exit status 134).
+
+    For commands that ran an engine in this process, once it is stopped and everything is closed.
+    Never call it under a test runner that invokes commands in its own process (CliRunner).
+    """
+    import logging
+    import os
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed, or a broken pipe: nothing more can be written anyway
+            pass
+    os._exit(code)
+
+
 def start_engine(model: "str | None | Sequence[ModelSpec]", *, fast_path: bool, settings=None, progress=None):
     """Resolve (fetching if needed) one model name or several specs; returns a started Engine.
 

@@ -10,7 +10,7 @@ import typer
 from mlxcli import logs
 from mlxcli.cli import app
 from mlxcli.cli.common import FastPathOption, exit_process, fail, start_engine
-from mlxcli.cli.store_options import ConversationDirOption, StorePathOption, parse_size, store_settings
+from mlxcli.cli.store_options import SIZE_HELP, ConversationDirOption, StorePathOption, size_option, store_settings
 from mlxcli.core.errors import MlxcliError
 from mlxcli.engine.settings import EngineSettings, ModelSpec
 from mlxcli.server.settings import ServerSettings
@@ -62,10 +62,6 @@ def _kv_bits(value: int | None) -> int | None:
     return value
 
 
-def _size(value: str | None) -> str | None:
-    return value if value is None else str(parse_size(value))
-
-
 def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
@@ -114,7 +110,7 @@ def serve(
     max_queue: int = typer.Option(ENGINE.max_queue, envvar="MLXCLI_MAX_QUEUE", min=1, help="Requests allowed to wait; beyond it: 503/529 at once."),
     max_batch: int = typer.Option(ENGINE.max_batch, envvar="MLXCLI_MAX_BATCH", min=1, help="Requests generating together (continuous batching); more wait in the queue."),
     prefill_step_size: int = typer.Option(ENGINE.prefill_step_size, envvar="MLXCLI_PREFILL_STEP_SIZE", min=16, help="Prompt tokens computed per step, between decode steps of the running requests."),
-    prompt_cache_bytes: str = typer.Option(_bytes(ENGINE.prompt_cache_bytes), envvar="MLXCLI_PROMPT_CACHE_BYTES", callback=_size, help="Memory for the KV caches of earlier prompts, reused by requests that share their prefix (0: off)."),
+    prompt_cache_bytes: str = typer.Option(_bytes(ENGINE.prompt_cache_bytes), envvar="MLXCLI_PROMPT_CACHE_BYTES", callback=size_option, help=f"Memory for the KV caches of earlier prompts, reused by requests that share their prefix (0: off); {SIZE_HELP}."),
     prompt_cache_entries: int = typer.Option(ENGINE.prompt_cache_entries, envvar="MLXCLI_PROMPT_CACHE_ENTRIES", min=0, help="Most prompts kept in the prompt cache."),
     kv_bits: int = typer.Option(ENGINE.kv_bits, envvar="MLXCLI_KV_BITS", callback=_kv_bits, help="Quantize the KV cache to 2, 3, 4, 5, 6 or 8 bits: less memory for long contexts, slightly different output; requests then run one at a time."),
     context_length: int = typer.Option(ENGINE.context_length, envvar="MLXCLI_CONTEXT_LENGTH", min=16, help="Lower every model's context window."),
@@ -154,7 +150,7 @@ def serve(
     conversation_dir: Path = ConversationDirOption,
     conversation_ttl: str = typer.Option(f"{StoreSettings.ttl_seconds / 3600:g}h", envvar="MLXCLI_CONVERSATION_TTL", help="Archive conversations idle this long (90s, 30m, 1h; 0 = never)."),
     store_max_items: int = typer.Option(StoreSettings.max_items, envvar="MLXCLI_STORE_MAX_ITEMS", min=1, help="Most input+output items kept hot; beyond it the least recently used conversations are archived."),
-    store_max_bytes: str = typer.Option(None, envvar="MLXCLI_STORE_MAX_BYTES", help="Most bytes kept hot (500MB, 2GiB); beyond it the least recently used conversations are archived."),
+    store_max_bytes: str = typer.Option(None, envvar="MLXCLI_STORE_MAX_BYTES", callback=size_option, help=f"Most bytes kept hot; beyond it the least recently used conversations are archived; {SIZE_HELP}."),
     store_chat: bool = typer.Option(SERVER.store_chat, "--store-chat/--no-store-chat", envvar="MLXCLI_STORE_CHAT", help="Also store Chat Completions requests that do not say store:true."),
     log_level: str = typer.Option("INFO", envvar="MLXCLI_LOG_LEVEL", help="Logging level."),
     print_config: bool = typer.Option(
