@@ -12,7 +12,7 @@ from mlxcli.cli import app
 from mlxcli.cli.common import FastPathOption, ModelOption, exit_process, fail, start_engine
 from mlxcli.cli.store_options import ConversationDirOption, StorePathOption, store_settings
 from mlxcli.core.errors import MlxcliError
-from mlxcli.core.request import ChatRequest, Sampling
+from mlxcli.core.request import SAMPLING_BOUNDS, ChatRequest, Sampling
 
 HISTORY_FILE = "chat_history"
 APIS = ("chat", "responses", "anthropic")
@@ -22,6 +22,12 @@ def _api(value: str) -> str:
     if value not in APIS:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(APIS)}")
     return value
+
+
+def bounds(name: str) -> dict:
+    """Typer's ``min``/``max`` for a sampling flag: the bounds every API accepts."""
+    _, lo, hi = SAMPLING_BOUNDS[name]
+    return {"min": lo} if hi == float("inf") else {"min": lo, "max": hi}
 
 
 @app.command()
@@ -49,13 +55,13 @@ def chat(
     show_reasoning: bool = typer.Option(
         True, "--show-reasoning/--hide-reasoning", help="Show the model's reasoning (dimmed) before its answer."
     ),
-    temperature: Optional[float] = typer.Option(None, min=0, max=2, help="Sampling temperature (default: the model's or server's)."),
-    top_p: Optional[float] = typer.Option(None, min=0, max=1, help="Nucleus sampling threshold."),
-    top_k: Optional[int] = typer.Option(None, min=0, help="Sample from the k most likely tokens (0: off)."),
-    min_p: Optional[float] = typer.Option(None, min=0, max=1, help="Drop tokens less likely than min_p × the most likely one."),
-    max_tokens: Optional[int] = typer.Option(None, min=1, help="Most tokens in one answer."),
+    temperature: Optional[float] = typer.Option(None, **bounds("temperature"), help="Sampling temperature (default: the model's or server's)."),
+    top_p: Optional[float] = typer.Option(None, **bounds("top_p"), help="Nucleus sampling threshold."),
+    top_k: Optional[int] = typer.Option(None, **bounds("top_k"), help="Sample from the k most likely tokens (0: off)."),
+    min_p: Optional[float] = typer.Option(None, **bounds("min_p"), help="Drop tokens less likely than min_p × the most likely one."),
+    max_tokens: Optional[int] = typer.Option(None, **bounds("max_tokens"), help="Most tokens in one answer."),
     seed: Optional[int] = typer.Option(None, min=0, help="Random seed, for repeatable answers."),
-    repetition_penalty: Optional[float] = typer.Option(None, min=0.01, max=10, help="Penalize repeated tokens (1: off)."),
+    repetition_penalty: Optional[float] = typer.Option(None, **bounds("repetition_penalty"), help="Penalize repeated tokens (1: off)."),
     stop: List[str] = typer.Option([], "--stop", help="Stop the answer at this text (repeatable)."),
     store: bool = typer.Option(True, "--store/--no-store", help="Keep the conversation in the conversation store (mlxcli convo)."),
     store_path: Path = StorePathOption,

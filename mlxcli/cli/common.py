@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 from typing import TYPE_CHECKING, NoReturn, Sequence
 
@@ -22,16 +20,6 @@ FastPathOption = typer.Option(
     True, "--fast-path/--no-fast-path", envvar="MLXCLI_FAST_PATH",
     help="Linux CPU: load the system OpenBLAS and run quantized models as float32.",
 )
-
-
-def exit_process(code: int) -> NoReturn:
-    """Leave at once, once the engine has stopped and everything is flushed: MLX sometimes aborts
-    while the interpreter tears down its threads ("terminate called without an active exception",
-    exit status 134), so commands that ran the engine exit this way."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

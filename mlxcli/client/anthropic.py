@@ -22,6 +22,7 @@ FRAMING = "sse"
 VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096  # the API requires max_tokens; `mlxcli serve`'s own default
 THINKING_BUDGET = 1024  # the smallest budget Anthropic accepts
+EFFORTS = ("low", "medium", "high", "xhigh", "max")  # output_config.effort
 UNSUPPORTED = ("min_p", "seed", "repetition_penalty", "presence_penalty", "frequency_penalty", "ignore_eos")
 STOP_REASONS: dict[str, FinishReason] = {
     "end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
@@ -66,11 +67,13 @@ def body(request: ChatRequest, model: str) -> dict[str, Any]:
             for t in request.tools
         ]
         out["tool_choice"] = _tool_choice(request.tool_choice, request.parallel_tool_calls)
-    thinking = request.template_kwargs.get("enable_thinking")
-    if thinking is False:
+    effort = request.reasoning
+    if effort == "off":
         out["thinking"] = {"type": "disabled"}
-    elif thinking is True:
+    elif effort is not None:
         out["thinking"] = {"type": "enabled", "budget_tokens": max(1, min(THINKING_BUDGET, out["max_tokens"] - 1))}
+        if effort in EFFORTS:  # the level itself; "minimal" is the smallest budget
+            out["output_config"] = {"effort": effort}
     return out
 
 

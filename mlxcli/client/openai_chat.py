@@ -59,9 +59,16 @@ def body(request: ChatRequest, model: str) -> dict[str, Any]:
         out["tool_choice"] = _tool_choice(request.tool_choice)
         if not request.parallel_tool_calls:
             out["parallel_tool_calls"] = False
+    if request.reasoning is not None:
+        out["reasoning_effort"] = openai_effort(request.reasoning)
     if request.template_kwargs:
         out["chat_template_kwargs"] = dict(request.template_kwargs)
     return out
+
+
+def openai_effort(effort: str) -> str:
+    """The neutral effort as both OpenAI APIs write it (``off`` is ``none``)."""
+    return "none" if effort == "off" else effort
 
 
 def _message(m: Message) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlxcli.client.errors import BadResponse, error_event
+from mlxcli.client.openai_chat import openai_effort
 from mlxcli.client.streams import count, json_payload, obj
 from mlxcli.core.errors import InvalidRequest
 from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
@@ -59,9 +60,8 @@ def body(request: ChatRequest, model: str) -> dict[str, Any]:
         out["tool_choice"] = {"type": "function", "name": choice["name"]} if isinstance(choice, dict) else choice
         if not request.parallel_tool_calls:
             out["parallel_tool_calls"] = False
-    effort = request.template_kwargs.get("reasoning_effort")
-    if isinstance(effort, str):
-        out["reasoning"] = {"effort": effort}
+    if request.reasoning is not None:
+        out["reasoning"] = {"effort": openai_effort(request.reasoning)}
     return out
 
 

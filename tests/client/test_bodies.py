@@ -10,7 +10,9 @@ import pytest
 from mlxcli.client import APIS
 from mlxcli.core.errors import InvalidRequest
 from mlxcli.core.request import ChatRequest, Message, Sampling, ToolCall, ToolSpec
-from mlxcli.server.providers import anthropic, openai_chat, openai_responses
+from mlxcli.server.providers.anthropic import request as anthropic
+from mlxcli.server.providers.openai import chat as openai_chat
+from mlxcli.server.providers.openai import responses as openai_responses
 
 WEATHER = ToolSpec("get_weather", "Current weather", {"type": "object", "properties": {"city": {"type": "string"}}})
 CLOCK = ToolSpec("get_time", None, {"type": "object", "properties": {}})
@@ -29,10 +31,10 @@ CONVERSATION = [
 
 def parse(api: str, body: dict) -> ChatRequest:
     if api == "chat":
-        return openai_chat.parse(body)[0]
+        return openai_chat.parse(body).request
     if api == "responses":
-        return openai_responses.parse(body, store=None)[0]  # no previous_response_id: the store is not read
-    return anthropic.parse(body)[0]
+        return openai_responses.parse(body, store=None).request  # no previous_response_id: the store is not read
+    return anthropic.parse(body).request
 
 
 def shape(messages: list[Message]) -> list[tuple]:
@@ -81,30 +83,33 @@ def test_only_what_was_asked_is_sent(api):
 def test_chat_body_details():
     request = ChatRequest(
         messages=[Message("system", "Be terse."), Message("user", "q"), Message("assistant", None)],
-        sampling=Sampling(temperature=0.0, max_tokens=5, ignore_eos=True), template_kwargs={"enable_thinking": False},
+        sampling=Sampling(temperature=0.0, max_tokens=5, ignore_eos=True), reasoning="off",
+        template_kwargs={"enable_thinking": False},
     )
     body = APIS["chat"].body(request, "m")
     assert body["messages"][2] == {"role": "assistant", "content": ""}
     assert body["stream_options"] == {"include_usage": True} and body["store"] is False
     assert body["ignore_eos"] is True and body["chat_template_kwargs"] == {"enable_thinking": False}
-    assert openai_chat.parse(body)[0].template_kwargs == {"enable_thinking": False}
+    assert body["reasoning_effort"] == "none"
+    parsed = openai_chat.parse(body).request
+    assert parsed.template_kwargs == {"enable_thinking": False} and parsed.reasoning == "off"
 
 
 def test_responses_body_details():
-    request = ChatRequest(messages=[Message("system", "Be terse."), Message("user", "q")],
-                          template_kwargs={"reasoning_effort": "low"})
+    request = ChatRequest(messages=[Message("system", "Be terse."), Message("user", "q")], reasoning="low")
     body = APIS["responses"].body(request, "m")
     assert body["instructions"] == "Be terse." and body["input"] == [{"type": "message", "role": "user", "content": "q"}]
     assert body["store"] is False and body["reasoning"] == {"effort": "low"}
+    assert openai_responses.parse(body, store=None).request.reasoning == "low"
 
 
 def test_anthropic_body_details():
     request = ChatRequest(messages=[Message("user", "q"), Message("system", "Now in French."), Message("user", "again")],
-                          template_kwargs={"enable_thinking": True}, sampling=Sampling(max_tokens=2000))
+                          reasoning="high", sampling=Sampling(max_tokens=2000))
     body = APIS["anthropic"].body(request, "m")
     assert "system" not in body and body["messages"][1] == {"role": "system", "content": "Now in French."}
-    assert body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
-    assert anthropic.parse(body)[0].template_kwargs == {"enable_thinking": True}
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": 1024} and body["output_config"] == {"effort": "high"}
+    assert anthropic.parse(body).request.reasoning == "high"  # the server reads back what the client meant
     assert APIS["anthropic"].headers("k") == {"anthropic-version": "2023-06-01", "x-api-key": "k"}
     assert APIS["chat"].headers("k") == {"Authorization": "Bearer k"} and APIS["chat"].headers(None) == {}
 

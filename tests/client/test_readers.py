@@ -149,11 +149,12 @@ def test_a_refusal_is_a_server_error_with_status_and_message(api, scripted_engin
 
 
 def test_overload_is_a_server_error_in_each_shape(scripted_engine, serve):
-    engine = scripted_engine(lambda prompt: " ".join(f"w{i}" for i in range(500)))
+    # One generating, one waiting: the server is full.
+    engine = scripted_engine(lambda prompt: " ".join(f"w{i}" for i in range(500)), EngineSettings(temperature=0.0, max_batch=1, max_queue=1))
     scripted_of(engine).step_delay = 0.02  # a slow model: the first answer is still streaming below
-    server = serve(engine, ServerSettings(port=0, max_in_flight=1))
-    with Client(server.url) as busy, busy.stream(question("long"), model="m") as first:
-        assert isinstance(next(iter(first)), TextDelta)  # in flight: the server is full
+    server = serve(engine)
+    with Client(server.url) as busy, busy.stream(question("long"), model="m") as first, busy.stream(question("next"), model="m"):
+        assert isinstance(next(iter(first)), TextDelta)
         for api, status in (("chat", 503), ("responses", 503), ("anthropic", 529)):
             with Client(server.url, api=api) as client, pytest.raises(ServerError) as info:
                 client.stream(question("hi"), model="m")
