@@ -11,7 +11,7 @@ import pytest
 from mlxcli.bench.targets import HttpTarget
 from mlxcli.client import NAMES, ServerUnreachable
 from mlxcli.core.request import ChatRequest, Message, Sampling, ToolSpec
-from mlxcli.server.settings import ServerSettings
+from mlxcli.engine.settings import EngineSettings
 from tests.support.fake_openai import FakeServer
 from tests.support.models import scripted_of
 from tests.tools.replies import TIME_TOOL, TWO_CALLS, TWO_CALLS_TEXT, WEATHER_TOOL
@@ -67,13 +67,14 @@ def test_refusals_and_failures_half_way_are_errors(api, scripted_engine, serve):
 
 
 def test_overload_is_an_error(scripted_engine, serve):
-    engine = scripted_engine(lambda prompt: " ".join(f"w{i}" for i in range(500)))
+    # One generating, one waiting: the server is full.
+    engine = scripted_engine(lambda prompt: " ".join(f"w{i}" for i in range(500)), EngineSettings(temperature=0.0, max_batch=1, max_queue=1))
     scripted_of(engine).step_delay = 0.02
-    server = serve(engine, ServerSettings(port=0, max_in_flight=1))
+    server = serve(engine)
     busy = HttpTarget(server.url, model="m")
     try:
-        with busy.client.stream(REQUEST, model="m") as first:
-            next(iter(first))  # in flight: the server is full
+        with busy.client.stream(REQUEST, model="m") as first, busy.client.stream(REQUEST, model="m"):
+            next(iter(first))
             for api, status in (("chat", 503), ("anthropic", 529)):
                 _, result = run(server.url, api, model="m")
                 assert result.error.startswith(f"the server answered {status}: "), result.error
