@@ -33,20 +33,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from mlxcli.core.request import Sampling
+from mlxcli.core.request import SAMPLING_BOUNDS, Sampling
 from mlxcli.engine.settings import ModelSpec
 
-# Sampling defaults a model may set: key → (type, lowest, highest).
-SAMPLING_KEYS: dict[str, tuple[type, float, float]] = {
-    "temperature": (float, 0, 2),
-    "top_p": (float, 0, 1),
-    "top_k": (int, 0, math.inf),
-    "min_p": (float, 0, 1),
-    "repetition_penalty": (float, 0.01, 10),
-    "presence_penalty": (float, -2, 2),
-    "frequency_penalty": (float, -2, 2),
-    "max_tokens": (int, 1, math.inf),
-}
+# Sampling defaults a model may set, with the bounds every API accepts.
+SAMPLING_KEYS = SAMPLING_BOUNDS
 TEXT_KEYS = ("model", "served_name", "chat_template", "tool_call_parser", "reasoning_parser")
 MODEL_KEYS = (*TEXT_KEYS, "aliases", "context_length", *SAMPLING_KEYS)
 PATH_KEYS = ("chat_template",)  # server settings holding a file path

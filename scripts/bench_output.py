@@ -26,16 +26,16 @@ def main(model: str | None = None) -> None:
     from mlxcli.engine import platform
 
     platform.configure(True)
-    from mlxcli.engine.formats import ThinkFormat, tool_format
-    from mlxcli.engine.models import resolve_model
+    from mlxcli.engine.formats import OutputFormat, ThinkFormat, tool_format
     from mlxcli.engine.output import OutputPlan, OutputProcessor
+    from mlxcli.models import resolve_model
     from mlx_lm.utils import load_tokenizer
 
     tokenizer = load_tokenizer(resolve_model(model).path)
     pieces = [tokenizer.decode([t]) for t in tokenizer.encode(REPLY)]
     plans = {
         "plain": OutputPlan(),
-        "reasoning + tool calls": OutputPlan(thinking=ThinkFormat("<think>", "</think>"), tools=tool_format("json_tools")),
+        "reasoning + tool calls": OutputPlan(OutputFormat(thinking=ThinkFormat("<think>", "</think>")), tools=tool_format("json_tools")),
     }
     for name, plan in plans.items():
         best = float("inf")

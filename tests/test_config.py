@@ -185,7 +185,7 @@ def test_batching_and_prompt_cache_settings_are_checked(tmp_path):
     assert (server["max_batch"], int(server["prompt_cache_bytes"]), server["kv_bits"]) == (4, 1 << 30, 8)
     path = write(tmp_path / "s.yaml", "server:\n  prompt_cache_bytes: 500MB\n  max_batch: 2\n")
     server = print_config("--config", str(path))["server"]
-    assert (int(server["prompt_cache_bytes"]), server["max_batch"]) == (500 << 20, 2)
+    assert (int(server["prompt_cache_bytes"]), server["max_batch"]) == (500_000_000, 2)  # MB: powers of 1000
     for bad in (["--kv-bits", "7"], ["--prompt-cache-bytes", "lots"], ["--max-batch", "0"]):
         result = CliRunner().invoke(app, ["serve", *bad, "--print-config"])
         assert result.exit_code == 2 and bad[0] in result.output, result.output

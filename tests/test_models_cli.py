@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlxcli.cli import app
-from mlxcli.engine.engine import Engine, EngineSettings
+from mlxcli.engine.engine import EngineSettings, MlxEngine
 from tests.support.models import scripted_model
 
 
@@ -99,7 +99,7 @@ def test_rm_refuses_a_symlink_out_of_the_models_directory(home, tmp_path):
 
 
 def test_ps_shows_what_a_running_server_has_loaded(tokenizer_dir, serve):
-    engine = Engine(
+    engine = MlxEngine(
         [
             scripted_model(tokenizer_dir, lambda p: "a", name="alpha", aliases=("a",), context_window=1024),
             scripted_model(tokenizer_dir, lambda p: "b", name="beta", context_window=512),

@@ -30,24 +30,47 @@ STORY = (
     "step the way her father had taught her, one hundred and twelve steps from the light to the door."
 ).split()
 INSTRUCTION = "\n\nContinue this story. Write at least two thousand more words, with dialogue."
-PADS = (" a", " I", ".", ",", " the")  # one-token fillers that close the last small gap
+# Fillers that close the last small gap, one token each with most tokenizers; every one is measured.
+FILLERS = (" a", " I", " the", " and", " so", " it", ".", ",")
+LABEL_DIGITS = 7  # "Story 0000042:": a fixed width, so the shortest prompt is the same for every seed
+BACKTRACK = 16  # word counts tried below the longest that fits, before giving up
 
 
-def _user_text(seed: int, words: int, pad: str = "") -> str:
+def _label(seed: int) -> str:
+    return f"Story {seed:0{LABEL_DIGITS}d}:"
+
+
+def _user_text(seed: int, words: int, fill: str = "") -> str:
     start = (seed * 37) % len(STORY)
     opening = itertools.islice(itertools.cycle(STORY[start:] + STORY[:start]), words)
-    return f"Story {seed}: " + " ".join(opening) + pad + INSTRUCTION
+    return _label(seed) + "".join(" " + word for word in opening) + fill + INSTRUCTION
+
+
+def _measure(count: TokenCounter, text: str) -> int:
+    return count(ChatRequest(messages=[Message("user", text)]))
+
+
+def shortest(count: TokenCounter, seed: int = 0) -> int:
+    """The fewest tokens a benchmark prompt can have with this tokenizer (the same for every seed
+    below 10^7, with the usual digit-by-digit tokenization of the label)."""
+    return _measure(count, _user_text(seed, 0))
 
 
 def build_prompt(count: TokenCounter, tokens: int, *, seed: int = 0) -> list[Message]:
-    """One user message whose rendered chat prompt has exactly ``tokens`` tokens."""
+    """One user message whose rendered chat prompt has exactly ``tokens`` tokens.
+
+    Any length from the shortest prompt up can be built, for every seed: the opening gets as many
+    words as fit, then the gap that is left is filled a token at a time, each filler checked by
+    measuring the rendered prompt again (tokenizers merge across word boundaries in ways no
+    arithmetic on word counts predicts).
+    """
 
     def measure(text: str) -> int:
-        return count(ChatRequest(messages=[Message("user", text)]))
+        return _measure(count, text)
 
-    shortest = measure(_user_text(seed, 0))
-    if tokens < shortest:
-        raise ValueError(f"a prompt of {tokens} tokens is too short: this model's shortest benchmark prompt has {shortest}")
+    least = shortest(count, seed)
+    if tokens < least:
+        raise ValueError(f"a prompt of {tokens} tokens is too short: this model's shortest benchmark prompt has {least}")
     # The largest number of words that still fits (each word is at least one token).
     low, high = 0, tokens
     while low < high:
@@ -56,12 +79,30 @@ def build_prompt(count: TokenCounter, tokens: int, *, seed: int = 0) -> list[Mes
             low = mid
         else:
             high = mid - 1
-    gap = tokens - measure(_user_text(seed, low))
-    for pad in ([""] if gap == 0 else PADS):
-        text = _user_text(seed, low, pad * gap)
-        if measure(text) == tokens:
-            return [Message("user", text)]
+    for words in [*range(low, max(low - BACKTRACK, 0) - 1, -1), *([0] if low > BACKTRACK else [])]:
+        fill = _fill(lambda f: measure(_user_text(seed, words, f)), tokens)
+        if fill is not None:
+            return [Message("user", _user_text(seed, words, fill))]
     raise ValueError(f"could not build a prompt of exactly {tokens} tokens with this tokenizer")
+
+
+def _fill(measure: Callable[[str], int], tokens: int) -> str | None:
+    """Filler text that makes ``measure(filler)`` exactly ``tokens``, or None if none does."""
+    fill = ""
+    current = measure(fill)
+    while current < tokens:
+        gap = tokens - current
+        if gap > 1:  # the usual case at once: the same filler, gap times
+            for filler in FILLERS:
+                if measure(fill + filler * gap) == tokens:
+                    return fill + filler * gap
+        for filler in FILLERS:  # else one token more, checked
+            if measure(fill + filler) == current + 1:
+                fill, current = fill + filler, current + 1
+                break
+        else:
+            return None
+    return fill if current == tokens else None
 
 
 class PromptSet:

@@ -1,7 +1,8 @@
-"""What a benchmark runs against: the engine in-process, or a server (see clients.py).
+"""What a benchmark runs against: the engine in-process, or a server over HTTP (``mlxcli.client``).
 
 Every target answers ``run(request)`` with a RequestResult timed the way a client sees it:
-from sending the request to the first and last piece of output, and to the end.
+from sending the request to the first and last piece of output, and to the end. Both read
+the same neutral events; only a server may leave its token counts out.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from mlxcli.core.errors import MlxcliError
-from mlxcli.core.events import Finish, ReasoningDelta, TextDelta, Timings, ToolCallDelta
+from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, Timings, ToolCallDelta
 from mlxcli.core.request import ChatRequest
 
 if TYPE_CHECKING:
-    from mlxcli.engine.engine import Engine
+    from mlxcli.core.engine import Engine
 
 TokenSource = Literal["usage", "chunks"]
 
@@ -72,6 +73,21 @@ class RequestResult:
         self.chunks += 1
         self.text += text
 
+    def feed(self, event: Event, *, usage_reported: bool = True) -> None:
+        """Record one neutral event (a Finish's usage only if the target reported it)."""
+        if isinstance(event, (TextDelta, ReasoningDelta)):
+            self.output(event.text)
+        elif isinstance(event, ToolCallDelta):
+            if event.arguments:
+                self.output(event.arguments)
+        elif isinstance(event, Finish):
+            if usage_reported:
+                self.usage_output_tokens = event.usage.completion_tokens
+                self.prompt_tokens = event.usage.prompt_tokens
+                self.cached_tokens = event.usage.cached_tokens
+            if event.reason == "cancelled":
+                self.error = "cancelled"
+
 
 class Target(Protocol):
     name: str
@@ -96,17 +112,9 @@ class EngineTarget:
         result = RequestResult(started=time.perf_counter())
         try:
             for event in self.engine.submit(request):
-                if isinstance(event, (TextDelta, ReasoningDelta)):
-                    result.output(event.text)
-                elif isinstance(event, ToolCallDelta):
-                    result.output(event.arguments)
-                elif isinstance(event, Finish):
-                    result.usage_output_tokens = event.usage.completion_tokens
-                    result.prompt_tokens = event.usage.prompt_tokens
-                    result.cached_tokens = event.usage.cached_tokens
+                result.feed(event)
+                if isinstance(event, Finish):
                     result.timings = event.timings
-                    if event.reason == "cancelled":
-                        result.error = "cancelled"
         except MlxcliError as exc:
             result.error = exc.message
         result.ended = time.perf_counter()
@@ -115,14 +123,72 @@ class EngineTarget:
     def describe(self) -> dict:
         from mlxcli.engine import platform
 
-        model = self.engine.registry.default.loaded
+        default = next(m for m in self.engine.models() if m.name == self.engine.default_model)
         return {
             "name": self.name,
             "kind": self.kind,
-            "model": self.engine.name,
-            "dtype": model.dtype if model else None,
+            "model": default.name,
+            "dtype": default.dtype,
             "fast_path": platform.current().fast_path,
         }
 
     def close(self) -> None:
         pass
+
+
+class HttpTarget:
+    """A server speaking ``api``; ``run`` may be called from several threads at once (one connection each)."""
+
+    kind = "http"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api: str = "chat",
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 600.0,
+        connections: int = 16,
+        name: str | None = None,
+    ):
+        from mlxcli.client import Client
+
+        self.api = api
+        self.client = Client(url, api=api, api_key=api_key, timeout=timeout, connections=connections)
+        self.root = self.client.root
+        self.name = name or self.root.split("://", 1)[1]
+        try:
+            self.model = model or self._served_model()
+        except MlxcliError:
+            self.client.close()
+            raise
+
+    def _served_model(self) -> str:
+        """The first model the server lists (most serve exactly one), else mlx_lm.server's name for
+        the model it was started with. Raises ServerUnreachable if nothing listens there."""
+        from mlxcli.client import ServerError, ServerUnreachable
+
+        try:
+            return self.client.models()[0]
+        except ServerUnreachable:
+            raise
+        except (ServerError, IndexError):
+            return "default_model"  # e.g. mlx_lm.server drops the connection when it has no HF cache
+
+    def run(self, request: ChatRequest) -> RequestResult:
+        result = RequestResult(started=time.perf_counter())
+        try:
+            with self.client.stream(request, model=self.model) as events:
+                for event in events:
+                    result.feed(event, usage_reported=events.usage_reported)
+        except MlxcliError as exc:
+            result.error = exc.message
+        result.ended = time.perf_counter()
+        return result
+
+    def describe(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "url": self.root, "api": self.api, "model": self.model}
+
+    def close(self) -> None:
+        self.client.close()

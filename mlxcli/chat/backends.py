@@ -1,7 +1,7 @@
 """Where answers come from. Every backend turns a ChatRequest into the neutral events of one answer.
 
 Two implementations: ``EngineBackend`` (the in-process engine, below) and
-``HttpBackend`` (any OpenAI-compatible server, in ``http.py``). Refusals (unknown
+``HttpBackend`` (a running server, in ``http.py``, over ``mlxcli.client``). Refusals (unknown
 model, prompt too long, server unreachable) raise ``MlxcliError`` from ``stream``;
 a failure half-way raises it from the iteration.
 """
@@ -14,7 +14,7 @@ from mlxcli.core.events import Event, Usage
 from mlxcli.core.request import ChatRequest
 
 if TYPE_CHECKING:
-    from mlxcli.engine.engine import Engine, Generation
+    from mlxcli.core.engine import Engine, Generation
 
 
 class Reply(Protocol):
@@ -43,7 +43,7 @@ class EngineBackend:
 
     def __init__(self, engine: "Engine"):
         self.engine = engine
-        self.model = engine.name
+        self.model = engine.default_model
 
     def stream(self, request: ChatRequest) -> Reply:
         return _EngineReply(self.engine.submit(request))
@@ -61,4 +61,4 @@ class _EngineReply:
 
     def cancel(self) -> Usage:
         self._generation.cancel()
-        return Usage(prompt_tokens=self._generation.prompt_tokens, completion_tokens=self._generation.job.generated_tokens)
+        return Usage(prompt_tokens=self._generation.prompt_tokens, completion_tokens=self._generation.generated_tokens)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from mlxcli.cli import app
-from mlxcli.cli.common import FastPathOption, ModelOption, fail
+from mlxcli.cli.common import FastPathOption, ModelOption, exit_process, fail
 
 ENGINE_DEFAULTS = ("128,512", "64,128")  # prompt, generation lengths of the engine matrix
 SERVER_DEFAULTS = ("128", "64")  # with --url or --turns
@@ -33,7 +33,7 @@ def int_list(text: str | None, option: str) -> list[int] | None:
 @app.command()
 def bench(
     model: str = ModelOption,
-    url: Annotated[Optional[str], typer.Option(help="Benchmark this server (OpenAI-compatible base URL) instead of the engine.")] = None,
+    url: Annotated[Optional[str], typer.Option(help="Benchmark this server instead of the engine: its address, with or without /v1.")] = None,
     compare: Annotated[Optional[list[str]], typer.Option(help="Another server to run the same scenario against, interleaved (repeatable); ratios are to the first target.")] = None,
     engine: Annotated[bool, typer.Option("--engine", help="With --url: also run the model in-process, as the first target (what HTTP costs).")] = False,
     api: Annotated[str, typer.Option(help="Server protocol: chat, responses or anthropic.")] = "chat",
@@ -75,10 +75,10 @@ def bench(
         raise typer.BadParameter("--turns takes one prompt length and one generation length", param_hint="--turns")
 
     err = Console(stderr=True)
-    targets, eng = [], None
+    # Servers first: an unreachable one fails before the model is loaded.
+    targets = _servers(servers, api=api, model=request_model, api_key=api_key, timeout=timeout, connections=max(levels))
+    eng, code = None, 0
     try:
-        # Servers first: an unreachable one fails before the model is loaded.
-        targets = _servers(servers, api=api, model=request_model, api_key=api_key, timeout=timeout, connections=max(levels))
         eng, count = _prepare(model, in_process=engine or not servers, max_clients=max(levels))
         if eng is not None:
             from mlxcli.bench.targets import EngineTarget
@@ -90,32 +90,42 @@ def bench(
             repeat=repeat, warmup=warmup, seed=random.randrange(1_000_000) if seed is None else seed,
             settings={"api": api if servers else None, "timeout_s": timeout},
         )
+        _write(report.to_json(), json_out=json_out, output=output)
     except ValueError as exc:  # e.g. a prompt length this tokenizer cannot reach
-        fail(str(exc))
+        code = _error(str(exc), 1)
     except KeyboardInterrupt:
-        fail("interrupted", 130)
+        code = _error("interrupted", 130)
+    except typer.Exit as exc:  # fail() said why
+        code = exc.exit_code
     finally:
         for target in targets:
             target.close()
         if eng is not None:
             eng.stop(grace=0)
+    if eng is not None:
+        exit_process(code)  # the engine ran here: skip the teardown MLX may abort in
+    if code:
+        raise typer.Exit(code)
 
-    _write(report.to_json(), json_out=json_out, output=output)
+
+def _error(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def _prepare(model: str | None, *, in_process: bool, max_clients: int):
     """The in-process engine (or None) and a token counter for building prompts."""
     from mlxcli.core.errors import MlxcliError
-    from mlxcli.engine.models import resolve_model
     from mlxcli.engine.settings import EngineSettings
+    from mlxcli.models import resolve_model
 
     try:
         resolved = resolve_model(model)
         if in_process:
-            from mlxcli.engine.engine import Engine
+            from mlxcli.engine.engine import MlxEngine
 
-            eng = Engine.from_path(resolved.name, resolved.path, EngineSettings(max_queue=max(32, max_clients))).start()
-            return eng, lambda request: len(eng.render(request).tokens)
+            eng = MlxEngine.from_path(resolved.name, resolved.path, EngineSettings(max_queue=max(32, max_clients))).start()
+            return eng, eng.count_tokens
         from mlxcli.engine.tokens import PromptCounter
 
         return None, PromptCounter(resolved.path)
@@ -124,18 +134,19 @@ def _prepare(model: str | None, *, in_process: bool, max_clients: int):
 
 
 def _servers(urls: list[str], **options):
-    import httpx
-
-    from mlxcli.bench.clients import HttpTarget
+    from mlxcli.bench.targets import HttpTarget
+    from mlxcli.core.errors import InvalidRequest, MlxcliError
 
     targets, names = [], set()
     for i, url in enumerate(urls):
         try:
             target = HttpTarget(url, **options)
-        except httpx.HTTPError as exc:
+        except MlxcliError as exc:
             for t in targets:
                 t.close()
-            fail(f"cannot reach {url}: {exc}")
+            if isinstance(exc, InvalidRequest):  # not a server address
+                raise typer.BadParameter(exc.message, param_hint="--url/--compare") from None
+            fail(exc.message)
         if target.name in names:  # the same server twice: keep the rows apart
             target.name = f"{target.name} #{i + 1}"
         names.add(target.name)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -11,12 +9,25 @@ from typing import List, Optional
 import typer
 
 from mlxcli.cli import app
-from mlxcli.cli.common import FastPathOption, ModelOption, fail, start_engine
+from mlxcli.cli.common import FastPathOption, ModelOption, exit_process, fail, start_engine
 from mlxcli.cli.store_options import ConversationDirOption, StorePathOption, store_settings
 from mlxcli.core.errors import MlxcliError
-from mlxcli.core.request import Sampling
+from mlxcli.core.request import SAMPLING_BOUNDS, ChatRequest, Sampling
 
 HISTORY_FILE = "chat_history"
+APIS = ("chat", "responses", "anthropic")
+
+
+def _api(value: str) -> str:
+    if value not in APIS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(APIS)}")
+    return value
+
+
+def bounds(name: str) -> dict:
+    """Typer's ``min``/``max`` for a sampling flag: the bounds every API accepts."""
+    _, lo, hi = SAMPLING_BOUNDS[name]
+    return {"min": lo} if hi == float("inf") else {"min": lo, "max": hi}
 
 
 @app.command()
@@ -24,11 +35,16 @@ def chat(
     model: Optional[str] = ModelOption,
     url: Optional[str] = typer.Option(
         None, "--url", envvar="MLXCLI_URL",
-        help="Chat with a running OpenAI-compatible server (mlxcli serve, llama.cpp, LM Studio, …) instead of "
-        "loading the model here: its address or OpenAI base URL (http://127.0.0.1:8000, …/v1).",
+        help="Chat with a running server (mlxcli serve, llama.cpp, LM Studio, …) instead of loading the model "
+        "here: its address, with or without /v1 (127.0.0.1:8000, http://127.0.0.1:8000/v1).",
+    ),
+    api: str = typer.Option(
+        "chat", "--api", envvar="MLXCLI_API", callback=_api,
+        help="With --url: the API to speak: chat (OpenAI Chat Completions), responses (OpenAI Responses) or anthropic (Anthropic Messages).",
     ),
     api_key: Optional[str] = typer.Option(
-        None, "--api-key", envvar="MLXCLI_API_KEY", help="With --url: the API key the server wants (sent as a bearer token)."
+        None, "--api-key", envvar="MLXCLI_API_KEY",
+        help="With --url: the API key the server wants (a bearer token; x-api-key for --api anthropic).",
     ),
     system: Optional[str] = typer.Option(None, "--system", "-s", help="System prompt."),
     prompt: Optional[str] = typer.Option(
@@ -39,13 +55,13 @@ def chat(
     show_reasoning: bool = typer.Option(
         True, "--show-reasoning/--hide-reasoning", help="Show the model's reasoning (dimmed) before its answer."
     ),
-    temperature: Optional[float] = typer.Option(None, min=0, max=2, help="Sampling temperature (default: the model's or server's)."),
-    top_p: Optional[float] = typer.Option(None, min=0, max=1, help="Nucleus sampling threshold."),
-    top_k: Optional[int] = typer.Option(None, min=0, help="Sample from the k most likely tokens (0: off)."),
-    min_p: Optional[float] = typer.Option(None, min=0, max=1, help="Drop tokens less likely than min_p × the most likely one."),
-    max_tokens: Optional[int] = typer.Option(None, min=1, help="Most tokens in one answer."),
+    temperature: Optional[float] = typer.Option(None, **bounds("temperature"), help="Sampling temperature (default: the model's or server's)."),
+    top_p: Optional[float] = typer.Option(None, **bounds("top_p"), help="Nucleus sampling threshold."),
+    top_k: Optional[int] = typer.Option(None, **bounds("top_k"), help="Sample from the k most likely tokens (0: off)."),
+    min_p: Optional[float] = typer.Option(None, **bounds("min_p"), help="Drop tokens less likely than min_p × the most likely one."),
+    max_tokens: Optional[int] = typer.Option(None, **bounds("max_tokens"), help="Most tokens in one answer."),
     seed: Optional[int] = typer.Option(None, min=0, help="Random seed, for repeatable answers."),
-    repetition_penalty: Optional[float] = typer.Option(None, min=0.01, max=10, help="Penalize repeated tokens (1: off)."),
+    repetition_penalty: Optional[float] = typer.Option(None, **bounds("repetition_penalty"), help="Penalize repeated tokens (1: off)."),
     stop: List[str] = typer.Option([], "--stop", help="Stop the answer at this text (repeatable)."),
     store: bool = typer.Option(True, "--store/--no-store", help="Keep the conversation in the conversation store (mlxcli convo)."),
     store_path: Path = StorePathOption,
@@ -58,6 +74,14 @@ def chat(
     interactive = prompt is None and sys.stdin.isatty()
     if interactive and (as_json or stats):
         fail("--json and --stats go with -p or piped input", oneshot.EXIT_USAGE)
+    sampling = Sampling(
+        temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, max_tokens=max_tokens, seed=seed,
+        repetition_penalty=repetition_penalty, stop=list(stop),
+    )
+    if url is None and api != "chat":
+        fail("--api goes with --url", oneshot.EXIT_USAGE)
+    if url is not None:
+        _check_api(api, sampling)
     try:
         question = None
         if not interactive:
@@ -65,7 +89,7 @@ def chat(
             if not question:
                 fail("nothing to ask: give -p TEXT or pipe text on stdin", oneshot.EXIT_USAGE)
         # Fail fast and cheaply first: the server (when there is one), the store, then the (slow) model load.
-        backend = _http_backend(url, model, api_key) if url is not None else None
+        backend = _http_backend(url, api, model, api_key) if url is not None else None
         conversations = _open_store(store_path, conversation_dir) if store else None
         if backend is None:
             from mlxcli.chat.backends import EngineBackend
@@ -76,10 +100,6 @@ def chat(
 
     from mlxcli.chat.session import ChatSession
 
-    sampling = Sampling(
-        temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, max_tokens=max_tokens, seed=seed,
-        repetition_penalty=repetition_penalty, stop=list(stop),
-    )
     session = ChatSession(backend, conversations, system=system, sampling=sampling)
     code = 0
     try:
@@ -92,20 +112,26 @@ def chat(
         if conversations is not None:
             conversations.close()
     if url is None:
-        # MLX sometimes aborts while the interpreter tears down its threads (see serve): leave now.
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        exit_process(code)  # the engine ran here: skip the teardown MLX may abort in
     raise typer.Exit(code)
 
 
-def _http_backend(url: str, model: str | None, api_key: str | None):
+def _check_api(api: str, sampling: Sampling) -> None:
+    """Refuse at once the sampling flags the chosen API has no field for."""
+    from mlxcli.client import APIS
+
+    missing = APIS[api].unsupported(ChatRequest(messages=[], sampling=sampling))
+    if missing:
+        flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+        fail(f"{flags} cannot be sent over the {APIS[api].TITLE} API (--api {api}); use --api chat", 2)
+
+
+def _http_backend(url: str, api: str, model: str | None, api_key: str | None):
     from mlxcli.chat.http import HttpBackend
 
     key = api_key.split()[0] if api_key and api_key.split() else None  # MLXCLI_API_KEY may list several
     try:
-        return HttpBackend(url, model=model, api_key=key)
+        return HttpBackend(url, api=api, model=model, api_key=key)
     except MlxcliError as exc:
         fail(exc.message)
 

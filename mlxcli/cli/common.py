@@ -28,6 +28,25 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def exit_process(code: int = 0) -> NoReturn:
+    """Leave now, skipping the interpreter's teardown: MLX sometimes aborts while the interpreter
+    tears down its threads ("terminate called without an active exception", exit status 134).
+
+    For commands that ran an engine in this process, once it is stopped and everything is closed.
+    Never call it under a test runner that invokes commands in its own process (CliRunner).
+    """
+    import logging
+    import os
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed, or a broken pipe: nothing more can be written anyway
+            pass
+    os._exit(code)
+
+
 def start_engine(model: "str | None | Sequence[ModelSpec]", *, fast_path: bool, settings=None, progress=None):
     """Resolve (fetching if needed) one model name or several specs; returns a started Engine.
 
@@ -35,14 +54,14 @@ def start_engine(model: "str | None | Sequence[ModelSpec]", *, fast_path: bool, 
     """
     platform.configure(fast_path)  # before anything imports mlx
     from mlxcli.core.errors import MlxcliError
-    from mlxcli.engine.engine import Engine
-    from mlxcli.engine.models import DEFAULT_MODEL
+    from mlxcli.engine.engine import MlxEngine
     from mlxcli.engine.registry import prepare
     from mlxcli.engine.settings import EngineSettings, ModelSpec
+    from mlxcli.models import DEFAULT_MODEL
 
     settings = settings or EngineSettings()
     specs = [ModelSpec(model=model or DEFAULT_MODEL)] if model is None or isinstance(model, str) else list(model)
     try:
-        return Engine([prepare(spec, settings, progress) for spec in specs], settings).start()
+        return MlxEngine([prepare(spec, settings, progress) for spec in specs], settings).start()
     except MlxcliError as exc:
         fail(exc.message)

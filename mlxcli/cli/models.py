@@ -29,7 +29,7 @@ def list_models(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model, for scripts.")] = False,
 ) -> None:
     """Models installed by `mlxcli pull` and MLX models in the Hugging Face cache, with size and source."""
-    from mlxcli.engine.models import list_local_models
+    from mlxcli.models import list_local_models
     from mlxcli.paths import models_dir
 
     found = list_local_models(home)
@@ -56,7 +56,7 @@ def remove(
 ) -> None:
     """Delete a model from mlxcli's models directory (never anything outside it)."""
     from mlxcli.core.errors import MlxcliError
-    from mlxcli.engine.models import list_local_models, remove_local_model, validate_model_name
+    from mlxcli.models import list_local_models, remove_local_model, validate_model_name
     from mlxcli.paths import models_dir
 
     models = models_dir(home)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from typing import Annotated, Any
 
 import typer
@@ -20,7 +18,7 @@ from mlxcli.cli.common import fail
 @app.command()
 def ps(
     url: Annotated[
-        str, typer.Option("--url", envvar="MLXCLI_URL", help="The server's base URL.")
+        str, typer.Option("--url", envvar="MLXCLI_URL", help="The server's address, with or without /v1.")
     ] = "http://127.0.0.1:8000",
     api_key: Annotated[
         str | None, typer.Option("--api-key", envvar="MLXCLI_API_KEY", help="Sent as a bearer token, if the server wants one.")
@@ -28,7 +26,7 @@ def ps(
     as_json: Annotated[bool, typer.Option("--json", help="Print the server's answer as JSON.")] = False,
 ) -> None:
     """Show the models a running server has loaded (or is loading), and its queue."""
-    state = _get(url.rstrip("/") + "/api/ps", api_key)
+    state = _get(url, api_key)
     if as_json:
         typer.echo(json.dumps(state, indent=2))
         return
@@ -56,21 +54,29 @@ def ps(
 
 
 def _get(url: str, api_key: str | None) -> dict[str, Any]:
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    if api_key:
-        request.add_header("Authorization", f"Bearer {api_key}")
+    from mlxcli.client import PS_PATH, BadResponse, Client, ServerError, ServerUnreachable, server_root
+    from mlxcli.client.errors import phrase
+    from mlxcli.core.errors import MlxcliError
+
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            fail(f"{url} was not found: is this an mlxcli server?")
-        fail(f"{url} answered {exc.code} {exc.reason}")
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        fail(f"cannot reach an mlxcli server at {url} ({reason}); is `mlxcli serve` running?")
-    except ValueError:
-        fail(f"{url} did not answer JSON: is this an mlxcli server?")
+        where = server_root(url) + PS_PATH
+        with Client(url, api_key=api_key, timeout=10) as client:
+            state = client.get_json(PS_PATH)
+    except ServerUnreachable as exc:
+        fail(f"cannot reach an mlxcli server at {where} ({exc.cause}); is `mlxcli serve` running?")
+    except BadResponse:
+        fail(f"{where} did not answer JSON: is this an mlxcli server?")
+    except ServerError as exc:
+        if exc.http_status == 404:
+            fail(f"{where} was not found: is this an mlxcli server?")
+        if exc.http_status is not None:
+            fail(f"{where} answered {exc.http_status} {phrase(exc.http_status)}".rstrip())
+        fail(exc.message)
+    except MlxcliError as exc:  # not a server address
+        fail(exc.message, 2)
+    if not isinstance(state, dict):
+        fail(f"{where} did not answer a JSON object: is this an mlxcli server?")
+    return state
 
 
 def _ago(seconds: float, *, future: bool = False) -> str:

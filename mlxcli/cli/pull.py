@@ -25,7 +25,7 @@ from rich.text import Text
 from mlxcli.cli import app
 from mlxcli.cli.common import fail
 
-# Stages reported by mlxcli.engine.models / gguf: label, and whether the counts are bytes.
+# Stages reported by mlxcli.models (and its GGUF converter): label, and whether the counts are bytes.
 _STAGES = {
     "download": ("download", True),
     "files": ("fetch files", False),
@@ -80,7 +80,7 @@ def pull(
 ) -> None:
     """Download and convert a model (default: smollm2-135m); print its directory."""
     from mlxcli.core.errors import MlxcliError
-    from mlxcli.engine.models import pull as pull_model
+    from mlxcli.models import pull as pull_model
 
     err = Console(stderr=True)
     progress = Progress(

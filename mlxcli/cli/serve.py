@@ -1,11 +1,7 @@
-"""`mlxcli serve`: the HTTP server."""
+"""`mlxcli serve`: the HTTP server. Each flag's default is read from the settings it fills."""
 
 from __future__ import annotations
 
-import logging
-import os
-import signal
-import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -13,18 +9,18 @@ import typer
 
 from mlxcli import logs
 from mlxcli.cli import app
-from mlxcli.cli.common import FastPathOption, fail, start_engine
-from mlxcli.cli.store_options import ConversationDirOption, StorePathOption, parse_size, store_settings
+from mlxcli.cli.common import FastPathOption, exit_process, fail, start_engine
+from mlxcli.cli.store_options import SIZE_HELP, ConversationDirOption, StorePathOption, size_option, store_settings
 from mlxcli.core.errors import MlxcliError
 from mlxcli.engine.settings import EngineSettings, ModelSpec
-from mlxcli.server.settings import LOOPBACK_ORIGINS, ServerSettings
-
-log = logging.getLogger("mlxcli.serve")
+from mlxcli.server.settings import ServerSettings
+from mlxcli.store.settings import StoreSettings
 
 CONFIG_META = "mlxcli.config"
 REASONING_MODES = ("separate", "strip")
 KV_BITS = (2, 3, 4, 5, 6, 8)  # what mx.quantize supports
 NOT_SERVER_SETTINGS = ("config", "model", "print_config")  # flags a config file's `server:` cannot set
+ENGINE, SERVER = EngineSettings(), ServerSettings()  # the defaults
 
 
 def _read_config(ctx: typer.Context, _param: typer.CallbackParam, value: Path | None) -> Path | None:
@@ -70,6 +66,14 @@ def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def _bytes(n: int) -> str:
+    """A byte count as the flag's help shows it (2GiB)."""
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return str(n)
+
+
 def read_api_keys(keys: list[str], key_file: Path | None) -> list[str]:
     """Keys from ``--api-key`` and from ``--api-key-file`` (one per line, ``#`` comments)."""
     found = [k.strip() for k in keys if k.strip()]
@@ -97,57 +101,57 @@ def serve(
         None, "--config", envvar="MLXCLI_CONFIG", is_eager=True, callback=_read_config,
         help="YAML or TOML file: models (served names, aliases, defaults) and server settings. Flags override it.",
     ),
-    host: str = typer.Option("127.0.0.1", envvar="MLXCLI_HOST", help="Address to bind (0.0.0.0: every interface; see README, Security)."),
-    port: int = typer.Option(8000, envvar="MLXCLI_PORT", help="Port to bind."),
-    threads: Optional[int] = typer.Option(None, envvar="MLXCLI_THREADS", min=1, help="HTTP worker threads (default: max-batch + max-queue + 8)."),
-    temperature: float = typer.Option(0.7, envvar="MLXCLI_TEMPERATURE", min=0, help="Default temperature."),
-    top_p: float = typer.Option(0.95, envvar="MLXCLI_TOP_P", min=0, max=1, help="Default top_p."),
-    max_tokens: int = typer.Option(4096, envvar="MLXCLI_MAX_TOKENS", min=1, help="Default max tokens (capped by the context window)."),
-    max_queue: int = typer.Option(32, envvar="MLXCLI_MAX_QUEUE", min=1, help="Requests allowed to wait; beyond it: 503/529 at once."),
-    max_batch: int = typer.Option(16, envvar="MLXCLI_MAX_BATCH", min=1, help="Requests generating together (continuous batching); more wait in the queue."),
-    prefill_step_size: int = typer.Option(512, envvar="MLXCLI_PREFILL_STEP_SIZE", min=16, help="Prompt tokens computed per step, between decode steps of the running requests."),
-    prompt_cache_bytes: str = typer.Option("2GiB", envvar="MLXCLI_PROMPT_CACHE_BYTES", callback=lambda v: v if v is None else str(parse_size(v)), help="Memory for the KV caches of earlier prompts, reused by requests that share their prefix (0: off)."),
-    prompt_cache_entries: int = typer.Option(64, envvar="MLXCLI_PROMPT_CACHE_ENTRIES", min=0, help="Most prompts kept in the prompt cache."),
-    kv_bits: int = typer.Option(None, envvar="MLXCLI_KV_BITS", callback=_kv_bits, help="Quantize the KV cache to 2, 3, 4, 5, 6 or 8 bits: less memory for long contexts, slightly different output; requests then run one at a time."),
-    context_length: int = typer.Option(None, envvar="MLXCLI_CONTEXT_LENGTH", min=16, help="Lower every model's context window."),
+    host: str = typer.Option(SERVER.host, envvar="MLXCLI_HOST", help="Address to bind (0.0.0.0: every interface; see README, Security)."),
+    port: int = typer.Option(SERVER.port, envvar="MLXCLI_PORT", help="Port to bind."),
+    threads: Optional[int] = typer.Option(SERVER.threads, envvar="MLXCLI_THREADS", min=1, help="HTTP worker threads (default: max-batch + max-queue + 8)."),
+    temperature: float = typer.Option(ENGINE.temperature, envvar="MLXCLI_TEMPERATURE", min=0, help="Default temperature."),
+    top_p: float = typer.Option(ENGINE.top_p, envvar="MLXCLI_TOP_P", min=0, max=1, help="Default top_p."),
+    max_tokens: int = typer.Option(ENGINE.max_tokens, envvar="MLXCLI_MAX_TOKENS", min=1, help="Default max tokens (capped by the context window)."),
+    max_queue: int = typer.Option(ENGINE.max_queue, envvar="MLXCLI_MAX_QUEUE", min=1, help="Requests allowed to wait; beyond it: 503/529 at once."),
+    max_batch: int = typer.Option(ENGINE.max_batch, envvar="MLXCLI_MAX_BATCH", min=1, help="Requests generating together (continuous batching); more wait in the queue."),
+    prefill_step_size: int = typer.Option(ENGINE.prefill_step_size, envvar="MLXCLI_PREFILL_STEP_SIZE", min=16, help="Prompt tokens computed per step, between decode steps of the running requests."),
+    prompt_cache_bytes: str = typer.Option(_bytes(ENGINE.prompt_cache_bytes), envvar="MLXCLI_PROMPT_CACHE_BYTES", callback=size_option, help=f"Memory for the KV caches of earlier prompts, reused by requests that share their prefix (0: off); {SIZE_HELP}."),
+    prompt_cache_entries: int = typer.Option(ENGINE.prompt_cache_entries, envvar="MLXCLI_PROMPT_CACHE_ENTRIES", min=0, help="Most prompts kept in the prompt cache."),
+    kv_bits: int = typer.Option(ENGINE.kv_bits, envvar="MLXCLI_KV_BITS", callback=_kv_bits, help="Quantize the KV cache to 2, 3, 4, 5, 6 or 8 bits: less memory for long contexts, slightly different output; requests then run one at a time."),
+    context_length: int = typer.Option(ENGINE.context_length, envvar="MLXCLI_CONTEXT_LENGTH", min=16, help="Lower every model's context window."),
     chat_template: Path = typer.Option(
-        None, "--chat-template", envvar="MLXCLI_CHAT_TEMPLATE",
+        ENGINE.chat_template, "--chat-template", envvar="MLXCLI_CHAT_TEMPLATE",
         help="Jinja chat template file replacing the tokenizer's (for models whose config names none).",
     ),
     max_loaded_models: int = typer.Option(
-        1, envvar="MLXCLI_MAX_LOADED_MODELS", min=1,
+        ENGINE.max_loaded_models, envvar="MLXCLI_MAX_LOADED_MODELS", min=1,
         help="Models kept in memory at once; a request for another one evicts the least recently used.",
     ),
     idle_unload: float = typer.Option(
-        None, envvar="MLXCLI_IDLE_UNLOAD", min=0, help="Unload a model after this many seconds unused (default: never)."
+        ENGINE.idle_unload, envvar="MLXCLI_IDLE_UNLOAD", min=0, help="Unload a model after this many seconds unused (default: never)."
     ),
     strict_model_names: bool = typer.Option(
-        False, "--strict-model-names", envvar="MLXCLI_STRICT_MODEL_NAMES",
+        ENGINE.strict_model_names, "--strict-model-names", envvar="MLXCLI_STRICT_MODEL_NAMES",
         help="With a single model, answer 404 to names it is not served under (default: any name reaches it).",
     ),
     tool_call_parser: str = typer.Option(
-        None, "--tool-call-parser", envvar="MLXCLI_TOOL_CALL_PARSER",
+        ENGINE.tool_call_parser, "--tool-call-parser", envvar="MLXCLI_TOOL_CALL_PARSER",
         help="Tool-call format of models whose config names none, instead of detecting it from the chat template: "
         "an mlx-lm parser (json_tools, qwen3_coder, glm47, mistral, pythonic, ...) or 'none' (no tool calling).",
     ),
     reasoning: str = typer.Option(
-        "separate", "--reasoning", envvar="MLXCLI_REASONING", callback=lambda v: _choice(v, REASONING_MODES),
+        ENGINE.reasoning, "--reasoning", envvar="MLXCLI_REASONING", callback=lambda v: _choice(v, REASONING_MODES),
         help="Reasoning (<think>...</think>): 'separate' returns it apart from the answer; 'strip' drops it.",
     ),
     api_key: List[str] = typer.Option([], "--api-key", envvar="MLXCLI_API_KEY", help="Require this API key (repeatable; the env var takes several, space-separated)."),
     api_key_file: Optional[Path] = typer.Option(None, envvar="MLXCLI_API_KEY_FILE", help="Require one of the API keys in this file (one per line)."),
-    cors_origins: str = typer.Option(",".join(LOOPBACK_ORIGINS), envvar="MLXCLI_CORS_ORIGINS", help="Comma-separated browser origins allowed to call the API ('*': any; ':*' any port)."),
-    allowed_hosts: str = typer.Option("", envvar="MLXCLI_ALLOWED_HOSTS", help="Comma-separated Host names to answer besides localhost ('*': any)."),
-    max_body_bytes: int = typer.Option(4 * 1024 * 1024, envvar="MLXCLI_MAX_BODY_BYTES", min=1024, help="Request body limit (413 beyond it)."),
-    max_header_bytes: int = typer.Option(64 * 1024, envvar="MLXCLI_MAX_HEADER_BYTES", min=1024, help="Request header limit (431 beyond it)."),
-    shutdown_timeout: float = typer.Option(10.0, envvar="MLXCLI_SHUTDOWN_TIMEOUT", min=0, help="Seconds in-flight requests get to finish on Ctrl-C/SIGTERM."),
+    cors_origins: str = typer.Option(",".join(SERVER.cors_origins), envvar="MLXCLI_CORS_ORIGINS", help="Comma-separated browser origins allowed to call the API ('*': any; ':*' any port)."),
+    allowed_hosts: str = typer.Option(",".join(SERVER.allowed_hosts), envvar="MLXCLI_ALLOWED_HOSTS", help="Comma-separated Host names to answer besides localhost ('*': any)."),
+    max_body_bytes: int = typer.Option(SERVER.max_body_bytes, envvar="MLXCLI_MAX_BODY_BYTES", min=1024, help="Request body limit (413 beyond it)."),
+    max_header_bytes: int = typer.Option(SERVER.max_header_bytes, envvar="MLXCLI_MAX_HEADER_BYTES", min=1024, help="Request header limit (431 beyond it)."),
+    shutdown_timeout: float = typer.Option(SERVER.shutdown_timeout, envvar="MLXCLI_SHUTDOWN_TIMEOUT", min=0, help="Seconds in-flight requests get to finish on Ctrl-C/SIGTERM."),
     fast_path: bool = FastPathOption,
     store_path: Path = StorePathOption,
     conversation_dir: Path = ConversationDirOption,
-    conversation_ttl: str = typer.Option("1h", envvar="MLXCLI_CONVERSATION_TTL", help="Archive conversations idle this long (90s, 30m, 1h; 0 = never)."),
-    store_max_items: int = typer.Option(None, envvar="MLXCLI_STORE_MAX_ITEMS", min=1, help="Most input+output items kept hot; beyond it the least recently used conversations are archived."),
-    store_max_bytes: str = typer.Option(None, envvar="MLXCLI_STORE_MAX_BYTES", help="Most bytes kept hot (500MB, 2GiB); beyond it the least recently used conversations are archived."),
-    store_chat: bool = typer.Option(False, "--store-chat/--no-store-chat", envvar="MLXCLI_STORE_CHAT", help="Also store Chat Completions requests that do not say store:true."),
+    conversation_ttl: str = typer.Option(f"{StoreSettings.ttl_seconds / 3600:g}h", envvar="MLXCLI_CONVERSATION_TTL", help="Archive conversations idle this long (90s, 30m, 1h; 0 = never)."),
+    store_max_items: int = typer.Option(StoreSettings.max_items, envvar="MLXCLI_STORE_MAX_ITEMS", min=1, help="Most input+output items kept hot; beyond it the least recently used conversations are archived."),
+    store_max_bytes: str = typer.Option(None, envvar="MLXCLI_STORE_MAX_BYTES", callback=size_option, help=f"Most bytes kept hot; beyond it the least recently used conversations are archived; {SIZE_HELP}."),
+    store_chat: bool = typer.Option(SERVER.store_chat, "--store-chat/--no-store-chat", envvar="MLXCLI_STORE_CHAT", help="Also store Chat Completions requests that do not say store:true."),
     log_level: str = typer.Option("INFO", envvar="MLXCLI_LOG_LEVEL", help="Logging level."),
     print_config: bool = typer.Option(
         False, "--print-config", help="Print the effective configuration (file + flags) as YAML and exit."
@@ -173,87 +177,29 @@ def serve(
     except MlxcliError as exc:
         fail(exc.message)
     settings = ServerSettings(
-        host=host,
-        port=port,
-        max_in_flight=max_queue + max_batch,  # max_batch generating, max_queue waiting
-        threads=threads,
-        cors_origins=_csv(cors_origins),
-        allowed_hosts=_csv(allowed_hosts),
-        api_keys=read_api_keys(api_key, api_key_file),
-        max_body_bytes=max_body_bytes,
-        max_header_bytes=max_header_bytes,
-        shutdown_timeout=shutdown_timeout,
-        store_chat=store_chat,
+        host=host, port=port, threads=threads, cors_origins=_csv(cors_origins), allowed_hosts=_csv(allowed_hosts),
+        api_keys=read_api_keys(api_key, api_key_file), max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes,
+        shutdown_timeout=shutdown_timeout, store_chat=store_chat,
+    )
+    engine_settings = EngineSettings(
+        temperature=temperature, top_p=top_p, max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch,
+        prefill_step_size=prefill_step_size, prompt_cache_bytes=int(prompt_cache_bytes), prompt_cache_entries=prompt_cache_entries,
+        kv_bits=kv_bits, context_length=context_length, chat_template=str(chat_template) if chat_template else None,
+        max_loaded_models=max_loaded_models, idle_unload=idle_unload or None, strict_model_names=strict_model_names,
+        tool_call_parser=tool_call_parser or None, reasoning=reasoning,
     )
     try:
-        settings.check()
+        settings.check(engine_settings.capacity)
     except ValueError as exc:
         fail(str(exc))
+    engine = start_engine(specs or None, fast_path=fast_path, settings=engine_settings)
+    from mlxcli.server.run import run_server
 
-    engine = start_engine(
-        specs or None,
-        fast_path=fast_path,
-        settings=EngineSettings(
-            temperature=temperature,
-            top_p=top_p,
-            max_tokens=max_tokens,
-            max_queue=max_queue,
-            max_batch=max_batch,
-            prefill_step_size=prefill_step_size,
-            prompt_cache_bytes=int(prompt_cache_bytes),
-            prompt_cache_entries=prompt_cache_entries,
-            kv_bits=kv_bits,
-            context_length=context_length,
-            chat_template=str(chat_template) if chat_template else None,
-            max_loaded_models=max_loaded_models,
-            idle_unload=idle_unload or None,
-            strict_model_names=strict_model_names,
-            tool_call_parser=tool_call_parser or None,
-            reasoning=reasoning,
-        ),
-    )
-    from mlxcli.server.app import create_app
-    from mlxcli.server.middleware import is_loopback
-    from mlxcli.server.runner import HttpServer
-    from mlxcli.server.shutdown import ShutdownHooks
-
-    hooks = ShutdownHooks()
-    hooks.add(store.close)  # runs after in-flight requests: no more answers to store
-    server = HttpServer.for_settings(create_app(engine, settings, store.start(), shutdown=hooks), settings)
-
-    signals_seen: list[str] = []
-
-    def shut_down(signum, _frame) -> None:
-        name = signal.Signals(signum).name
-        signals_seen.append(name)
-        if len(signals_seen) > 1:
-            log.warning("received %s again: cancelling in-flight requests now", name)
-            server.shutdown(force=True)
-            return
-        log.info("received %s: finishing in-flight requests (up to %.0fs), then stopping", name, shutdown_timeout)
-        server.shutdown()
-
-    signal.signal(signal.SIGINT, shut_down)
-    signal.signal(signal.SIGTERM, shut_down)
-    if not is_loopback(host) and not settings.api_keys:
-        log.warning("listening on %s without an API key: anyone who can reach it can use this server (see --api-key)", host)
-    names = ", ".join(m.name + (f" (aliases: {', '.join(m.aliases)})" if m.aliases else "") for m in engine.models())
-    log.info("serving %s on http://%s:%d (OpenAI base URL http://%s:%d/v1)", names, host, server.port, host, server.port)
-    try:
-        server.serve(grace=shutdown_timeout, cancel_in_flight=lambda: engine.stop(grace=0), on_stopped=hooks.run)
-    finally:
-        engine.stop(grace=0)
-        hooks.run()  # once: a no-op when serve() already ran them
-        log.info("stopped")
-    # Everything is flushed and closed. Leave now: MLX sometimes aborts while the interpreter tears
-    # down its threads ("terminate called without an active exception", exit status 134).
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    run_server(engine, settings, store)
+    exit_process(0)
 
 
 def _default_spec() -> ModelSpec:
-    from mlxcli.engine.models import DEFAULT_MODEL
+    from mlxcli.models import DEFAULT_MODEL
 
     return ModelSpec(model=DEFAULT_MODEL)

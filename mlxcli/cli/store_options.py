@@ -18,7 +18,14 @@ ConversationDirOption = typer.Option(
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
 _DURATION_UNITS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+# Decimal (SI) prefixes are powers of 1000, binary (IEC) ones powers of 1024; case is not checked.
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+SIZE_HELP = "a number of bytes, or with a unit: 500MB = 500 x 10^6 bytes (kB, MB, GB, TB), 2GiB = 2 x 2^30 (KiB, MiB, GiB, TiB)"
 
 
 def parse_duration(text: str) -> float:
@@ -31,12 +38,17 @@ def parse_duration(text: str) -> float:
 
 
 def parse_size(text: str) -> int:
-    """``1000000``, ``500MB``, ``1GiB``, ``64k`` → bytes (K/M/G/T are powers of 1024)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise typer.BadParameter(f"{text!r} is not a size (examples: 50000000, 500MB, 2GiB)")
-    prefix = (match.group(2) or "").lower()[:1]
-    return int(float(match.group(1)) * 1024 ** " kmgt".index(prefix or " "))
+    """``1000``, ``10B``, ``64kB``, ``500MB``, ``1.5G`` (powers of 1000), ``2GiB``, ``512MiB`` (powers of 1024) → bytes."""
+    match = _SIZE.match(str(text))
+    unit = match.group(2).lower() if match else None
+    if unit not in _SIZE_UNITS:
+        raise typer.BadParameter(f"{text!r} is not a size (examples: 0, 1000000, 10B, 500MB, 2GiB)")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def size_option(value: str | None) -> str | None:
+    """Typer callback: a size checked at parse time (the error names the option), kept as a byte count."""
+    return None if value is None else str(parse_size(value))
 
 
 def store_settings(

@@ -56,6 +56,15 @@ class ModelNotFound(NotFound):
     default_code = "model_not_found"
 
 
+class RouteNotFound(NotFound):
+    """No route answers this path (or this method on it: ``MethodNotAllowed``)."""
+
+    default_code = "not_found"
+
+    def __init__(self, message: str = "Unknown route."):
+        super().__init__(message)
+
+
 class MethodNotAllowed(MlxcliError):
     status = 405
     kind = "invalid_request"

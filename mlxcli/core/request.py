@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import itertools
+import math
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
+
+# How hard a model should think, from "off" to "max"; each API's own switch maps onto these, and the
+# engine onto what the model's chat template understands (an on/off switch, or its own effort levels).
+EFFORTS = ("off", "minimal", "low", "medium", "high", "xhigh", "max")
+Effort = Literal["off", "minimal", "low", "medium", "high", "xhigh", "max"]
 
 
 @dataclass
@@ -54,6 +59,20 @@ class Sampling:
     ignore_eos: bool = False  # benchmarks: never stop at end-of-sequence, generate max_tokens
 
 
+# The range every front end accepts for each sampling field: name → (type, lowest, highest). An API
+# may narrow a range (Anthropic's temperature stops at 1), never widen it.
+SAMPLING_BOUNDS: dict[str, tuple[type, float, float]] = {
+    "temperature": (float, 0, 2),
+    "top_p": (float, 0, 1),
+    "top_k": (int, 0, math.inf),
+    "min_p": (float, 0, 1),
+    "repetition_penalty": (float, 0.01, 10),
+    "presence_penalty": (float, -2, 2),
+    "frequency_penalty": (float, -2, 2),
+    "max_tokens": (int, 1, math.inf),
+}
+
+
 @dataclass
 class ChatRequest:
     messages: list[Message]
@@ -63,12 +82,10 @@ class ChatRequest:
     # "auto" | "none" | "required" | {"name": ...}; honoured by the tool-calling layer.
     tool_choice: str | dict[str, Any] = "auto"
     parallel_tool_calls: bool = True  # False: at most one call per answer
-    # Extra keyword arguments for the chat template (e.g. enable_thinking).
+    reasoning: Effort | None = None  # None: the model's default
+    # Extra keyword arguments for the chat template, as a client gave them (they win over ``reasoning``).
     template_kwargs: dict[str, Any] = field(default_factory=dict)
     request_id: str = field(default_factory=lambda: new_id("req_"))
-
-
-_counter = itertools.count()
 
 
 def new_id(prefix: str, length: int = 24) -> str:

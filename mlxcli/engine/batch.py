@@ -12,16 +12,16 @@ leaves its own KV cache there when it ends.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import mlx.core as mx
 from mlx_lm.generate import BatchGenerator
 from mlx_lm.models.cache import make_prompt_cache
 
 from mlxcli.core.errors import EngineFailure
-from mlxcli.engine.decoding import Decoding, Samplers
+from mlxcli.engine.decoding import Sequence
 from mlxcli.engine.prompt_cache import PromptCache
+from mlxcli.engine.runner import Runner
 
 if TYPE_CHECKING:
     from mlxcli.engine.engine import Job
@@ -39,29 +39,11 @@ def can_batch(model: "LoadedModel") -> bool:
     return all(hasattr(c, "merge") for c in make_prompt_cache(model.model))
 
 
-@dataclass
-class _Member:
-    job: "Job"
-    decoding: Decoding
-    detokenizer: Any
+class Batch(Runner):
+    """The running batch of one model."""
 
-
-class Batch:
-    """The running batch of one model; lives on the engine thread."""
-
-    def __init__(
-        self,
-        served: "ServedModel",
-        model: "LoadedModel",
-        settings: "EngineSettings",
-        prompt_cache: PromptCache,
-        stream: mx.Stream,
-    ):
-        self.served = served
-        self.model = model
-        self._settings = settings
-        self._prompt_cache = prompt_cache
-        self._samplers = Samplers(model, settings)
+    def __init__(self, served: "ServedModel", model: "LoadedModel", settings: "EngineSettings", prompt_cache: PromptCache, stream: mx.Stream):
+        super().__init__(served, model, settings, prompt_cache, stream)
         self._generator = BatchGenerator(
             model.model,
             stop_tokens=[[t] for t in model.tokenizer.eos_token_ids],
@@ -70,10 +52,7 @@ class Batch:
             prefill_step_size=settings.prefill_step_size,
             stream=stream,
         )
-        self._members: dict[int, _Member] = {}
-
-    def __len__(self) -> int:
-        return len(self._members)
+        self._members: dict[int, Sequence] = {}
 
     @property
     def jobs(self) -> list["Job"]:
@@ -93,8 +72,7 @@ class Batch:
             samplers=[self._samplers.sampler(job)],
             logits_processors=[self._samplers.processors(job)],
         )
-        decoding = Decoding(job, self._settings.reasoning, cached_tokens=reuse.cached)
-        self._members[uid] = _Member(job, decoding, self.model.tokenizer.detokenizer)
+        self._members[uid] = self._new_sequence(job, reuse.cached)
 
     def step(self) -> None:
         """Drop cancelled requests, then one decode step (and one prefill chunk)."""
@@ -102,7 +80,7 @@ class Batch:
         if cancelled:
             self._generator.remove(cancelled)
             for uid in cancelled:
-                self._members.pop(uid).decoding.finish("cancelled")
+                self._members.pop(uid).finish("cancelled")
         if not self._members:
             return
         try:
@@ -113,16 +91,10 @@ class Batch:
             return
         stopped = []
         for r in responses:
-            member = self._members[r.uid]
-            detokenizer = member.detokenizer
-            if r.finish_reason != "stop":  # "stop": an end-of-sequence token, never output
-                detokenizer.add_token(r.token)
-            if r.finish_reason is not None:
-                detokenizer.finalize()
-            hit_stop_string = member.decoding.add(detokenizer.last_segment, counted=r.finish_reason != "stop")
+            hit_stop_string = self._members[r.uid].add(r.token, r.finish_reason)
             if r.finish_reason is not None:
                 self._prompt_cache.store(self.served.name, r.all_tokens, r.prompt_cache)
-                self._members.pop(r.uid).decoding.finish(r.finish_reason)
+                self._members.pop(r.uid).finish(r.finish_reason)
             elif hit_stop_string:
                 stopped.append(r.uid)
         if stopped:
@@ -130,7 +102,7 @@ class Batch:
             for uid in stopped:
                 cache, tokens = caches[uid]
                 self._prompt_cache.store(self.served.name, tokens, cache)
-                self._members.pop(uid).decoding.finish("stop")
+                self._members.pop(uid).finish("stop")
 
     def _fail(self, error: Exception) -> None:
         """End every request in the batch with ``error`` (the engine then drops the batch)."""

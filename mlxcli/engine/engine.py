@@ -11,7 +11,9 @@ Jobs start in arrival order. Jobs for the model in memory run together in one
 continuous batch (batch.py), up to ``max_batch`` at once; a job for another model
 waits until that batch has finished, then swaps, so the queue stays bounded
 meanwhile. A job that cannot share a batch (under KV-cache quantization, or for
-a model whose caches cannot merge) runs alone. Which models stay in memory is the registry's business (registry.py).
+a model whose caches cannot merge) runs alone (solo.py), through the same steps,
+output and prompt cache. Which models stay in memory is the registry's business
+(registry.py). ``MlxEngine`` implements ``mlxcli.core.engine.Engine``.
 """
 
 from __future__ import annotations
@@ -20,22 +22,23 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, field, fields, replace
-from typing import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
 
 import mlx.core as mx
-from mlx_lm.generate import stream_generate
 
+from mlxcli.core.engine import ModelStatus
 from mlxcli.core.errors import ContextLengthExceeded, EngineFailure, MlxcliError
 from mlxcli.core.events import Event, Finish
 from mlxcli.core.request import ChatRequest, Sampling
-from mlxcli.engine import loading, prompt
+from mlxcli.engine import prompt, sampling
 from mlxcli.engine.batch import Batch, can_batch
-from mlxcli.engine.decoding import Decoding, Samplers
 from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.queue import BoundedQueue
-from mlxcli.engine.registry import ModelRegistry, ModelStatus, ServedModel, served_model
+from mlxcli.engine.registry import ModelRegistry, ServedModel, served_model
+from mlxcli.engine.runner import Runner
 from mlxcli.engine.settings import EngineSettings
+from mlxcli.engine.solo import Solo
 
 log = logging.getLogger("mlxcli.engine")
 
@@ -48,7 +51,7 @@ GATHER_SECONDS = 0.02
 class Job:
     request: ChatRequest
     model: ServedModel
-    sampling: Sampling  # the request's, with the model's defaults filled in
+    sampling: Sampling  # resolved: the request's, else the model's, else the server's defaults
     prompt: prompt.RenderedPrompt
     max_tokens: int
     submitted: float = field(default_factory=time.perf_counter)
@@ -60,18 +63,18 @@ class Job:
         self.events.put(item)
 
 
-class _Cancelled(Exception):
-    """Raised inside prefill to abandon a job whose consumer left."""
-
-
 class Generation:
     """The caller's handle on one job: iterate for events; ``cancel()`` to stop it."""
 
-    def __init__(self, engine: "Engine", job: Job):
+    def __init__(self, engine: "MlxEngine", job: Job):
         self._engine = engine
         self.job = job
         self.prompt_tokens = len(job.prompt.tokens)
         self._done = False
+
+    @property
+    def generated_tokens(self) -> int:
+        return self.job.generated_tokens
 
     def next_event(self, timeout: float | None = None) -> Event | None:
         """The next event, or None if none arrived within ``timeout`` (for keep-alives)."""
@@ -112,15 +115,14 @@ class Generation:
     close = cancel
 
 
-class Engine:
+class MlxEngine:
     """Serves ``models`` (the first is the default); see ``registry.served_model`` to build them."""
 
     def __init__(self, models: Sequence[ServedModel], settings: EngineSettings | None = None):
         self.settings = settings or EngineSettings()
         self.registry = ModelRegistry.from_settings(models, self.settings)
         self._queue: BoundedQueue[Job] = BoundedQueue(self.settings.max_queue)
-        self._batch: Batch | None = None
-        self._solo: Job | None = None  # a job running alone
+        self._runner: Runner | None = None  # the jobs generating now, all for one model (Batch or Solo)
         self._waiting: Job | None = None  # taken from the queue, not started yet: keeps arrival order
         self.prompt_cache = PromptCache(self.settings.prompt_cache_bytes, self.settings.prompt_cache_entries)
         self.registry.on_unload = lambda _model: self.prompt_cache.clear()
@@ -132,13 +134,13 @@ class Engine:
         self._thread = threading.Thread(target=self._run, name="mlxcli-engine", daemon=True)
 
     @classmethod
-    def from_path(cls, name: str, path, settings: EngineSettings | None = None) -> "Engine":
+    def from_path(cls, name: str, path, settings: EngineSettings | None = None) -> "MlxEngine":
         settings = settings or EngineSettings()
         return cls([served_model(name, path, settings)], settings)
 
     # ---- lifecycle -------------------------------------------------------
 
-    def start(self) -> "Engine":
+    def start(self) -> "MlxEngine":
         """Start the worker and wait until the default model is loaded (raises if it fails)."""
         self._thread.start()
         self._ready.wait()
@@ -166,25 +168,20 @@ class Engine:
 
     def _running(self) -> list[Job]:
         """The jobs generating now (read from any thread: a snapshot)."""
-        batch, solo = self._batch, self._solo
-        return (batch.jobs if batch is not None else []) + ([solo] if solo is not None else [])
+        runner = self._runner
+        return runner.jobs if runner is not None else []
 
     @property
     def alive(self) -> bool:
         return self._thread.is_alive() and self._failure is None
 
-    # The default model's name, tokenizer and window (the only ones with a single model).
     @property
-    def name(self) -> str:
+    def default_model(self) -> str:
         return self.registry.default.name
 
     @property
-    def tokenizer(self):
-        return self.registry.default.tokenizer
-
-    @property
-    def context_window(self) -> int:
-        return self.registry.default.context_window
+    def capacity(self) -> int:
+        return self.settings.capacity
 
     def models(self) -> list[ModelStatus]:
         """Every configured model and whether it is loaded, in configuration order."""
@@ -194,7 +191,7 @@ class Engine:
         """Start a new peak for ``Timings.peak_memory_gb`` (benchmarks call it between runs)."""
         mx.reset_peak_memory()
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         states = self.registry.snapshot()
         return {
             "queue_depth": len(self._queue) + (self._waiting is not None),
@@ -206,12 +203,18 @@ class Engine:
 
     # ---- requests --------------------------------------------------------
 
-    def resolve(self, requested: str | None) -> ServedModel:
-        """The model a requested name selects (served name, alias or id), or ModelNotFound."""
-        return self.registry.resolve(requested)
+    def lookup(self, name: str) -> str | None:
+        model = self.registry.lookup(name)
+        return model.name if model is not None else None
+
+    def resolve(self, requested: str | None) -> str:
+        return self.registry.resolve(requested).name
+
+    def count_tokens(self, request: ChatRequest) -> int:
+        return len(self.render(request).tokens)
 
     def render(self, request: ChatRequest) -> prompt.RenderedPrompt:
-        return self._render(self.resolve(request.model), request)
+        return self._render(self.registry.resolve(request.model), request)
 
     def _render(self, model: ServedModel, request: ChatRequest) -> prompt.RenderedPrompt:
         with self._render_lock:
@@ -224,15 +227,14 @@ class Engine:
         """
         if not self.alive or self._stopping.is_set():
             raise EngineFailure("the engine is not running")
-        model = self.resolve(request.model)
+        model = self.registry.resolve(request.model)
         rendered = self._render(model, request)
         n_prompt = len(rendered.tokens)
         room = model.context_window - n_prompt
         if room <= 0:
             raise ContextLengthExceeded(n_prompt, model.context_window)
-        sampling = _with_defaults(request.sampling, model.sampling)
-        wanted = sampling.max_tokens or self.settings.max_tokens
-        job = Job(request=request, model=model, sampling=sampling, prompt=rendered, max_tokens=min(wanted, room))
+        settings = sampling.resolve(request.sampling, model.sampling, self.settings.sampling())
+        job = Job(request=request, model=model, sampling=settings, prompt=rendered, max_tokens=min(settings.max_tokens, room))
         self._queue.put(job)
         return Generation(self, job)
 
@@ -265,34 +267,34 @@ class Engine:
         admitted = False  # the last pass admitted a job: a burst's next request may be a few ms behind it
         while True:
             if self._waiting is None:
-                wait = GATHER_SECONDS if admitted else (0 if self._batch else 0.1)
+                wait = GATHER_SECONDS if admitted else (0 if self._runner else 0.1)
                 self._waiting = self._queue.get(timeout=wait) if wait else self._queue.get_nowait()
             job = self._waiting
             if job is not None and job.cancelled.is_set():  # its reader left while it waited
                 self._waiting = None
                 continue
-            admitted = job is not None and (self._batch is None or self._can_join(job))
+            admitted = job is not None and (self._runner is None or self._can_join(job))
             if admitted:
                 self._waiting = None
-                if self._batch is None:
+                if self._runner is None:
                     self._start(job)
                 else:
                     self._join(job)
-            elif self._batch is not None:
-                self._batch.step()
-                if not len(self._batch):
-                    self._close_batch()
+            elif self._runner is not None:
+                self._runner.step()
+                if not len(self._runner):
+                    self._close_runner()
             else:
                 self.registry.unload_idle()
                 if self._stopping.is_set() and not len(self._queue):
                     return
 
     def _can_join(self, job: Job) -> bool:
-        batch = self._batch
-        return batch is not None and job.model is batch.served and batch.has_room()
+        runner = self._runner
+        return runner is not None and job.model is runner.served and runner.has_room()
 
     def _start(self, job: Job) -> None:
-        """Load the job's model, then open a batch with it, or run it alone."""
+        """Load the job's model, then open a batch with it, or a solo runner when it cannot batch."""
         self.registry.unload_idle(keep=job.model)
         try:
             loaded = self.registry.acquire(job.model)
@@ -300,77 +302,21 @@ class Engine:
             log.error("cannot load %s for %s: %s", job.model.name, job.request.request_id, exc)
             job.emit(EngineFailure(f"the model {job.model.name!r} could not be loaded; see the server log"))
             return
-        if self.settings.kv_bits is None and can_batch(loaded):  # quantized KV caches cannot merge
-            self._batch = Batch(job.model, loaded, self.settings, self.prompt_cache, self._stream)
-            self._join(job)
-            if not len(self._batch):
-                self._close_batch()
-            return
-        self._solo = job
-        try:
-            self._generate_alone(job, loaded)
-        except Exception as exc:  # one request's failure must not stop the engine
-            log.exception("generation failed for %s", job.request.request_id)
-            job.emit(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
-        finally:
-            self._solo = None
-            self.registry.release(job.model)
+        batches = self.settings.kv_bits is None and can_batch(loaded)  # quantized KV caches cannot merge
+        runner = Batch if batches else Solo
+        self._runner = runner(job.model, loaded, self.settings, self.prompt_cache, self._stream)
+        self._join(job)
+        if not len(self._runner):
+            self._close_runner()
 
     def _join(self, job: Job) -> None:
         try:
-            self._batch.join(job)
+            self._runner.join(job)
         except Exception as exc:  # one request's failure must not stop the engine
             log.exception("cannot start %s", job.request.request_id)
             job.emit(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
 
-    def _close_batch(self) -> None:
-        batch, self._batch = self._batch, None
-        batch.close()
-        self.registry.release(batch.served)
-
-    def _generate_alone(self, job: Job, model: loading.LoadedModel) -> None:
-        samplers = Samplers(model, self.settings)
-
-        def check_cancelled(_done: int, _total: int) -> None:
-            if job.cancelled.is_set():
-                raise _Cancelled
-
-        decoding = Decoding(job, self.settings.reasoning)
-        eos = model.tokenizer.eos_token_ids
-        quantize = {"kv_bits": self.settings.kv_bits, "kv_group_size": 64} if self.settings.kv_bits else {}
-        steps = stream_generate(
-            model.model,
-            model.tokenizer,
-            mx.array(job.prompt.tokens),
-            max_tokens=job.max_tokens,
-            sampler=samplers.sampler(job),
-            logits_processors=samplers.processors(job),
-            prefill_step_size=self.settings.prefill_step_size,
-            prompt_progress_callback=check_cancelled,
-            stream=self._stream,
-            **quantize,
-        )
-        reason = "length"
-        try:
-            for step in steps:
-                if job.cancelled.is_set():
-                    reason = "cancelled"
-                    break
-                is_eos = step.finish_reason == "stop" and step.token in eos
-                if decoding.add(step.text, counted=not is_eos):
-                    reason = "stop"
-                    break
-                if step.finish_reason is not None:
-                    reason = step.finish_reason
-                    break
-        except _Cancelled:
-            reason = "cancelled"
-        finally:
-            steps.close()
-        decoding.finish(reason)
-
-
-def _with_defaults(request: Sampling, defaults: Sampling) -> Sampling:
-    """The request's sampling, with its unset fields taken from ``defaults``."""
-    names = [f.name for f in fields(Sampling)]
-    return replace(request, **{n: getattr(defaults, n) for n in names if getattr(request, n) is None and getattr(defaults, n) is not None})
+    def _close_runner(self) -> None:
+        runner, self._runner = self._runner, None
+        runner.close()
+        self.registry.release(runner.served)

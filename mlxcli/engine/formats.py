@@ -1,9 +1,16 @@
-"""What a model's output looks like: its reasoning markers and its tool-call format.
+"""What a model's output looks like: its reasoning markers, its tool-call format, and the states between.
 
 Detected once per model from its tokenizer (vocabulary and chat template) with
-mlx-lm's own detection (``mlx_lm.tokenizer_utils``: ``_infer_tool_parser`` and
-``_infer_thinking``), and overridable per model (``tool_call_parser`` and
-``reasoning_parser`` in a config file) or for every model (``--tool-call-parser``).
+mlx-lm's own detection (``mlx_lm.tokenizer_utils``: ``_infer_tool_parser``,
+``_infer_thinking``, structural markers and a chat template's response format), and
+overridable per model (``tool_call_parser`` and ``reasoning_parser`` in a config file)
+or for every model (``--tool-call-parser``).
+
+The output is read by a state machine over decoded text (output.py). ``transitions``
+derives its table the way mlx-lm's ``make_text_state_machine`` does: ``normal`` (the
+answer), ``reasoning``, ``tool`` (a call, parsed when it ends) and any other state a
+response format names (markup, e.g. a message header: dropped). A new output format
+is data here (markers and transitions) plus, for its tool calls, a parser.
 
 Tool calls are parsed by mlx-lm's parsers (``mlx_lm/tool_parsers/<name>.py``: each
 has ``tool_call_start``, ``tool_call_end`` and ``parse_tool_call(text, tools)``).
@@ -29,6 +36,13 @@ log = logging.getLogger("mlxcli.engine")
 
 NONE = "none"  # a parser name that turns the feature off for a model
 FALLBACK_PARSER = "json_tools"
+
+# The states whose text means something; any other state a response format names is markup.
+NORMAL, REASONING, TOOL = "normal", "reasoning", "tool"
+# The effort levels of a chat template that reads ``reasoning_effort`` (gpt-oss and others).
+TEMPLATE_EFFORTS = ("low", "medium", "high")
+
+Transitions = dict[str, list[tuple[str, str]]]  # state → [(marker, next state)]
 
 # The text that begins a call to one named function, per format: prefilled into the
 # prompt to honour a tool_choice naming a function. Formats missing here can still be
@@ -93,12 +107,35 @@ class ThinkFormat:
 
 
 @dataclass(frozen=True)
-class ModelFormat:
-    """A model's output formats. ``tools`` None: tool calling is off for it."""
+class OutputFormat:
+    """What a model writes besides its answer. ``tools`` None: tool calling is off for it."""
 
     tools: ToolFormat | None = None
     thinking: ThinkFormat | None = None
     native_tools: bool = False  # the chat template renders tools, tool calls and tool results itself
+    markers: tuple[str, ...] = ()  # structural markers inside the answer: dropped
+    response: Transitions = field(default_factory=dict)  # a response format's own states and edges
+    initial: str = NORMAL  # where a response format starts (e.g. in a message header)
+    efforts: tuple[str, ...] = ()  # the template's own reasoning_effort levels, if it reads one
+
+    def transitions(self, tools: ToolFormat | None) -> Transitions:
+        """The state machine's table for one request (``tools`` None: calls are not looked for), as
+        mlx-lm's ``make_text_state_machine`` builds it."""
+        table: Transitions = {NORMAL: []}
+        if self.thinking is not None:
+            table[NORMAL].append((self.thinking.start, REASONING))
+            table[REASONING] = [(self.thinking.end, NORMAL)]
+        if tools is not None:
+            # A response format that leads into "tool" decides where calls start.
+            if not any(dst == TOOL for edges in self.response.values() for _, dst in edges):
+                table[NORMAL].append((tools.start, TOOL))
+            if self.thinking is not None:
+                table[REASONING].append((tools.start, TOOL))  # a call right out of the reasoning
+            table[TOOL] = [(tools.end, NORMAL)] if tools.end else []  # no end: the call runs to the end
+        table[NORMAL] += [(marker, NORMAL) for marker in self.markers]
+        for state, edges in self.response.items():
+            table.setdefault(state, []).extend(edges)
+        return table
 
 
 def tool_format(parser: str, *, fallback: bool = False) -> ToolFormat:
@@ -108,14 +145,18 @@ def tool_format(parser: str, *, fallback: bool = False) -> ToolFormat:
     return ToolFormat(parser, module.tool_call_start, module.tool_call_end, module.parse_tool_call, fallback)
 
 
-def detect(tokenizer: TokenizerWrapper, tool_call_parser: str | None = None, reasoning_parser: str | None = None) -> ModelFormat:
+def detect(tokenizer: TokenizerWrapper, tool_call_parser: str | None = None, reasoning_parser: str | None = None) -> OutputFormat:
     """The formats of a model with this tokenizer; the parser names override detection."""
     template = tokenizer.chat_template if isinstance(getattr(tokenizer, "chat_template", None), str) else ""
     native = _renders_tools(tokenizer)
-    return ModelFormat(
+    return OutputFormat(
         tools=_tools(tokenizer, tool_call_parser, native),
         thinking=_thinking(tokenizer, template, reasoning_parser),
         native_tools=native,
+        markers=tuple(getattr(tokenizer, "structural_markers", None) or ()),
+        response={state: list(edges) for state, edges in (getattr(tokenizer, "response_transitions", None) or {}).items()},
+        initial=getattr(tokenizer, "response_initial_state", None) or NORMAL,
+        efforts=TEMPLATE_EFFORTS if "reasoning_effort" in template else (),
     )
 
 
@@ -174,7 +215,7 @@ def _renders_tools(tokenizer: TokenizerWrapper) -> bool:
     return with_tools != without and "mlxcli_probe_tool" in with_tools
 
 
-def describe(fmt: ModelFormat) -> str:
+def describe(fmt: OutputFormat) -> str:
     """One line for the start-up log."""
     tools = "off" if fmt.tools is None else f"{fmt.tools.parser}{' (fallback prompt)' if fmt.tools.fallback else ''}"
     thinking = "none" if fmt.thinking is None else f"{fmt.thinking.start}…{fmt.thinking.end}"

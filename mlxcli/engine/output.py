@@ -5,15 +5,18 @@ tokenized differently inside a sentence than on its own.
 
 Routing is a state machine on decoded text (mlx-lm's ``TextStateMachine``), so a
 marker is found whether it is one token or split across several, and text that
-may be the start of a marker is held back until it is known not to be:
+may be the start of a marker is held back until it is known not to be. Its table
+comes from the model's ``OutputFormat`` (formats.py), e.g.:
 
     normal ──think start──► reasoning ──think end──► normal
     normal ──call start───► tool      ──call end───► normal   (one call block parsed)
 
-Markers never reach the events, nor does the whitespace that touches them (the
-newlines around ``</think>`` or between two calls). A call block that does not
-parse (cut off by ``max_tokens``, or malformed) is dropped with a warning rather
-than shown as text.
+Text in ``normal`` is the answer, in ``reasoning`` the reasoning, in ``tool`` a call;
+any other state is markup (a response format's headers) and is dropped. Markers
+never reach the events, nor does the whitespace that touches them (the newlines
+around ``</think>`` or between two calls). A call block that does not parse (cut
+off by ``max_tokens``, or malformed) is dropped with a warning rather than shown
+as text.
 """
 
 from __future__ import annotations
@@ -27,12 +30,10 @@ from mlx_lm.generate import TextStateMachine
 
 from mlxcli.core.events import Event, FinishReason, ReasoningDelta, TextDelta, ToolCallDelta
 from mlxcli.core.request import new_id
-from mlxcli.engine.formats import ThinkFormat, ToolFormat
+from mlxcli.engine.formats import NORMAL, REASONING, TOOL, OutputFormat, ToolFormat
 
 log = logging.getLogger("mlxcli.engine")
 
-NORMAL, REASONING, TOOL = "normal", "reasoning", "tool"
-State = Literal["normal", "reasoning", "tool"]
 ReasoningMode = Literal["separate", "strip"]
 
 
@@ -40,10 +41,10 @@ ReasoningMode = Literal["separate", "strip"]
 class OutputPlan:
     """How to read one request's output; ``prompt.render`` makes it with the prompt."""
 
-    thinking: ThinkFormat | None = None  # None: no reasoning markers to look for
+    format: OutputFormat = field(default_factory=OutputFormat)
     tools: ToolFormat | None = None  # None: tool calls are not parsed (no tools, or tool_choice none)
     tool_specs: list[dict[str, Any]] = field(default_factory=list)  # the request's tools, for typed parsers
-    initial: State = NORMAL  # REASONING when the prompt opened the think block, TOOL when it began a call
+    initial: str = NORMAL  # REASONING when the prompt opened the think block, TOOL when it began a call
     prefill: str = ""  # the part of a call the prompt already wrote after the call's start marker
     max_calls: int | None = None  # 1 for parallel_tool_calls: false
 
@@ -128,13 +129,7 @@ class _Router:
     """Routes text (after stop strings) to answer, reasoning and tool-call events."""
 
     def __init__(self, plan: OutputPlan, reasoning: ReasoningMode):
-        transitions: dict[str, list[tuple[str, str]]] = {NORMAL: []}
-        if plan.thinking is not None:
-            transitions[NORMAL].append((plan.thinking.start, REASONING))
-            transitions[REASONING] = [(plan.thinking.end, NORMAL)]
-        if plan.tools is not None:
-            transitions[NORMAL].append((plan.tools.start, TOOL))
-            transitions[TOOL] = [(plan.tools.end, NORMAL)] if plan.tools.end else []  # no end: calls run to the end
+        transitions = plan.format.transitions(plan.tools)
         self._machine = TextStateMachine(transitions).make_state(plan.initial)
         self.plan = plan
         self.keep_reasoning = reasoning == "separate"
@@ -177,13 +172,18 @@ class _Router:
         if state == REASONING:
             text = self.reasoning.add(text)
             return [ReasoningDelta(text)] if text and self.keep_reasoning else []
-        text = self.answer.add(text)
-        return [TextDelta(text)] if text else []
+        if state == NORMAL:
+            text = self.answer.add(text)
+            return [TextDelta(text)] if text else []
+        return []  # markup
 
     def _leave(self, state: str) -> list[Event]:
         if state == TOOL:
             return self._parse_call()
-        (self.reasoning if state == REASONING else self.answer).leave()
+        if state == REASONING:
+            self.reasoning.leave()
+        elif state == NORMAL:
+            self.answer.leave()
         return []
 
     def _enter(self, state: str) -> None:
@@ -191,13 +191,14 @@ class _Router:
             self.reasoning.enter()
         elif state == NORMAL:
             self.answer.enter()
-        else:
+        elif state == TOOL:
             self.call_text = ""
 
     def _parse_call(self) -> list[Event]:
         text, self.call_text = self.call_text, ""
         tools = self.plan.tools
-        assert tools is not None
+        if tools is None:  # a response format's call state, in a request without tools
+            return []
         try:
             parsed = tools.parse(text, self.plan.tool_specs)
         except Exception as exc:  # mlx-lm's parsers raise ValueError, JSONDecodeError, AttributeError...

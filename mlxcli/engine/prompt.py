@@ -21,9 +21,9 @@ from typing import Any
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from mlxcli.core.errors import InvalidRequest
-from mlxcli.core.request import ChatRequest, Message, ToolCall, ToolSpec
-from mlxcli.engine.formats import ModelFormat, ToolFormat
-from mlxcli.engine.output import NORMAL, REASONING, TOOL, OutputPlan
+from mlxcli.core.request import EFFORTS, ChatRequest, Effort, Message, ToolCall, ToolSpec
+from mlxcli.engine.formats import REASONING, TOOL, OutputFormat, ToolFormat
+from mlxcli.engine.output import OutputPlan
 
 FALLBACK_INSTRUCTIONS = """# Tools
 
@@ -39,8 +39,8 @@ For each function call, return a json object with function name and arguments wi
 {{"name": <function-name>, "arguments": <args-json-object>}}
 </tool_call>"""
 
-# reasoning_effort values that mean "do not think" for templates with an on/off switch.
-NO_THINKING_EFFORTS = ("none", "minimal")
+# Efforts that mean "do not think" for templates with an on/off switch.
+NO_THINKING = ("off", "minimal")
 
 
 @dataclass
@@ -50,8 +50,8 @@ class RenderedPrompt:
     plan: OutputPlan = field(default_factory=OutputPlan)
 
 
-def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: ModelFormat | None = None) -> RenderedPrompt:
-    fmt = fmt or ModelFormat()
+def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: OutputFormat | None = None) -> RenderedPrompt:
+    fmt = fmt or OutputFormat()
     tools = _active_tools(request, fmt)
     specs = [tool_json(t) for t in request.tools] if tools is not None else []
     if fmt.native_tools:
@@ -74,7 +74,7 @@ def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: ModelFormat |
     else:
         text = _plain_prompt(messages)
 
-    initial = NORMAL
+    initial = fmt.initial
     if fmt.thinking is not None and text.rstrip().endswith(fmt.thinking.start):
         initial = REASONING  # the template opened the think block for the model
     prefill = ""
@@ -85,7 +85,7 @@ def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: ModelFormat |
         text += call
         initial, prefill = TOOL, call[len(tools.start) :]
     plan = OutputPlan(
-        thinking=fmt.thinking,
+        format=fmt,
         tools=tools,
         tool_specs=specs,
         initial=initial,
@@ -96,7 +96,7 @@ def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: ModelFormat |
     return RenderedPrompt(text=text, tokens=list(tokens), plan=plan)
 
 
-def _active_tools(request: ChatRequest, fmt: ModelFormat) -> ToolFormat | None:
+def _active_tools(request: ChatRequest, fmt: OutputFormat) -> ToolFormat | None:
     """The format to parse calls with, or None when this request gets no tools (tool_choice none)."""
     choice = request.tool_choice
     if choice == "none":
@@ -127,13 +127,23 @@ def _forced_call(request: ChatRequest, tools: ToolFormat) -> str:
     return call
 
 
-def _template_kwargs(request: ChatRequest, fmt: ModelFormat) -> dict[str, Any]:
-    """The request's template kwargs, with the reasoning switch set from reasoning_effort."""
+def _template_kwargs(request: ChatRequest, fmt: OutputFormat) -> dict[str, Any]:
+    """The request's template kwargs, with the reasoning switch set from ``request.reasoning``
+    (a client's own ``enable_thinking`` or ``reasoning_effort`` wins)."""
     kwargs = dict(request.template_kwargs)
+    effort = request.reasoning
     if fmt.thinking is not None and "enable_thinking" not in kwargs:
-        effort = kwargs.get("reasoning_effort")
-        kwargs["enable_thinking"] = effort not in NO_THINKING_EFFORTS if effort is not None else True
+        kwargs["enable_thinking"] = effort not in NO_THINKING
+    if fmt.efforts and effort is not None and "reasoning_effort" not in kwargs:
+        kwargs["reasoning_effort"] = nearest_effort(effort, fmt.efforts)
     return kwargs
+
+
+def nearest_effort(effort: Effort, levels: tuple[str, ...]) -> str:
+    """The model's level closest to ``effort`` on the neutral scale (``off`` → its lowest, ``max`` → its
+    highest, for models that cannot turn reasoning off or go beyond ``high``)."""
+    rank = EFFORTS.index
+    return min(levels, key=lambda level: (abs(rank(level) - rank(effort)), -rank(level)))
 
 
 def tool_json(tool: ToolSpec) -> dict[str, Any]:

@@ -21,11 +21,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Callable, Sequence
 
 import mlx.core as mx
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
+from mlxcli.core.engine import ModelState, ModelStatus
 from mlxcli.core.errors import ModelError, ModelNotFound
 from mlxcli.core.request import Sampling
 from mlxcli.engine import formats, loading
@@ -33,7 +34,6 @@ from mlxcli.engine.settings import EngineSettings, ModelSpec
 
 log = logging.getLogger("mlxcli.engine")
 
-State = Literal["unloaded", "loading", "loaded"]
 
 
 @dataclass(eq=False)
@@ -47,9 +47,9 @@ class ServedModel:
     aliases: tuple[str, ...] = ()
     ids: tuple[str, ...] = ()  # further names that reach it: the model as configured, its canonical id
     spec: ModelSpec | None = None  # sampling defaults, parser overrides
-    format: formats.ModelFormat | None = None  # tool-call and reasoning formats; detected from the tokenizer when None
+    format: formats.OutputFormat | None = None  # reasoning and tool-call formats; detected from the tokenizer when None
 
-    state: State = "unloaded"
+    state: ModelState = "unloaded"
     loaded: loading.LoadedModel | None = None
     in_use: int = 0  # generations in progress
     loaded_at: float | None = None
@@ -65,23 +65,6 @@ class ServedModel:
     def sampling(self) -> Sampling:
         assert self.spec is not None
         return self.spec.sampling
-
-
-@dataclass(frozen=True)
-class ModelStatus:
-    """A point-in-time view of one model, for /v1/models, /health and `mlxcli ps`."""
-
-    name: str
-    aliases: tuple[str, ...]
-    context_window: int
-    state: State
-    active: int
-    loaded_at: float | None  # Unix time
-    last_used: float | None  # Unix time
-    unloads_at: float | None  # Unix time of the idle unload, when one is set
-    load_seconds: float | None
-    weight_bytes: int | None
-    dtype: str | None
 
 
 class ModelRegistry:
@@ -281,7 +264,7 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
 
 def prepare(spec: ModelSpec, settings: EngineSettings, progress=None) -> ServedModel:
     """Resolve a spec (fetching or converting the model if needed) into a model ready to serve."""
-    from mlxcli.engine.models import resolve_model
+    from mlxcli.models import resolve_model
 
     resolved = resolve_model(spec.model, progress=progress)
     # A local directory is served under its basename rather than its absolute path.

@@ -28,6 +28,15 @@ class EngineSettings:
     tool_call_parser: str | None = None  # for models whose spec names none: overrides detection ("none": off)
     reasoning: str = "separate"  # "separate": reasoning as its own events; "strip": dropped
 
+    @property
+    def capacity(self) -> int:
+        """Requests accepted at once: ``max_batch`` generating, ``max_queue`` waiting."""
+        return self.max_batch + self.max_queue
+
+    def sampling(self) -> Sampling:
+        """The server's sampling defaults: the last layer under a request's and its model's own."""
+        return Sampling(temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens)
+
 
 @dataclass
 class ModelSpec:

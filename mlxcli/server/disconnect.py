@@ -9,7 +9,7 @@ answer also learns of it from its next write.
 
 The middleware puts the current request's check in ``current`` (a context
 variable of the worker thread), so every route that reads a generation through
-``watch`` or ``sse.stream`` gets it without passing the request around.
+``watch`` or a streamed body (stream.py) gets it without passing the request around.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import falcon
 
 from mlxcli.core.errors import ClientClosedRequest
 from mlxcli.core.events import Event, Finish
-from mlxcli.engine.engine import Generation
+from mlxcli.core.engine import Generation
 
 Disconnected = Callable[[], bool]
 POLL_SECONDS = 0.25  # how often a waiting request checks that its client is still there

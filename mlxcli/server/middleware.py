@@ -1,6 +1,6 @@
 """Cross-cutting HTTP concerns, applied to every route (including routes added later).
 
-In order: request context (id, the API spoken, the client's disconnect check),
+In order: request context (id, the path as sent, the client's disconnect check),
 the access log, the Host check (DNS rebinding), CORS, API keys, and admission
 control (overload). A refusal is raised as a neutral error, so Falcon's error
 handler writes it in the shape of the API that was called.
@@ -21,7 +21,6 @@ from mlxcli.core.errors import AuthenticationFailed, Overloaded, PermissionDenie
 from mlxcli.core.events import Finish
 from mlxcli.core.request import new_id
 from mlxcli.server import disconnect
-from mlxcli.server.errors import provider_for_path
 
 log = logging.getLogger("mlxcli.access")
 
@@ -30,20 +29,19 @@ OPEN_PATHS = frozenset({"/health"})
 
 
 class RequestContext:
-    """Request id, start time, the API the request speaks, and its disconnect check."""
+    """Request id, start time, the path as sent (errors take the shape of its provider), the disconnect check."""
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
         req.context.path = req.path  # as the client sent it, before any route rewriting
         req.context.request_id = new_id("req_", 16)
-        req.context.provider = provider_for_path(req.path)  # routes may refine it
         req.context.streaming = False
         disconnect.current.set(disconnect.client_disconnected(req))
         resp.set_header("X-Request-Id", req.context.request_id)
 
 
 class AccessLog:
-    """One line per request: id, route, status, tokens and duration.
+    """One line per request: id, route, status, the API of a chat request, tokens and duration.
 
     Streaming responses log when their stream ends (see ``finish_stream``).
     """
@@ -56,11 +54,12 @@ class AccessLog:
 def write(req: falcon.Request, status, tokens: str | None) -> None:
     started = req.context.get("started", time.perf_counter())
     log.info(
-        "%s %s %s %s tokens=%s %.0fms",
+        "%s %s %s %s api=%s tokens=%s %.0fms",
         req.context.get("request_id", "-"),
         req.method,
         req.context.get("path", req.path),
         str(status).split()[0],
+        req.context.get("api") or "-",
         tokens or "-",
         (time.perf_counter() - started) * 1000,
     )

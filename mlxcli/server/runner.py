@@ -1,4 +1,4 @@
-"""Run the WSGI app under waitress with limits and a graceful, bounded shutdown.
+"""Drive waitress: the WSGI app under limits, with a graceful, bounded shutdown (run.py wires it up).
 
 waitress's own ``run()`` only ends when every connection is gone, and its
 ``close()`` leaves open keep-alive connections serving. So we drive its event
@@ -39,7 +39,7 @@ class JsonErrorTask(ErrorTask):
     def execute(self) -> None:
         error = self.request.error
         err = errors.from_status(error.code, f"{error.reason}: {error.body}")
-        status, headers, body = errors.render(err, errors.provider_for_path(self.request.path or "/"))
+        status, headers, body = errors.render_for_path(err, self.request.path or "/")
         self.status = errors.status_line(status)
         self.response_headers.extend([("Content-Type", "application/json"), *headers])
         self.set_close_on_finish()
@@ -62,13 +62,12 @@ class HttpServer:
         self._force = threading.Event()
 
     @classmethod
-    def for_settings(cls, app, settings: ServerSettings, *, port: int | None = None) -> "HttpServer":
-        settings.check()
+    def for_settings(cls, app, settings: ServerSettings, *, threads: int, port: int | None = None) -> "HttpServer":
         return cls(
             app,
             host=settings.host,
             port=settings.port if port is None else port,
-            threads=settings.worker_threads,
+            threads=threads,
             max_request_header_size=settings.max_header_bytes,
             # waitress reads the whole body before the app runs: cap it there. Bodies over the limit
             # by less than the margin are read and refused by the app (a clean 413 the client reads);

@@ -22,10 +22,9 @@ RESERVED_THREADS = 8
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
-    # Generation requests (POST) served at once, streaming or waiting for the engine; beyond it a
-    # request is refused at once (503, Anthropic 529). `mlxcli serve`: max-queue + 1.
-    max_in_flight: int = 33
-    threads: int | None = None  # None: max_in_flight + RESERVED_THREADS
+    # HTTP worker threads; None: the requests the engine accepts at once (its capacity: max-batch +
+    # max-queue, all of which may be streaming) + RESERVED_THREADS.
+    threads: int | None = None
     cors_origins: list[str] = field(default_factory=lambda: list(LOOPBACK_ORIGINS))
     allowed_hosts: list[str] = field(default_factory=list)  # extra Host names; "*" turns the check off
     api_keys: list[str] = field(default_factory=list)  # empty: no authentication
@@ -36,15 +35,15 @@ class ServerSettings:
     store_chat: bool = False
     shutdown_timeout: float = 10.0  # in-flight requests get this long to finish on SIGINT/SIGTERM
 
-    @property
-    def worker_threads(self) -> int:
-        return self.threads or self.max_in_flight + RESERVED_THREADS
+    def worker_threads(self, in_flight: int) -> int:
+        """The threads for ``in_flight`` generation requests at once (see ``middleware.Admission``)."""
+        return self.threads or in_flight + RESERVED_THREADS
 
-    def check(self) -> None:
+    def check(self, in_flight: int) -> None:
         """Refuse settings under which waitress could queue requests out of our sight."""
-        if self.worker_threads < self.max_in_flight + 2:
+        if self.worker_threads(in_flight) < in_flight + 2:
             raise ValueError(
-                f"threads ({self.worker_threads}) must exceed the requests allowed in flight "
-                f"({self.max_in_flight}, max-batch + max-queue) by at least 2, so that /health and overload "
+                f"threads ({self.worker_threads(in_flight)}) must exceed the requests allowed in flight "
+                f"({in_flight}, max-batch + max-queue) by at least 2, so that /health and overload "
                 "replies always find a free thread"
             )

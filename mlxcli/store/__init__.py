@@ -8,7 +8,8 @@ into conversations. See ``store.py`` for the crash-safety rules and
 
 from mlxcli.store.records import Conversation, ConversationSummary, StoredMessage, Turn
 from mlxcli.store.settings import StoreSettings
-from mlxcli.store.store import ConversationStore, StoreFailure
+from mlxcli.store.database import StoreFailure
+from mlxcli.store.store import ConversationStore
 
 __all__ = [
     "Conversation",

@@ -13,8 +13,8 @@ the rows in the same transaction: a crash before the commit leaves the rows
 (and at worst a file they shadow), after it the file. Loading back inserts the
 rows and keeps the file (it is shadowed, and overwritten when archived again),
 so no step ever deletes the last copy of an acknowledged turn. Writers in other
-processes serialize on SQLite's lock (``BEGIN IMMEDIATE``), so several servers
-may share one store.
+processes serialize on SQLite's lock (``BEGIN IMMEDIATE``, database.py), so several
+servers may share one store.
 """
 
 from __future__ import annotations
@@ -23,52 +23,17 @@ import logging
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import orjson
 
-from mlxcli.core.errors import MlxcliError
 from mlxcli.core.request import new_id as random_id
 from mlxcli.store.archive import ArchiveDir
 from mlxcli.store.records import Conversation, ConversationSummary, Turn, summarize, turn_from_json, turn_json
+from mlxcli.store.database import Database, StoreFailure
 from mlxcli.store.settings import StoreSettings
 
 log = logging.getLogger("mlxcli.store")
-
-SCHEMA_VERSION = 1
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS conversations (
-    id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,             -- when its last turn was recorded: idle time and LRU order
-    turns INTEGER NOT NULL DEFAULT 0,
-    items INTEGER NOT NULL DEFAULT 0,
-    bytes INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS conversations_by_use ON conversations(updated_at);
-CREATE TABLE IF NOT EXISTS turns (
-    id TEXT PRIMARY KEY,
-    conversation_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    items INTEGER NOT NULL,
-    bytes INTEGER NOT NULL,
-    data BLOB NOT NULL                    -- the turn's JSON (records.turn_json)
-);
-CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns(conversation_id, seq);
-CREATE TABLE IF NOT EXISTS archived (    -- which archive file holds a turn that left the hot store
-    turn_id TEXT PRIMARY KEY,
-    conversation_id TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS archived_by_conversation ON archived(conversation_id);
-"""
-
-
-class StoreFailure(MlxcliError):
-    """The store could not keep something: the request fails rather than pretend it was stored."""
-
-    status = 500
-    kind = "server_error"
 
 
 class ConversationStore:
@@ -86,13 +51,13 @@ class ConversationStore:
         self._clock = clock
         self._new_id = new_id
         self._readonly = readonly
-        self._lock = threading.RLock()
         self._archive = ArchiveDir(self.settings.archive_dir) if self.settings.archive_dir else None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._db = self._connect()
-        if self._db is not None and not readonly:
+        self._database = Database(self.settings.path, readonly=readonly)
+        self._lock = self._database.lock
+        if self._database.open and not readonly:
             self._reconcile()
 
     @classmethod
@@ -102,29 +67,6 @@ class ConversationStore:
 
     # ---- opening -----------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection | None:
-        path = self.settings.path
-        if path is not None and self._readonly and not path.exists():
-            return None  # nothing stored yet: an empty hot store
-        try:
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA busy_timeout = 10000")
-            if self._readonly:
-                db.execute("PRAGMA query_only = 1")
-                return db
-            db.execute("PRAGMA journal_mode = WAL")
-            db.execute("PRAGMA synchronous = FULL")  # an acknowledged turn survives power loss too
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreFailure(f"the conversation store {path} was written by a newer mlxcli (schema {version})")
-            db.executescript(SCHEMA)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreFailure(f"cannot open the conversation store {path}: {exc}") from exc
-        return db
-
     def _reconcile(self) -> None:
         """After a crash: drop half-written temporaries; index archives the index does not know."""
         if self._archive is None:
@@ -132,7 +74,7 @@ class ConversationStore:
         removed = self._archive.remove_temporaries()
         if removed:
             log.info("removed %d unfinished archive file(s) in %s", removed, self._archive.path)
-        with self._transaction() as db:
+        with self._database.transaction() as db:
             known = {r[0] for r in db.execute("SELECT DISTINCT conversation_id FROM archived")}
             known |= {r[0] for r in db.execute("SELECT id FROM conversations")}
             for conversation_id in self._archive.ids():
@@ -145,42 +87,6 @@ class ConversationStore:
                         [(t.id, conversation_id) for t in conversation.turns],
                     )
 
-    # ---- transactions --------------------------------------------------------
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: takes SQLite's write lock at once (other processes wait)."""
-        if self._readonly or self._db is None:
-            raise StoreFailure("the conversation store is closed or read-only")
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StoreFailure(f"the conversation store is unavailable: {exc}") from exc
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            try:
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
-                raise StoreFailure(f"the conversation store could not commit: {exc}") from exc
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[sqlite3.Connection | None]:
-        """A consistent read (several SELECTs see one state, even with writers in other processes)."""
-        with self._lock:
-            if self._db is None:
-                yield None
-                return
-            self._db.execute("BEGIN")
-            try:
-                yield self._db
-            finally:
-                self._db.execute("COMMIT")
-
     # ---- writing -------------------------------------------------------------
 
     def record(self, turn: Turn) -> Turn:
@@ -190,7 +96,7 @@ class ConversationStore:
         into the hot store. When this returns the turn is durable.
         """
         try:
-            with self._transaction() as db:
+            with self._database.transaction() as db:
                 conversation_id = None
                 if turn.previous_id:
                     conversation_id = self._hot_conversation_of(db, turn.previous_id) or self._load_back(
@@ -225,7 +131,7 @@ class ConversationStore:
 
     def delete(self, turn_id: str) -> bool:
         """Delete one turn (wherever it lives); False if there is no such turn."""
-        with self._transaction() as db:
+        with self._database.transaction() as db:
             conversation_id = self._hot_conversation_of(db, turn_id) or self._load_back(db, turn_id)
             if conversation_id is None:
                 return False
@@ -292,7 +198,7 @@ class ConversationStore:
     # ---- reading -------------------------------------------------------------
 
     def get(self, turn_id: str) -> Turn | None:
-        with self._snapshot() as db:
+        with self._database.snapshot() as db:
             row = db.execute("SELECT data FROM turns WHERE id = ?", (turn_id,)).fetchone() if db else None
         if row is not None:
             return turn_from_json(orjson.loads(row[0]))
@@ -308,10 +214,10 @@ class ConversationStore:
 
     def conversation(self, id: str) -> Conversation | None:
         """A conversation by its id or by the id of one of its turns, hot or archived."""
-        if self._db is None:  # read-only with no database yet: the archives are all there is
+        if not self._database.open:  # read-only with no database yet: the archives are all there is
             return self._read_archive(id) or self._find_in_archives(id)
         for _ in range(2):  # a second look covers a conversation loaded back while we read its file
-            with self._snapshot() as db:
+            with self._database.snapshot() as db:
                 row = db.execute("SELECT conversation_id FROM turns WHERE id = ?", (id,)).fetchone()
                 hot = self._hot_conversation(db, row[0] if row else id)
                 if hot is not None:
@@ -340,7 +246,7 @@ class ConversationStore:
         # Archives are listed before and after the hot store so that a conversation
         # moving either way in between is still seen once.
         ids = set(self._archive.ids()) if self._archive else set()
-        with self._snapshot() as db:
+        with self._database.snapshot() as db:
             if db is not None:
                 ids |= {r[0] for r in db.execute("SELECT id FROM conversations")}
         if self._archive:
@@ -379,17 +285,17 @@ class ConversationStore:
 
     def archive_due(self) -> list[str]:
         """Archive conversations idle past the TTL, then LRU ones while over the bounds; returns their ids."""
-        if self._archive is None or self._db is None or self._readonly:
+        if self._archive is None or not self._database.open or self._readonly:
             return []
         archived = []
         ttl = self.settings.ttl_seconds
         if ttl and ttl > 0:
             cutoff = self._clock() - ttl
-            with self._snapshot() as db:
+            with self._database.snapshot() as db:
                 due = [r[0] for r in db.execute("SELECT id FROM conversations WHERE updated_at <= ? ORDER BY updated_at", (cutoff,))]
             archived += [c for c in due if self._archive_one(c, idle_before=cutoff)]
         while self._over_bounds():
-            with self._snapshot() as db:
+            with self._database.snapshot() as db:
                 oldest = [r[0] for r in db.execute("SELECT id FROM conversations ORDER BY updated_at LIMIT 2")]
             if len(oldest) < 2:
                 break  # never archive the conversation in use right now
@@ -404,7 +310,7 @@ class ConversationStore:
     def _archive_one(self, conversation_id: str, idle_before: float | None = None) -> bool:
         assert self._archive is not None
         try:
-            with self._transaction() as db:
+            with self._database.transaction() as db:
                 conversation = self._hot_conversation(db, conversation_id)
                 if conversation is None:
                     return False
@@ -425,7 +331,7 @@ class ConversationStore:
 
     def totals(self) -> tuple[int, int, int]:
         """(conversations, items, bytes) in the hot store."""
-        with self._snapshot() as db:
+        with self._database.snapshot() as db:
             if db is None:
                 return 0, 0, 0
             count, items, size = db.execute(
@@ -473,17 +379,13 @@ class ConversationStore:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        with self._lock:
-            if self._db is None:
-                return
-            if not self._readonly:
-                try:
-                    self.archive_due()
-                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                except Exception:
-                    log.exception("final archiving pass failed")
-            self._db.close()
-            self._db = None
+        def last_pass() -> None:
+            try:
+                self.archive_due()
+            except Exception:
+                log.exception("final archiving pass failed")
+
+        self._database.close(before=last_pass)
 
     def __enter__(self) -> "ConversationStore":
         return self

@@ -1,17 +1,23 @@
 """`mlxcli bench` end to end: the engine on a tiny model, servers over real HTTP.
 
 Every check compares the report with what was sent: request counts, token counts, errors.
+Against servers the command runs in-process (CliRunner); with the engine in-process it runs as
+a real `python -m mlxcli bench`, since it then leaves through ``exit_process`` (``os._exit``).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
 
 from mlxcli.cli import app
-from mlxcli.engine.engine import Engine, EngineSettings
+from mlxcli.client import NAMES
+from mlxcli.engine.engine import EngineSettings, MlxEngine
 from tests.support.fake_openai import FakeServer
 from tests.support.server import RunningServer
 from tests.support.models import scripted_of
@@ -27,6 +33,17 @@ def bench(*args: str, ok: bool = True) -> dict:
     return {"exit_code": result.exit_code, "output": result.output}
 
 
+def bench_process(*args: str, home=None, ok: bool = True) -> dict:
+    """`python -m mlxcli bench ... --json` in a process of its own (the engine runs in it)."""
+    env = {**os.environ, **({"MLXCLI_HOME": str(home)} if home else {})}
+    result = subprocess.run([sys.executable, "-m", "mlxcli", "bench", *args, "--json"], env=env,
+                            capture_output=True, text=True, timeout=600)
+    if ok:
+        assert result.returncode == 0, result.stderr[-3000:]
+        return json.loads(result.stdout)
+    return {"exit_code": result.returncode, "output": result.stdout + result.stderr}
+
+
 def rows(doc: dict, target: str | None = None) -> list[dict]:
     return [r for r in doc["results"] if target is None or r["target"] == target]
 
@@ -38,7 +55,7 @@ def scripted_server(scripted_engine, serve):
 
 
 def test_engine_matrix_on_a_tiny_model(tiny_model_dir):
-    doc = bench("--model", str(tiny_model_dir), "--prompt-tokens", "60,90", "--gen-tokens", "5,12", "--repeat", "2")
+    doc = bench_process("--model", str(tiny_model_dir), "--prompt-tokens", "60,90", "--gen-tokens", "5,12", "--repeat", "2")
     assert doc["schema"] == "mlxcli.bench/1" and doc["scenario"] == "engine"
     assert [t["kind"] for t in doc["targets"]] == ["engine"]
     assert [(r["prompt_tokens"], r["gen_tokens"]) for r in rows(doc)] == [(60, 5), (60, 12), (90, 5), (90, 12)]
@@ -52,13 +69,14 @@ def test_engine_matrix_on_a_tiny_model(tiny_model_dir):
         assert r["peak_memory_gb"] > 0
 
 
-def test_server_load_counts_what_was_sent(scripted_server, tokenizer_dir):
-    reply_tokens = len(scripted_server.engine.tokenizer.encode(REPLY, add_special_tokens=False))
+@pytest.mark.parametrize("api", NAMES)
+def test_server_load_counts_what_was_sent(api, scripted_server, tokenizer_dir):
+    reply_tokens = len(scripted_server.engine.registry.default.tokenizer.encode(REPLY, add_special_tokens=False))
     doc = bench(
-        "--url", scripted_server.url + "/v1", "--model", str(tokenizer_dir),
+        "--url", scripted_server.url + "/v1", "--api", api, "--model", str(tokenizer_dir),
         "--clients", "1,3", "--requests", "4", "--repeat", "2", "--prompt-tokens", "70", "--gen-tokens", "50",
     )
-    assert doc["scenario"] == "load" and doc["settings"]["clients"] == [1, 3]
+    assert doc["scenario"] == "load" and doc["settings"]["clients"] == [1, 3] and doc["settings"]["api"] == api
     assert doc["targets"][0]["model"] == "scripted"  # from GET /v1/models
     assert [r["clients"] for r in rows(doc)] == [1, 3]
     for r in rows(doc):
@@ -84,7 +102,7 @@ def test_server_without_usage_and_with_failures(tokenizer_dir):
     assert len(server.requests) == r["requests"] == 6
     assert r["errors"] == 2 and r["token_source"] == "chunks"
     assert r["output_tokens"] == 4 * 7 and r["ttft_s"]["n"] == 4
-    assert sorted(r["error_messages"]) == ["1× HTTP 500: request 3 failed", "1× request 5 broke mid-stream"]
+    assert sorted(r["error_messages"]) == ["1× request 5 broke mid-stream", "1× the server answered 500: request 3 failed"]
     assert any("counted from streamed chunks" in note for note in doc["notes"])
     assert all(body["max_tokens"] == 64 and body["temperature"] == 0.0 for _, body in server.requests)
 
@@ -131,10 +149,10 @@ def test_turns_grow_one_conversation(scripted_engine, serve, tokenizer_dir):
 
 
 def test_engine_beside_a_server_gives_the_http_ratio(tiny_model_dir):
-    engine = Engine.from_path("tiny", tiny_model_dir, EngineSettings()).start()
+    engine = MlxEngine.from_path("tiny", tiny_model_dir, EngineSettings()).start()
     try:
         with RunningServer(engine) as server:
-            doc = bench("--engine", "--url", server.url, "--model", str(tiny_model_dir), "--clients", "1",
+            doc = bench_process("--engine", "--url", server.url, "--model", str(tiny_model_dir), "--clients", "1",
                         "--prompt-tokens", "60", "--gen-tokens", "8", "--repeat", "2")
     finally:
         engine.stop(grace=1)
@@ -163,8 +181,10 @@ def test_bad_options_are_clear_errors(tokenizer_dir):
     assert r["exit_code"] == 2 and "positive integers" in r["output"]
     r = bench("--url", "http://127.0.0.1:1", "--model", str(tokenizer_dir), ok=False)
     assert r["exit_code"] == 1 and "cannot reach http://127.0.0.1:1" in r["output"]
-    r = bench("--model", str(tokenizer_dir), "--prompt-tokens", "3", "--gen-tokens", "2", ok=False)
-    assert r["exit_code"] == 1 and "too short" in r["output"]
+    r = bench("--url", "ftp://nowhere", ok=False)
+    assert r["exit_code"] == 2 and "not a server address" in r["output"]
+    r = bench_process("--model", str(tokenizer_dir), "--prompt-tokens", "3", "--gen-tokens", "2", ok=False)
+    assert r["exit_code"] == 1 and "too short" in r["output"] and "Traceback" not in r["output"]
 
 
 SUMMARY = {"n", "median", "mean", "min", "max", "stdev", "p95"}
@@ -184,8 +204,9 @@ def test_json_schema_is_the_documented_one(scenario, tiny_model_dir):
     # The README documents these keys; within mlxcli.bench/1 fields may only be added.
     with FakeServer(words=3, usage=True) as server:
         args = {"engine": [], "load": ["--url", server.url], "turns": ["--url", server.url, "--turns", "2"]}[scenario]
-        doc = bench(*args, "--model", str(tiny_model_dir), "--prompt-tokens", "60", "--gen-tokens", "4",
-                    "--clients", "1", "--repeat", "1", "--warmup", "0")
+        run = bench_process if scenario == "engine" else bench
+        doc = run(*args, "--model", str(tiny_model_dir), "--prompt-tokens", "60", "--gen-tokens", "4",
+                  "--clients", "1", "--repeat", "1", "--warmup", "0")
     assert set(doc) == {"schema", "mlxcli_version", "created", "machine", "scenario", "settings", "targets", "results", "notes"}
     assert set(doc["machine"]) == {"system", "machine", "cpus", "python"}
     assert set(doc["settings"]) == {"api", "timeout_s", "prompt_tokens", "gen_tokens", "clients", "requests", "turns",
@@ -200,7 +221,7 @@ def test_json_schema_is_the_documented_one(scenario, tiny_model_dir):
 
 
 def test_turns_on_the_engine(tiny_model_dir):
-    doc = bench("--model", str(tiny_model_dir), "--turns", "2", "--repeat", "1", "--gen-tokens", "4")
+    doc = bench_process("--model", str(tiny_model_dir), "--turns", "2", "--repeat", "1", "--gen-tokens", "4")
     assert doc["scenario"] == "turns" and [t["kind"] for t in doc["targets"]] == ["engine"]
     first, second = rows(doc)
     assert first["prompt_tokens"]["median"] == 128  # the default prompt length outside the engine matrix
@@ -218,3 +239,13 @@ def test_prompts_change_between_runs_unless_seeded(tokenizer_dir):
     seed_b, b = first_prompts()
     assert seed_a != seed_b and a != b  # a server's prompt cache never sees a run's prompts again
     assert first_prompts("--seed", str(seed_a)) == (seed_a, a)
+
+
+@pytest.mark.default_model
+def test_the_engine_matrix_exits_cleanly_with_the_default_model(default_model_dir, test_home):
+    """MLX used to abort at interpreter teardown (exit status 134) after the JSON was printed."""
+    doc = bench_process("--prompt-tokens", "128", "--gen-tokens", "16", "--repeat", "1", home=test_home)
+    assert doc["targets"][0]["model"] == "smollm2-135m"
+    [row] = doc["results"]
+    assert (row["prompt_tokens"], row["gen_tokens"], row["errors"]) == (128, 16, 0)
+    assert row["output_tokens"]["min"] == 16

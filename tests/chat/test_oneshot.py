@@ -100,7 +100,56 @@ def test_errors_exit_non_zero_with_a_message_on_stderr(server, tmp_path, args, i
 def test_an_unreachable_server(tmp_path):
     result = chat(tmp_path, "--url", "http://127.0.0.1:9", "-p", "hi")
     assert result.exit_code == 1 and result.stdout == ""
-    assert result.stderr == "error: cannot reach http://127.0.0.1:9/v1: [Errno 111] Connection refused\n"
+    assert result.stderr == "error: cannot reach http://127.0.0.1:9: [Errno 111] Connection refused\n"
+
+
+@pytest.mark.parametrize("api", ["chat", "responses", "anthropic"])
+def test_every_api(server, tmp_path, api):
+    result = chat(tmp_path, "--url", server.url + "/v1/", "--api", api, "--system", "Talk like a pirate.", "-p", "hello")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "Arr! Reply 1: hello\n", "")
+    result = chat(tmp_path, "--url", server.url, "--api", api, "-p", "hello", "--max-tokens", "2", "--json")
+    out = json.loads(result.stdout)
+    assert (out["model"], out["finish_reason"], out["usage"]["completion_tokens"]) == ("scripted", "length", 2)
+    assert out["usage"]["prompt_tokens"] > 0
+
+
+@pytest.mark.parametrize("api", ["chat", "responses", "anthropic"])
+def test_reasoning_over_every_api(tool_server, tmp_path, api):
+    from tests.tools.replies import REASONED, REASONED_ANSWER, THOUGHT
+
+    server = tool_server(lambda prompt: REASONED)
+    result = chat(tmp_path, "--url", server.url, "--api", api, "-p", "What is 2 + 2?", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert (out["reasoning"], out["content"]) == (THOUGHT, REASONED_ANSWER)
+    plain = chat(tmp_path, "--url", server.url, "--api", api, "-p", "What is 2 + 2?")
+    assert plain.stdout == REASONED_ANSWER + "\n"  # a pipe gets the answer only
+
+
+@pytest.mark.parametrize("api", ["responses", "anthropic"])
+def test_a_failure_or_refusal_over_the_other_apis(server, tmp_path, api):
+    result = chat(tmp_path, "--url", server.url, "--api", api, "-p", "break it")
+    assert result.exit_code == 1 and "error: generation failed" in result.stderr and "Traceback" not in result.output
+    result = chat(tmp_path, "--url", server.url, "--api", api, "-p", "word " * 3000)
+    assert result.exit_code == 1 and "error: the server answered 400: " in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--api", "responses", "--stop", "x", "--seed", "1"], "--seed, --stop cannot be sent over the OpenAI Responses API"),
+        (["--api", "anthropic", "--min-p", "0.1"], "--min-p cannot be sent over the Anthropic Messages API"),
+        (["--api", "ollama"], "'ollama' is not one of chat, responses, anthropic"),
+    ],
+)
+def test_flags_an_api_cannot_carry_are_refused_at_once(server, tmp_path, args, message):
+    result = chat(tmp_path, "--url", server.url, "-p", "hi", *args)
+    assert result.exit_code == 2 and message in " ".join(result.output.replace("│", " ").split()), result.output
+
+
+def test_api_goes_with_url(tmp_path):
+    result = chat(tmp_path, "--api", "anthropic", "-p", "hi")
+    assert result.exit_code == 2 and result.stderr == "error: --api goes with --url\n"
 
 
 def test_a_failure_half_way_is_not_stored(server, tmp_path):
@@ -136,6 +185,20 @@ def test_in_process_engine_with_a_model_directory(tiny_model_dir, tmp_path):
     with ConversationStore(StoreSettings.default(tmp_path), readonly=True) as store:
         turn = store.get(out["turn_id"])
     assert turn.input[0].content == "hello from a pipe" and turn.output[0].content == (out["content"] or None)
+
+
+def test_every_api_against_a_real_mlxcli_serve(tiny_model_dir, tmp_path):
+    from tests.support.process import ServeProcess
+
+    (tmp_path / "server").mkdir()
+    with ServeProcess("--model", str(tiny_model_dir), "--max-tokens", "8", home=tmp_path / "server") as served:
+        for api in ("chat", "responses", "anthropic"):
+            result = run(tmp_path, "--url", served.url, "--api", api, "-p", "hello", "--json", "--max-tokens", "3",
+                         "--temperature", "0")
+            assert result.returncode == 0, result.stderr
+            out = json.loads(result.stdout)
+            assert out["model"] == tiny_model_dir.name and out["finish_reason"] in ("stop", "length")
+            assert 1 <= out["usage"]["completion_tokens"] <= 3 and out["usage"]["prompt_tokens"] > 0
 
 
 def test_in_process_engine_with_a_model_that_does_not_exist(tmp_path):

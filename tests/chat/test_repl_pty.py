@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from mlxcli.cli import app
 from tests.chat.conftest import LONG_END
 from tests.support.models import scripted_of
+from tests.tools.replies import REASONED, REASONED_ANSWER, THOUGHT
 
 PROMPT = ">>> "
 FOOTER = "s to first token"
@@ -83,7 +84,7 @@ def test_a_whole_session_in_a_terminal(server, chat_engine, tiny_model_dir, tmp_
     model = scripted_of(chat_engine)
     t = Terminal(tmp_path, "--url", server.url, "--system", "Be terse.")
     try:
-        t.expect(f"mlxcli chat · scripted \\({re.escape(server.url)}/v1\\)", PROMPT)
+        t.expect(f"mlxcli chat · scripted \\({re.escape(server.url)}/v1/chat/completions\\)", PROMPT)
         t.ask("hello", "Reply 1: hello")
 
         # A long answer streams; Ctrl-C stops it and the chat goes on, with the part that arrived.
@@ -177,6 +178,23 @@ def test_a_whole_session_in_a_terminal(server, chat_engine, tiny_model_dir, tmp_
     assert (recalled["input"][0]["content"], recalled["model"]) == ("hello again", tiny_model_dir.name)
     history = (tmp_path / "chat_history").read_text()
     assert "+hello again" in history and "+/retry" in history
+
+
+@pytest.mark.parametrize("api, path", [("responses", "/v1/responses"), ("anthropic", "/v1/messages")])
+def test_the_other_apis_in_a_terminal_with_reasoning(api, path, tool_server, tmp_path):
+    server = tool_server(lambda prompt: REASONED)
+    t = Terminal(tmp_path, "--url", server.url + "/v1", "--api", api)
+    try:
+        t.expect(f"mlxcli chat · scripted \\({re.escape(server.url + path)}\\)", PROMPT)
+        t.enter("What is 2 + 2?")
+        t.expect(re.escape(THOUGHT), re.escape(REASONED_ANSWER), FOOTER, PROMPT)  # reasoning first, dimmed
+        t.enter("/exit")
+        t.expect(pexpect.EOF)
+        t.child.close()
+        assert t.child.exitstatus == 0
+    finally:
+        t.child.close(force=True)
+    assert "\x1b[2m" in t.transcript  # dim
 
 
 def test_one_shot_on_a_terminal_renders_markdown(server, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from mlxcli.core.collect import collect
 from mlxcli.core.events import TextDelta
 from mlxcli.core.request import ChatRequest, Message, Sampling
-from mlxcli.engine.engine import Engine, EngineSettings
+from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.engine.registry import served_model
 from mlxcli.engine.prompt_cache import PromptCache
 
@@ -37,7 +37,7 @@ def ask(text: str, max_tokens: int = 24, **sampling) -> ChatRequest:
 def _serving(run_engine, model_dir):
     """Factory: ``make(**settings)``, an engine serving the model in ``model_dir``."""
 
-    def make(**settings) -> Engine:
+    def make(**settings) -> MlxEngine:
         settings = EngineSettings(**settings)
         return run_engine([served_model(model_dir.name, model_dir, settings)], settings)
 
@@ -56,7 +56,7 @@ def real_engine(run_engine, default_model_dir):
     return _serving(run_engine, default_model_dir)
 
 
-def run_together(engine: Engine, requests: list[ChatRequest]) -> tuple[list, int]:
+def run_together(engine: MlxEngine, requests: list[ChatRequest]) -> tuple[list, int]:
     """Submit every request at once; (their results, the most requests seen generating together)."""
     generations = [engine.submit(r) for r in requests]
     results: list = [None] * len(requests)
@@ -121,14 +121,18 @@ def conversation(*turns: str) -> list[Message]:
 
 
 @pytest.mark.default_model
-def test_a_follow_up_turn_reuses_the_cached_prefix_and_answers_the_same(real_engine):
-    cached_engine = real_engine()
-    cold_engine = real_engine(prompt_cache_bytes=0)
+@pytest.mark.parametrize("kv_bits", [None, 8], ids=["batched", "solo-kv8"])
+def test_a_follow_up_turn_reuses_the_cached_prefix_and_answers_the_same(real_engine, kv_bits):
+    """Under --kv-bits requests run alone: through the same prompt cache."""
+    cached_engine = real_engine(kv_bits=kv_bits)
+    cold_engine = real_engine(prompt_cache_bytes=0, kv_bits=kv_bits)
     first = ChatRequest(messages=conversation(PROMPTS[2]), sampling=Sampling(temperature=0.0, max_tokens=12))
     answer = collect(cached_engine.submit(first))
     assert answer.finish.usage.cached_tokens == 0
     follow_up = ChatRequest(
-        messages=conversation(PROMPTS[2], answer.text, "And then?"), sampling=Sampling(temperature=0.0, max_tokens=12)
+        messages=conversation(PROMPTS[2], answer.text, "And then?"),
+        # The penalty looks back at prompt tokens, cached or not: the answers must still agree.
+        sampling=Sampling(temperature=0.0, max_tokens=12, repetition_penalty=1.3),
     )
     hit = collect(cached_engine.submit(follow_up))
     miss = collect(cold_engine.submit(follow_up))
@@ -139,9 +143,11 @@ def test_a_follow_up_turn_reuses_the_cached_prefix_and_answers_the_same(real_eng
 
 
 @pytest.mark.default_model
-def test_the_same_prompt_twice_computes_only_its_last_token(real_engine):
-    engine = real_engine()
-    request = ask(PROMPTS[5], max_tokens=10)
+@pytest.mark.parametrize("kv_bits", [None, 8], ids=["batched", "solo-kv8"])
+def test_the_same_prompt_twice_computes_only_its_last_token(real_engine, kv_bits):
+    engine = real_engine(kv_bits=kv_bits)
+    # The penalty looks back at the prompt's tokens, though only the last one is computed.
+    request = ask("Repeat this word five times: banana", max_tokens=16, repetition_penalty=2.0)
     first, second = collect(engine.submit(request)), collect(engine.submit(request))
     assert second.finish.usage.cached_tokens == second.finish.usage.prompt_tokens - 1
     assert second.text == first.text

@@ -45,7 +45,7 @@ import pytest  # noqa: E402
 
 from mlxcli.core.collect import collect  # noqa: E402
 from mlxcli.core.events import ReasoningDelta, TextDelta, ToolCallDelta  # noqa: E402
-from mlxcli.engine.formats import NAMED_CALL_PREFIX, ThinkFormat, tool_format, tool_parsers  # noqa: E402
+from mlxcli.engine.formats import NAMED_CALL_PREFIX, OutputFormat, ThinkFormat, tool_format, tool_parsers  # noqa: E402
 from mlxcli.engine.output import OutputPlan, OutputProcessor  # noqa: E402
 
 THINK = ThinkFormat("<think>", "</think>")
@@ -151,13 +151,13 @@ def test_two_calls_in_one_turn_split_anywhere(step):
 def test_reasoning_is_separated_at_any_split():
     text = "<think>\nThe user wants a greeting.\n</think>\n\nHello!"
     for step in range(1, len(text) + 1):
-        completion, processor, events = run(OutputPlan(thinking=THINK), text, step=step)
+        completion, processor, events = run(OutputPlan(OutputFormat(thinking=THINK)), text, step=step)
         assert (completion.reasoning, completion.text) == ("The user wants a greeting.", "Hello!"), step
         assert not any("think>" in getattr(e, "text", "") for e in events)
 
 
 def test_reasoning_opened_by_the_prompt():
-    plan = OutputPlan(thinking=THINK, initial="reasoning")
+    plan = OutputPlan(OutputFormat(thinking=THINK), initial="reasoning")
     completion, processor, _ = run(plan, "Let me think.\n</think>\n\nThe answer is 4.", step=2)
     assert completion.reasoning == "Let me think." and completion.text == "The answer is 4."
     assert processor.reasoning_tokens > 0
@@ -165,7 +165,7 @@ def test_reasoning_opened_by_the_prompt():
 
 def test_reasoning_strip_drops_it_but_counts_its_tokens():
     text = "<think>secret plan</think>The answer."
-    completion, processor, events = run(OutputPlan(thinking=THINK), text, reasoning="strip")
+    completion, processor, events = run(OutputPlan(OutputFormat(thinking=THINK)), text, reasoning="strip")
     assert completion.text == "The answer." and completion.reasoning == ""
     assert not any(isinstance(e, ReasoningDelta) for e in events)
     # One feed per character here: the reasoning, its end marker and the opening marker's last character.
@@ -174,7 +174,7 @@ def test_reasoning_strip_drops_it_but_counts_its_tokens():
 
 def test_reasoning_then_a_call():
     text = '<think>Need the weather.</think>\n<tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call>'
-    completion, _, _ = run(OutputPlan(thinking=THINK, tools=tool_format("json_tools")), text, step=4)
+    completion, _, _ = run(OutputPlan(OutputFormat(thinking=THINK), tools=tool_format("json_tools")), text, step=4)
     assert completion.reasoning == "Need the weather." and completion.text == "" and calls(completion) == [WEATHER]
 
 
@@ -186,13 +186,13 @@ def test_plain_text_is_untouched_when_nothing_is_parsed():
 
 def test_text_that_only_looks_like_a_marker_is_released():
     text = "a < b and <tool_ca is not a call <think"
-    completion, _, _ = run(OutputPlan(thinking=THINK, tools=tool_format("json_tools")), text)
+    completion, _, _ = run(OutputPlan(OutputFormat(thinking=THINK), tools=tool_format("json_tools")), text)
     assert completion.text == text and completion.tool_calls == []
 
 
 def test_whitespace_inside_an_answer_is_kept():
     text = "Line one.\n\nLine two.  \n"
-    completion, _, _ = run(OutputPlan(thinking=THINK, tools=tool_format("json_tools")), text)
+    completion, _, _ = run(OutputPlan(OutputFormat(thinking=THINK), tools=tool_format("json_tools")), text)
     assert completion.text == text
 
 
@@ -239,5 +239,60 @@ def test_a_model_given_call_id_is_kept():
 
 def test_stop_string_applies_before_routing():
     text = "<think>plan</think>Answer END ignored"
-    completion, _, _ = run(OutputPlan(thinking=THINK), text, step=3, stop=["END"])
+    completion, _, _ = run(OutputPlan(OutputFormat(thinking=THINK)), text, step=3, stop=["END"])
     assert completion.reasoning == "plan" and completion.text == "Answer "
+
+
+@pytest.mark.parametrize("step", [1, 4])
+def test_a_call_straight_out_of_the_reasoning_is_a_call(step):
+    """mlx-lm's edge from reasoning to a call: models that start calling before closing their think block."""
+    text = "<think>I need the weather." + SAMPLES["json_tools"] + "Done."
+    completion, _, _ = run(OutputPlan(OutputFormat(thinking=THINK), tools=tool_format("json_tools")), text, step=step)
+    assert (completion.reasoning, calls(completion), completion.text) == ("I need the weather.", [WEATHER], "Done.")
+
+
+@pytest.mark.parametrize("step", [1, 5])
+def test_structural_markers_never_reach_the_answer(step):
+    fmt = OutputFormat(markers=("<|open|>response<|sep|>", "<|close|>response<|sep|>"))
+    completion, _, _ = run(OutputPlan(fmt), "<|open|>response<|sep|>Hello there.<|close|>response<|sep|>", step=step)
+    assert completion.text == "Hello there."
+
+
+# A channel-structured response format as data (the shape of mlx-lm's Muse Spark format): headers are
+# markup, each header leads into the answer, the reasoning or a call.
+CHANNELS = OutputFormat(
+    response={
+        "header": [("to=self<|message|>", "reasoning"), ("to=user<|message|>", "normal"), ("<calls>", "tool")],
+        "reasoning": [("<|eom|>", "header")],
+        "normal": [("<|eom|>", "header")],
+    },
+    initial="header",
+)
+
+
+@pytest.mark.parametrize("step", [1, 3, 1000])
+def test_a_response_format_routes_its_channels_and_drops_its_headers(step):
+    tools = tool_format("json_tools")
+    text = "to=self<|message|>Think first.<|eom|><|start|>assistant to=user<|message|>The answer.<|eom|>"
+    completion, _, _ = run(OutputPlan(CHANNELS, initial="header"), text, step=step)
+    assert (completion.reasoning, completion.text) == ("Think first.", "The answer.")
+    # With tools, the format's own edge into "tool" is where calls start: the default marker is not added.
+    assert all(marker != tools.start for marker, _ in CHANNELS.transitions(tools)["normal"])
+
+
+@pytest.mark.parametrize(
+    "effort, levels, expected",
+    [
+        ("high", ("low", "medium", "high"), "high"),
+        ("off", ("low", "medium", "high"), "low"),  # a model that cannot stop thinking thinks least
+        ("minimal", ("low", "medium", "high"), "low"),
+        ("xhigh", ("low", "medium", "high"), "high"),
+        ("max", ("low", "medium", "high"), "high"),
+        ("medium", ("low", "high"), "high"),  # between two: the higher one
+        ("max", ("low", "medium", "high", "max"), "max"),
+    ],
+)
+def test_an_effort_maps_to_the_nearest_level_of_the_model(effort, levels, expected):
+    from mlxcli.engine.prompt import nearest_effort
+
+    assert nearest_effort(effort, levels) == expected

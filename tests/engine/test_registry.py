@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -14,10 +13,11 @@ from mlxcli.core.collect import collect
 from mlxcli.core.errors import ContextLengthExceeded, EngineFailure, ModelError, ModelNotFound
 from mlxcli.core.events import TextDelta
 from mlxcli.core.request import ChatRequest, Message, Sampling
-from mlxcli.engine.engine import Engine, EngineSettings
+from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.engine.loading import LoadedModel
 from mlxcli.engine.registry import ServedModel, served_model
 from mlxcli.engine.settings import ModelSpec
+from tests.support.http import wait_for
 from tests.support.models import ScriptedModel, make_tiny_model_dir, scripted_model
 
 
@@ -25,14 +25,7 @@ def ask(model: str | None, text: str = "Hi", **sampling) -> ChatRequest:
     return ChatRequest(messages=[Message("user", text)], sampling=Sampling(**sampling), model=model)
 
 
-def wait_until(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.02)
-
-
-def states(engine: Engine) -> dict[str, str]:
+def states(engine: MlxEngine) -> dict[str, str]:
     return {m.name: m.state for m in engine.models()}
 
 
@@ -85,7 +78,7 @@ def test_a_name_reaching_two_models_is_refused(tokenizer_dir):
     a = scripted_model(tokenizer_dir, lambda p: "x", name="a", aliases=("shared",))
     b = scripted_model(tokenizer_dir, lambda p: "y", name="b", aliases=("SHARED",))
     with pytest.raises(ModelError, match="(?i)shared.* both .a. and .b."):
-        Engine([a, b])
+        MlxEngine([a, b])
 
 
 # ---- loading and eviction ------------------------------------------------------
@@ -97,7 +90,7 @@ def test_one_loaded_model_swaps_on_each_switch(make_engine, pair):
     order = ["b", "a", "a", "beta", "first", "b"]
     for name in order:
         reply = collect(engine.submit(ask(name))).text
-        expected = "alpha" if engine.resolve(name).name == "alpha" else "beta"
+        expected = "alpha" if engine.resolve(name) == "alpha" else "beta"
         assert reply == f"I am {expected}."
         assert states(engine)[expected] == "loaded"
         assert engine.stats()["loaded_models"] == [expected]
@@ -153,7 +146,7 @@ def test_request_for_another_model_waits_for_the_running_generation(make_engine,
     first = running.next_event(timeout=20)
     assert isinstance(first, TextDelta)  # alpha is mid-generation, blocked at its gate
     waiting = engine.submit(ask("beta"))
-    time.sleep(0.5)
+    assert wait_for(lambda: engine.stats()["queue_depth"] == 1)  # the engine thread is inside alpha's step
     assert engine.stats() == {
         "queue_depth": 1, "active_requests": 1, "loaded_models": ["alpha"], "loading_models": [],
         "prompt_cache": engine.stats()["prompt_cache"],
@@ -173,7 +166,7 @@ def test_loading_is_visible_while_it_happens(make_engine, pair, tokenizer_dir):
     slow = scripted_model(tokenizer_dir, lambda p: "slow one", name="slow", on_load=lambda n: release.wait(30))
     engine = make_engine([pair()[0], slow])
     generation = engine.submit(ask("slow"))
-    wait_until(lambda: engine.stats()["loading_models"] == ["slow"])
+    assert wait_for(lambda: engine.stats()["loading_models"] == ["slow"], timeout=30)
     assert states(engine) == {"alpha": "unloaded", "slow": "loading"}  # evicted first, then loading
     release.set()
     assert collect(generation).text == "slow one"
@@ -195,7 +188,7 @@ def test_a_model_that_fails_to_load_fails_its_requests_only(make_engine, pair, t
 def test_idle_models_are_unloaded(make_engine, pair):
     engine = make_engine(pair(), idle_unload=0.3)
     collect(engine.submit(ask("b")))
-    wait_until(lambda: engine.stats()["loaded_models"] == [])
+    assert wait_for(lambda: engine.stats()["loaded_models"] == [], timeout=30)
     assert collect(engine.submit(ask("a"))).text == "I am alpha."  # loads again on demand
     assert pair.loads["alpha"] == 2
 
@@ -241,7 +234,7 @@ def test_model_directory_settings_window_and_chat_template(tokenizer_dir, tmp_pa
     custom = served_model("custom", directory, settings, ModelSpec(model=str(directory), context_length=300, chat_template=str(template)))
     assert custom.context_window == 300  # the lower of the two limits
 
-    engine = Engine([plain, custom], settings)  # rendering needs no loaded weights
+    engine = MlxEngine([plain, custom], settings)  # rendering needs no loaded weights
     request = ChatRequest(messages=[Message("system", "Be brief."), Message("user", "Hello")], model="custom")
     assert engine.render(request).text == "[system] Be brief.\n[user] Hello\n<|im_start|>assistant\n"
     request.model = "plain"
@@ -279,7 +272,7 @@ def test_same_weights_served_twice_under_two_names(tokenizer_dir, tmp_path, make
     engine = make_engine([short, longer], max_loaded_models=2)
     assert collect(engine.submit(ask("short"))).finish.usage.completion_tokens == 2
     assert collect(engine.submit(ask("longer"))).finish.usage.completion_tokens == 5
-    assert engine.resolve(str(directory)) is short  # a shared id reaches the first configured
+    assert engine.registry.resolve(str(directory)) is short  # a shared id reaches the first configured
 
 
 def test_idle_unload_timing_with_an_injected_clock(tokenizer_dir):

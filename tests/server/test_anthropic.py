@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import anthropic
 import httpx
@@ -13,6 +12,7 @@ from mlxcli.core.request import ChatRequest, Message
 from mlxcli.engine.engine import EngineSettings
 from mlxcli.server.settings import ServerSettings
 from tests.support.anthropic_stream import check_stream
+from tests.support.http import wait_for
 
 LONG = "one two three four five six seven eight nine ten"
 PARIS = "The capital of France is Paris."
@@ -293,18 +293,14 @@ def test_overload_is_529(scripted_engine, serve):
         thread.start()
         return thread
 
-    def wait_for(stat: str) -> None:
-        for _ in range(600):
-            if srv.engine.stats()[stat]:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"{stat} never became non-zero")
+    def wait_for_stat(stat: str) -> None:
+        assert wait_for(lambda: srv.engine.stats()[stat], timeout=30), f"{stat} never became non-zero"
 
     running = post({**OK, "messages": user("block")})  # holds the engine
     try:
-        wait_for("active_requests")
+        wait_for_stat("active_requests")
         queued = post(OK)  # fills the queue of one
-        wait_for("queue_depth")
+        wait_for_stat("queue_depth")
         r = httpx.post(srv.url + "/v1/messages", json=OK)
         error_of(r, 529, "overloaded_error")
         assert int(r.headers["retry-after"]) >= 1

@@ -13,7 +13,7 @@ import pytest
 from mlxcli.core.collect import collect
 from mlxcli.core.errors import Overloaded
 from mlxcli.core.events import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
-from mlxcli.server.providers.anthropic import MessageStreamEncoder, message_json
+from mlxcli.server.providers.anthropic.response import MessageStreamEncoder, message_json
 from tests.support.anthropic_stream import StreamGrammarError, check_stream
 
 USAGE = Usage(prompt_tokens=40, completion_tokens=25)

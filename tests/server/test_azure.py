@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from mlxcli.core.errors import ModelNotFound
-from mlxcli.server.errors import azure_body
+from mlxcli.server.providers.azure import error_body as azure_body
 
 PARIS = "The capital of France is Paris."
 API_VERSION = "2024-10-21"
@@ -145,7 +145,10 @@ def test_unknown_model_is_deployment_not_found(server):
     assert httpx.get(server.url + "/v1/models/not-served").json()["error"]["code"] == "model_not_found"
 
 
-def test_access_log_shows_the_azure_path(server, caplog):
+def test_access_log_shows_the_azure_path_and_api(server, caplog):
     with caplog.at_level(logging.INFO, logger="mlxcli.access"):
         httpx.get(server.url + "/openai/v1/models")
-    assert any("GET /openai/v1/models 200" in r.getMessage() for r in caplog.records)
+        httpx.post(server.url + "/openai/v1/chat/completions", json={"model": "dep", "messages": CHAT})
+    lines = [r.getMessage() for r in caplog.records]
+    assert any("GET /openai/v1/models 200" in line for line in lines)
+    assert any("POST /openai/v1/chat/completions 200 api=azure tokens=" in line for line in lines), lines

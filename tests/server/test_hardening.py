@@ -19,7 +19,7 @@ import pytest
 
 from mlxcli.core.errors import ContextLengthExceeded
 from mlxcli.core.request import ChatRequest, Message
-from mlxcli.engine.engine import Engine, EngineSettings
+from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.server import errors
 from mlxcli.server.settings import ServerSettings
 from tests.support.http import (
@@ -54,7 +54,7 @@ def respond(prompt: str) -> str:
 
 @pytest.fixture(scope="module")
 def engine(tokenizer_dir):
-    engine = Engine([scripted_model(tokenizer_dir, respond)], EngineSettings(temperature=0.0)).start()
+    engine = MlxEngine([scripted_model(tokenizer_dir, respond)], EngineSettings(temperature=0.0)).start()
     yield engine
     engine.stop(grace=1)
 
@@ -231,7 +231,7 @@ def test_waitress_errors_take_the_shape_of_the_path(server):
 
 
 def test_prompt_over_the_context_window_many_times(engine, server):
-    too_long = {"messages": [{"role": "user", "content": "word " * (engine.context_window + 10)}]}
+    too_long = {"messages": [{"role": "user", "content": "word " * (engine.registry.default.context_window + 10)}]}
     for _ in range(20):
         err = openai_error(chat(server, too_long), 400)
         assert err["code"] == "context_length_exceeded" and err["param"] == "messages"
@@ -241,13 +241,13 @@ def test_prompt_over_the_context_window_many_times(engine, server):
 
 def test_context_length_error_in_each_shape():
     err = ContextLengthExceeded(5000, 2048)
-    status, _, body = errors.render(err, "anthropic")
+    status, _, body = errors.render_for_path(err, "/v1/messages")
     assert status == 400
     assert orjson.loads(body) == {
         "type": "error",
         "error": {"type": "invalid_request_error", "message": "prompt is too long: 5000 tokens > 2048 maximum"},
     }
-    status, _, body = errors.render(err, "openai")
+    status, _, body = errors.render_for_path(err, "/v1/chat/completions")
     assert orjson.loads(body)["error"]["code"] == "context_length_exceeded"
 
 
@@ -416,7 +416,7 @@ def test_dead_engine_makes_health_503_and_requests_fail_fast(scripted_engine, se
 def test_overload_is_an_immediate_refusal_in_each_shape(scripted_engine, serve):
     engine = scripted_engine(respond, EngineSettings(temperature=0.0, max_queue=1, max_batch=1))
     scripted_of(engine).step_delay = 0.02
-    srv = serve(engine, ServerSettings(port=0, max_in_flight=2))
+    srv = serve(engine)  # requests in flight: the engine's max-batch + max-queue
     streams = [open_stream(srv.http.port, "long 0")]
     read_until(streams[0], TOKEN)  # generating: the engine queue is empty again
     streams.append(open_stream(srv.http.port, "long 1"))

@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support.http import wait_for
 from tests.support.models import scripted_model
 
 
@@ -116,10 +117,7 @@ def test_stream_on_one_model_survives_a_request_for_another(tokenizer_dir, make_
     other: dict = {}
     thread = threading.Thread(target=lambda: other.update(r=chat(c, "beta")))
     thread.start()
-    deadline = time.monotonic() + 20
-    while httpx.get(server.url + "/health").json()["queue_depth"] != 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    assert wait_for(lambda: httpx.get(server.url + "/health").json()["queue_depth"] == 1, timeout=30)
     health = httpx.get(server.url + "/health").json()
     assert health["active_requests"] == 1 and health["loaded_models"] == ["alpha"]
     release.set()

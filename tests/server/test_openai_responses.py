@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from mlxcli.engine.engine import Engine, EngineSettings
+from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.store import ConversationStore
 from tests.support.models import Fail, Recording, scripted_model
 from tests.support.server import RunningServer
@@ -41,7 +41,7 @@ def store():
 @pytest.fixture(scope="module")
 def server(tokenizer_dir, store):
     """One server for the module (engine start-up is the slow part); tests only add responses."""
-    engine = Engine([scripted_model(tokenizer_dir, RECORDING)], EngineSettings(temperature=0.0))
+    engine = MlxEngine([scripted_model(tokenizer_dir, RECORDING)], EngineSettings(temperature=0.0))
     with RunningServer(engine.start(), store=store) as srv:
         yield srv
     engine.stop(grace=1)

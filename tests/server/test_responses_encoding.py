@@ -11,7 +11,8 @@ from mlxcli.core.collect import collect
 from mlxcli.core.errors import EngineFailure
 from mlxcli.core.events import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from mlxcli.core.request import ToolSpec
-from mlxcli.server.providers import openai_responses as responses
+from mlxcli.server.providers.openai import responses
+from mlxcli.server.providers.openai.stored import input_item_json
 from mlxcli.store import ConversationStore
 from tests.support.streams import check_responses_stream, parse_sse
 
@@ -27,19 +28,18 @@ EVENTS = [
 
 
 def encode(events, body=None, fail_with=None) -> tuple[str, dict]:
-    store = ConversationStore.memory()
-    request, options = responses.parse(body or {"input": "What's the weather in Paris?"}, store)
-    encoder = responses.Provider(store).stream_encoder("m", options)
+    call = responses.parse(body or {"input": "What's the weather in Paris?"}, ConversationStore.memory())
+    encoder = call.encoder("m", 0)
     frames = list(encoder.start())
     for event in events:
         frames += encoder.event(event)
     if fail_with is not None:
         frames += encoder.error(fail_with)
-    return b"".join(frames).decode(), options
+    return b"".join(frames).decode(), call
 
 
 def test_reasoning_text_and_function_calls_are_separate_items():
-    raw, options = encode(EVENTS)
+    raw, _ = encode(EVENTS)
     final = check_responses_stream(raw)
     assert [i["type"] for i in final["output"]] == ["reasoning", "message", "function_call", "function_call"]
     reasoning, message, call_a, call_b = final["output"]
@@ -53,12 +53,11 @@ def test_reasoning_text_and_function_calls_are_separate_items():
 
 
 def test_the_stored_and_non_streamed_object_is_what_was_streamed():
-    raw, options = encode(EVENTS)
+    raw, call = encode(EVENTS)
     streamed = check_responses_stream(raw)
     completion = collect(EVENTS)
-    provider = responses.Provider(ConversationStore.memory())
-    assert provider.response(completion, "m", options) == streamed
-    turn = provider.turn(None, completion, "m", options)
+    assert call.response(completion, "m") == streamed
+    turn = call.turn(completion, "m")
     assert turn.response == streamed
     [answer] = turn.output
     assert answer.content == "Let me check." and answer.reasoning == "The user wants the weather."
@@ -80,7 +79,7 @@ def test_failure_closes_the_open_item_then_fails():
 
 def test_input_items_map_to_neutral_messages():
     store = ConversationStore.memory()
-    request, options = responses.parse(
+    call = responses.parse(
         {
             "instructions": "SYS",
             "input": [
@@ -97,6 +96,7 @@ def test_input_items_map_to_neutral_messages():
         },
         store,
     )
+    request = call.request
     roles = [m.role for m in request.messages]
     assert roles == ["system", "user", "assistant", "tool", "tool"]  # reasoning + text + calls: one assistant turn
     assistant = request.messages[2]
@@ -105,21 +105,19 @@ def test_input_items_map_to_neutral_messages():
     assert request.messages[3].tool_call_id == "call_1" and request.messages[3].content == "18C"
     assert request.tools == [ToolSpec(name="get_weather", parameters={"type": "object", "properties": {}})]
     assert request.tool_choice == {"name": "get_weather"}
-    state = options["state"]
+    state = call.state
     assert [m.id for m in state.input][1:5] == ["rs_1", state.input[2].id, "fc_1", "fc_2"]
-    assert [responses.input_item_json(m)["type"] for m in state.input] == [
+    assert [input_item_json(m)["type"] for m in state.input] == [
         "message", "reasoning", "message", "function_call", "function_call", "function_call_output", "function_call_output"]
 
 
 def test_continuing_after_a_tool_call_turn():
     store = ConversationStore.memory()
-    provider = responses.Provider(store)
-    request, options = provider.parse({"input": "weather in Paris?"})
-    turn = provider.turn(request, collect(EVENTS), "m", options)
+    turn = responses.parse({"input": "weather in Paris?"}, store).turn(collect(EVENTS), "m")
     store.record(turn)
-    request, _ = provider.parse(
-        {"previous_response_id": turn.id, "input": [{"type": "function_call_output", "call_id": "call_a", "output": "18C"}]}
-    )
+    request = responses.parse(
+        {"previous_response_id": turn.id, "input": [{"type": "function_call_output", "call_id": "call_a", "output": "18C"}]}, store
+    ).request
     assert [m.role for m in request.messages] == ["user", "assistant", "tool"]
     assert [c.id for c in request.messages[1].tool_calls] == ["call_a", "call_b"]
     assert request.messages[2].tool_call_id == "call_a"

@@ -108,13 +108,13 @@ def test_chat_completions_are_stored_only_when_asked(engine):
         plain = client.chat.completions.create(model="m", messages=messages)
         asked = client.chat.completions.create(model="m", messages=messages, store=True)
         streamed = list(client.chat.completions.create(model="m", messages=messages, store=True, stream=True))
-    assert store.get(plain.id) is None
-    turn = store.get(asked.id)
-    assert turn.source == "chat.completions" and turn.model == "scripted"
-    assert [(m.role, m.content) for m in turn.input] == [("system", "be brief"), ("user", "store this")]
-    assert turn.output[0].content == asked.choices[0].message.content == "Noted: store this"
-    assert turn.usage.completion_tokens == asked.usage.completion_tokens
-    assert store.get(streamed[0].id).output[0].content == "Noted: store this"  # the streamed id is the stored id
+        assert store.get(plain.id) is None
+        turn = store.get(asked.id)
+        assert turn.source == "chat.completions" and turn.model == "scripted"
+        assert [(m.role, m.content) for m in turn.input] == [("system", "be brief"), ("user", "store this")]
+        assert turn.output[0].content == asked.choices[0].message.content == "Noted: store this"
+        assert turn.usage.completion_tokens == asked.usage.completion_tokens
+        assert store.get(streamed[0].id).output[0].content == "Noted: store this"  # the streamed id is the stored id
 
 
 def test_store_chat_flag(engine):
@@ -123,8 +123,8 @@ def test_store_chat_flag(engine):
         client = client_for(server)
         by_default = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "a"}])
         refused = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "b"}], store=False)
-    assert store.get(by_default.id) is not None
-    assert store.get(refused.id) is None
+        assert store.get(by_default.id) is not None
+        assert store.get(refused.id) is None
 
 
 def test_store_chat_flag_stores_anthropic_messages(engine):
@@ -136,9 +136,9 @@ def test_store_chat_flag_stores_anthropic_messages(engine):
         plain = client.messages.create(model="m", max_tokens=50, messages=[{"role": "user", "content": "keep me"}])
         with client.messages.stream(model="m", max_tokens=50, messages=[{"role": "user", "content": "me too"}]) as s:
             streamed = s.get_final_message()
-    turn = store.get(plain.id)
-    assert turn.source == "messages" and turn.output[0].content == "Noted: keep me"
-    assert store.get(streamed.id).output[0].content == "Noted: me too"  # the streamed id is the stored id
+        turn = store.get(plain.id)
+        assert turn.source == "messages" and turn.output[0].content == "Noted: keep me"
+        assert store.get(streamed.id).output[0].content == "Noted: me too"  # the streamed id is the stored id
 
 
 def test_a_failing_store_fails_the_answer(engine):

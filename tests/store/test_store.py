@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from mlxcli.core.events import Usage
 from mlxcli.store import ConversationStore, StoredMessage, StoreFailure, StoreSettings, Turn
 from mlxcli.store.archive import ArchiveDir
 from mlxcli.store.records import conversation_from_json
+from tests.support.http import wait_for
 
 
 class Clock:
@@ -106,7 +106,7 @@ def test_deleting_a_turn_keeps_the_rest_of_later_turns_history(store):
     assert [t.id for t in store.history("resp_3")] == ["resp_3"]
     _, items, size = store.totals()
     assert items == 4
-    with store._snapshot() as db:  # the conversation's counters match its rows
+    with store._database.snapshot() as db:  # the conversation's counters match its rows
         assert db.execute("SELECT SUM(bytes), SUM(items) FROM turns").fetchone() == (size, items)
 
 
@@ -318,11 +318,3 @@ def test_archive_format(store, settings, clock):
     assert t["usage"] == {"input_tokens": 3, "output_tokens": 4, "cached_tokens": 0, "reasoning_tokens": 0}
     assert set(t["input"][0]) == {"id", "role", "content", "reasoning", "tool_calls", "tool_call_id", "name"}
 
-
-def wait_for(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()

@@ -124,7 +124,8 @@ class FakeServer:
         def event(kind, **payload):
             return f"event: {kind}\ndata: " + json.dumps({"type": kind, **payload}) + "\n\n"
 
-        usage = {"input_tokens": 11, "cache_read_input_tokens": 3, "output_tokens": 1} if self.usage else {}
+        # Anthropic counts cache reads apart: 8 + 3 = the 11 prompt tokens the other protocols report.
+        usage = {"input_tokens": 8, "cache_read_input_tokens": 3, "output_tokens": 1} if self.usage else {}
         yield event("message_start", message={"id": f"msg_{n}", "content": [], "usage": usage})
         yield event("content_block_start", index=0, content_block={"type": "text", "text": ""})
         yield event("ping")

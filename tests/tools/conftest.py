@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlx_lm.utils import load_tokenizer
 
-from mlxcli.engine.engine import Engine, EngineSettings
+from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.engine.settings import ModelSpec
 from tests.support.models import scripted_model
 from tests.support.tool_models import chat_template, make_tool_tokenizer_dir

@@ -7,7 +7,7 @@ import json
 import openai
 import pytest
 
-from mlxcli.engine.engine import Engine, EngineSettings
+from mlxcli.engine.engine import EngineSettings, MlxEngine
 from tests.support.server import RunningServer
 
 pytestmark = pytest.mark.default_model
@@ -20,7 +20,7 @@ TOOLS = [{"type": "function", "function": {
 
 @pytest.fixture(scope="module")
 def client(default_model_dir):
-    engine = Engine.from_path("smollm2-135m", default_model_dir, EngineSettings(temperature=0.0)).start()
+    engine = MlxEngine.from_path("smollm2-135m", default_model_dir, EngineSettings(temperature=0.0)).start()
     with RunningServer(engine) as server:
         yield openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
     engine.stop(grace=1)

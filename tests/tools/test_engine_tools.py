@@ -41,7 +41,7 @@ def calls(completion):
 @pytest.mark.parametrize("calls_format, reply", [("json", JSON_TWO_CALLS), ("xml", XML_TWO_CALLS)])
 def test_two_calls_after_text(tool_engine, calls_format, reply, single):
     engine = tool_engine(lambda prompt: reply, calls=calls_format, single_token_markers=single)
-    tokens = engine.tokenizer.encode("<tool_call>", add_special_tokens=False)
+    tokens = engine.registry.default.tokenizer.encode("<tool_call>", add_special_tokens=False)
     assert len(tokens) == (1 if single else 5)  # the marker is one token, or split across five
     events = list(engine.submit(ask()))
     completion = collect(events)
@@ -63,7 +63,7 @@ def test_reasoning_then_answer(tool_engine, single):
     usage = completion.finish.usage
     assert 0 < usage.reasoning_tokens < usage.completion_tokens
     # The tokens of the think block: its text and end marker, and the start marker's last token.
-    encode = lambda text: len(engine.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    encode = lambda text: len(engine.registry.default.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
     assert encode("\nTwo plus two.\n</think>") <= usage.reasoning_tokens <= encode("<think>\nTwo plus two.\n</think>")
     assert all("think" not in e.text for e in events if isinstance(e, (TextDelta, ReasoningDelta)))
 
@@ -79,8 +79,8 @@ def test_template_that_opens_the_think_block(tool_engine):
 def test_reasoning_switched_off_per_request(tool_engine):
     respond = Recording(lambda prompt: "4")
     engine = tool_engine(respond, thinking="opened")
-    for kwargs in ({"enable_thinking": False}, {"reasoning_effort": "none"}):
-        completion = collect(engine.submit(ChatRequest([Message("user", "2+2?")], template_kwargs=kwargs)))
+    for switch in ({"template_kwargs": {"enable_thinking": False}}, {"reasoning": "off"}):
+        completion = collect(engine.submit(ChatRequest([Message("user", "2+2?")], **switch)))
         assert respond.prompts[-1].endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
         assert (completion.reasoning, completion.text) == ("", "4")
 

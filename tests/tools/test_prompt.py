@@ -162,20 +162,21 @@ def test_parallel_tool_calls_false_allows_one_call(tool_tokenizer_dir):
 
 
 @pytest.mark.parametrize(
-    "kwargs, thinking",
+    "effort, kwargs, thinking",
     [
-        ({}, True),  # the model's default: think
-        ({"enable_thinking": False}, False),  # chat_template_kwargs, Anthropic thinking disabled
-        ({"reasoning_effort": "none"}, False),
-        ({"reasoning_effort": "minimal"}, False),
-        ({"reasoning_effort": "low"}, True),
-        ({"reasoning_effort": "high"}, True),
-        ({"reasoning_effort": "none", "enable_thinking": True}, True),  # an explicit switch wins
+        (None, {}, True),  # the model's default: think
+        (None, {"enable_thinking": False}, False),  # chat_template_kwargs
+        ("off", {}, False),  # reasoning_effort none, Anthropic thinking disabled
+        ("minimal", {}, False),
+        ("low", {}, True),
+        ("high", {}, True),
+        ("off", {"enable_thinking": True}, True),  # a client's own template kwarg wins
     ],
 )
-def test_reasoning_switch(tool_tokenizer_dir, kwargs, thinking):
+def test_reasoning_switch(tool_tokenizer_dir, effort, kwargs, thinking):
     tokenizer, fmt = loaded(tool_tokenizer_dir("json", "opened"))
-    rendered = prompt.render(tokenizer, ChatRequest([Message("user", "2+2?")], template_kwargs=kwargs), fmt)
+    request = ChatRequest([Message("user", "2+2?")], reasoning=effort, template_kwargs=kwargs)
+    rendered = prompt.render(tokenizer, request, fmt)
     if thinking:
         assert rendered.text.endswith("<|im_start|>assistant\n<think>\n") and rendered.plan.initial == "reasoning"
     else:
@@ -195,3 +196,28 @@ def test_the_plan_reads_what_the_prompt_began(tool_tokenizer_dir):
     processor = OutputProcessor([], plan)
     events = processor.feed('{"city": "Lyon"}}\n</tool_call>')[0] + processor.finish()
     assert [(e.name, e.arguments) for e in events] == [("get_weather", ""), (None, '{"city": "Lyon"}')]
+
+
+EFFORT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if reasoning_effort is defined %}Reasoning: {{ reasoning_effort }}\n{% endif %}<|im_start|>assistant\n"
+)
+
+
+@pytest.mark.parametrize(
+    "effort, kwargs, expected",
+    [
+        ("high", {}, "Reasoning: high"),
+        ("off", {}, "Reasoning: low"),  # the template's levels: its lowest for a model that always reasons
+        ("max", {}, "Reasoning: high"),
+        (None, {}, None),  # the template's own default
+        ("high", {"reasoning_effort": "medium"}, "Reasoning: medium"),  # the client's template kwarg wins
+    ],
+)
+def test_an_effort_reaches_a_template_that_reads_reasoning_effort(tokenizer_dir, tmp_path, effort, kwargs, expected):
+    from tests.support.tool_models import make_tool_tokenizer_dir
+
+    tokenizer, fmt = loaded(make_tool_tokenizer_dir(tokenizer_dir, tmp_path / "effort", EFFORT_TEMPLATE))
+    assert fmt.efforts == ("low", "medium", "high")
+    text = prompt.render(tokenizer, ChatRequest([Message("user", "2+2?")], reasoning=effort, template_kwargs=kwargs), fmt).text
+    assert (expected in text) if expected else ("Reasoning:" not in text)

@@ -1,51 +1,64 @@
-"""Azure OpenAI routes (wire-formats §4), served by the OpenAI adapters.
+"""Azure OpenAI (wire-formats §4): OpenAI's bodies under Azure's URLs, with Azure's error shape.
 
-Azure's bodies are OpenAI's; only the URLs and the error shape differ. So this
-middleware maps each Azure URL onto its ``/v1/...`` route before Falcon routes
-the request, remembers the deployment as the model, and marks the request as
-Azure's for the error mapper:
-
-    /openai/deployments/{d}/chat/completions?api-version=V  → /v1/chat/completions  (model = d)
-    /openai/deployments/{d}/responses?api-version=V         → /v1/responses         (model = d)
-    /openai/responses[/{id}[/input_items]]?api-version=V    → /v1/responses[...]    (model from the body)
-    /openai/models[/{id}]?api-version=V                     → /v1/models[...]
-    /openai/v1/{chat/completions|responses…|models…}        → /v1/...               (no api-version)
+    /openai/deployments/{d}/chat/completions?api-version=V  Chat Completions (model = d)
+    /openai/deployments/{d}/responses?api-version=V         Responses (model = d)
+    /openai/responses[/{id}[/input_items]]?api-version=V    Responses (model from the body), stored responses
+    /openai/models[/{id}]?api-version=V                     the model list
+    /openai/v1/{chat/completions|responses…|models…}        the v1 API: the same, without api-version
 """
 
 from __future__ import annotations
 
-import re
+from typing import TYPE_CHECKING, Any
 
 import falcon
 
-from mlxcli.core.errors import NotFound
+from mlxcli.core.errors import MlxcliError, ModelNotFound, RouteNotFound
+from mlxcli.server.providers import openai
+from mlxcli.server.providers.base import Provider, Route
+from mlxcli.server.providers.openai.errors import TYPES
 
-PREFIX = "/openai/"
-DEPLOYMENT = re.compile(r"deployments/([^/]+)/(chat/completions|responses)")
-CLASSIC = re.compile(r"(?:responses|models)(?:/.*)?")
-V1 = re.compile(r"v1/((?:chat/completions|responses(?:/.*)?|models(?:/.*)?))")
+if TYPE_CHECKING:
+    from mlxcli.server.context import ServerContext
+
+PREFIX = "/openai"
+V1 = PREFIX + "/v1/"
 
 
-def resource_not_found() -> NotFound:
-    """What Azure answers for a URL it does not serve, or a classic route without ``api-version``."""
-    return NotFound("Resource not found", code="404")
+def error_body(err: MlxcliError) -> dict[str, Any]:
+    if isinstance(err, ModelNotFound):  # on Azure a model is named by its deployment
+        return {"error": {"code": "DeploymentNotFound", "message": "The API deployment for this resource does not exist."}}
+    if isinstance(err, RouteNotFound):
+        return {"error": {"code": "404", "message": "Resource not found"}}
+    error: dict[str, Any] = {"code": err.code or TYPES.get(err.kind, "server_error"), "message": err.message}
+    if err.param:
+        error["param"] = err.param  # as Azure passes OpenAI's validation errors through
+    return {"error": error}
 
 
-class AzureRoutes:
+class ApiVersion:
+    """The classic routes need ``api-version`` (any value: this server speaks every version); the v1 API does not."""
+
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if not req.path.startswith(PREFIX):
-            return
-        req.context.provider = "azure"
-        rest = req.path[len(PREFIX) :]
-        if v1 := V1.fullmatch(rest):
-            req.path = "/v1/" + v1.group(1)
-            return
-        if not req.get_param("api-version"):
-            raise resource_not_found()
-        if deployment := DEPLOYMENT.fullmatch(rest):
-            req.context.route_model = deployment.group(1)
-            req.path = "/v1/" + deployment.group(2)
-        elif CLASSIC.fullmatch(rest):
-            req.path = "/v1/" + rest
-        else:
-            raise resource_not_found()
+        if req.path.startswith(PREFIX + "/") and not req.path.startswith(V1) and not req.get_param("api-version"):
+            raise RouteNotFound()
+
+
+def routes(ctx: "ServerContext") -> list[Route]:
+    deployments = f"{PREFIX}/deployments/{{deployment}}"
+    return [
+        Route(f"{deployments}/chat/completions", openai.chat_resource(ctx, PROVIDER)),
+        Route(f"{deployments}/responses", openai.responses_resource(ctx, PROVIDER)),
+        *[r for r in openai.api_routes(ctx, PREFIX, PROVIDER) if "/chat/completions" not in r.template],  # no model in the URL
+        *openai.api_routes(ctx, PREFIX + "/v1", PROVIDER),
+    ]
+
+
+PROVIDER = Provider(
+    name="azure",
+    prefixes=(PREFIX + "/",),
+    error_body=error_body,
+    routes=routes,
+    middleware=lambda ctx: [ApiVersion()],
+)
+

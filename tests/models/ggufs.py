@@ -1,9 +1,9 @@
 """Synthetic llama GGUF files for the conversion and model-resolution tests.
 
-``tiny_gguf(...)`` writes a 2-layer llama GGUF the way llama.cpp lays it out (q/k rows permuted,
-quantized blocks, byte-level BPE vocabulary in the metadata) and returns, next to it, what the
-converted model must reproduce: the weights in Hugging Face layout and the tokenizer the
-vocabulary was trained with.
+``build_tiny_gguf(path, ...)`` (the ``tiny_gguf`` fixture, in the test's tmp dir) writes a
+2-layer llama GGUF the way llama.cpp lays it out (q/k rows permuted, quantized blocks, byte-level
+BPE vocabulary in the metadata) and returns, next to it, what the converted model must
+reproduce: the weights in Hugging Face layout and the tokenizer the vocabulary was trained with.
 
 Two writers are used on purpose: ``mx.save_gguf`` (F32/F16: it cannot write quantized types)
 and a small writer of our own (``write_gguf``) for Q8_0/Q4_0/Q4_1 blocks and for types the
@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 F32, F16, Q4_0, Q4_1, Q8_0, Q4_K = 0, 1, 2, 3, 8, 12
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -332,13 +331,3 @@ def reference_logits(config: dict[str, Any], weights: dict[str, np.ndarray], tok
     model = llama.Model(llama.ModelArgs.from_dict(config))
     model.load_weights([(k, mx.array(v)) for k, v in weights.items()], strict=True)
     return np.array(model(mx.array([tokens])).astype(mx.float32))[0]
-
-
-@pytest.fixture
-def tiny_gguf(tmp_path: Path):
-    """Factory: ``tiny_gguf(name="m.gguf", **build_tiny_gguf options)`` in the test's tmp dir."""
-
-    def make(name: str = "tiny.gguf", **options: Any) -> TinyGGUF:
-        return build_tiny_gguf(tmp_path / name, **options)
-
-    return make

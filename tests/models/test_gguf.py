@@ -1,4 +1,4 @@
-"""GGUF → MLX conversion on tiny synthetic llama GGUFs (see conftest.py for how they are built)."""
+"""GGUF → MLX conversion on tiny synthetic llama GGUFs (see ggufs.py for how they are built)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from mlx_lm.tokenizer_utils import load as load_tokenizer
 from mlx_lm.utils import load_model
 
 from mlxcli.core.errors import ModelError
-from mlxcli.engine.gguf import convert_gguf, read_gguf_header, unpermute_rows
-from tests.engine.conftest import (
+from mlxcli.models.gguf import convert_gguf, read_gguf_header
+from mlxcli.models.gguf.llama import unpermute_rows
+from tests.models.ggufs import (
     CHAT_TEMPLATE,
     F16,
     F32,

@@ -1,36 +1,25 @@
-"""Server-sent events: framing, keep-alives, and cancel-on-disconnect.
+"""The body of a streamed answer: the provider's encoder over the neutral events, keep-alives,
+and cancel-on-disconnect.
 
 A client that leaves cancels its generation: waitress closes the response body
 at the next write after the client left (``EventStream.close`` cancels), and
 while nothing is written (a long prefill) the stream polls waitress's
-disconnect flag (see ``disconnect.py``). Keep-alive comments keep proxies from
-timing out an idle stream.
+disconnect flag (see ``disconnect.py``). The provider's keep-alive (framing.py)
+keeps proxies from timing out an idle stream.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Iterator, Protocol
-
-import orjson
+from typing import Callable, Iterable, Iterator, Protocol
 
 from mlxcli.core.collect import Collector, Completion
+from mlxcli.core.engine import Generation
 from mlxcli.core.errors import ClientClosedRequest, MlxcliError
 from mlxcli.core.events import Event, Finish
-from mlxcli.engine.engine import Generation
 from mlxcli.server.disconnect import Disconnected, watch
 
 log = logging.getLogger("mlxcli.server")
-
-KEEPALIVE = b": keep-alive\n\n"
-
-
-def data_frame(payload: Any) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
-
-
-def event_frame(name: str, payload: Any) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
 class StreamEncoder(Protocol):
@@ -57,12 +46,14 @@ class EventStream:
         generation: Generation,
         encoder: StreamEncoder,
         *,
+        keepalive: bytes | None = None,
         keepalive_seconds: float = 10.0,
         disconnected: Disconnected | None = None,
         on_finish: Callable[[Finish | None], None] | None = None,
         on_complete: Callable[[Completion], None] | None = None,
     ):
         self.generation = generation
+        self._keepalive = keepalive
         self._on_complete = on_complete
         self.finish: Finish | None = None
         self._on_finish = on_finish
@@ -75,7 +66,8 @@ class EventStream:
             yield from encoder.start()
             for event in events:
                 if event is None:
-                    yield KEEPALIVE
+                    if self._keepalive:
+                        yield self._keepalive
                     continue
                 collector.feed(event)
                 if isinstance(event, Finish):
@@ -107,22 +99,3 @@ class EventStream:
         if self._on_finish is not None:
             self._on_finish(self.finish)
 
-
-def stream(
-    generation: Generation,
-    encoder: StreamEncoder,
-    *,
-    keepalive_seconds: float = 10.0,
-    disconnected: Disconnected | None = None,
-    on_finish: Callable[[Finish | None], None] | None = None,
-    on_complete: Callable[[Completion], None] | None = None,
-) -> EventStream:
-    """The response body (``resp.stream``) of a streaming request."""
-    return EventStream(
-        generation,
-        encoder,
-        keepalive_seconds=keepalive_seconds,
-        disconnected=disconnected,
-        on_finish=on_finish,
-        on_complete=on_complete,
-    )

@@ -1,0 +1,103 @@
+"""The engine as every front end sees it (server, chat, bench): a Protocol, so they never import mlx.
+
+``mlxcli.engine.engine.MlxEngine`` implements it; tests build the server around fakes of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal, Protocol, runtime_checkable
+
+from mlxcli.core.events import Event
+from mlxcli.core.request import ChatRequest
+
+ModelState = Literal["unloaded", "loading", "loaded"]
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """A point-in-time view of one configured model, for /v1/models, /health and `mlxcli ps`."""
+
+    name: str  # the served name
+    aliases: tuple[str, ...]
+    context_window: int
+    state: ModelState
+    active: int  # generations in progress
+    loaded_at: float | None = None  # Unix time
+    last_used: float | None = None  # Unix time
+    unloads_at: float | None = None  # Unix time of the idle unload, when one is set
+    load_seconds: float | None = None
+    weight_bytes: int | None = None
+    dtype: str | None = None
+
+
+@runtime_checkable
+class Generation(Protocol):
+    """One submitted request: iterate for its events (the last is a ``Finish``); ``cancel()`` stops it.
+
+    Iterating raises the request's ``MlxcliError`` if it fails after it was accepted.
+    """
+
+    prompt_tokens: int
+
+    @property
+    def generated_tokens(self) -> int: ...
+
+    def next_event(self, timeout: float | None = None) -> Event | None:
+        """The next event, or None when none arrived within ``timeout`` seconds (keep-alive ticks)."""
+        ...
+
+    def __iter__(self) -> Iterator[Event]: ...
+
+    def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Generation for every front end; any thread may call it."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def default_model(self) -> str:
+        """The served name of the model that answers requests naming none."""
+        ...
+
+    @property
+    def capacity(self) -> int:
+        """Requests accepted at once (generating and waiting); beyond it ``submit`` raises Overloaded."""
+        ...
+
+    def models(self) -> list[ModelStatus]:
+        """Every configured model, in configuration order."""
+        ...
+
+    def lookup(self, name: str) -> str | None:
+        """The served name of the model this exact name (served name, alias or id) reaches, if any."""
+        ...
+
+    def resolve(self, requested: str | None) -> str:
+        """The served name of the model a request's ``model`` selects; raises ModelNotFound."""
+        ...
+
+    def count_tokens(self, request: ChatRequest) -> int:
+        """The length of the request's prompt under its model's chat template."""
+        ...
+
+    def submit(self, request: ChatRequest) -> Generation:
+        """Check and enqueue a request; raises ModelNotFound, InvalidRequest, ContextLengthExceeded or
+        Overloaded before anything is generated."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Queue and cache figures for /health and `mlxcli ps`."""
+        ...
+
+    def reset_peak_memory(self) -> None:
+        """Start a new peak for ``Timings.peak_memory_gb`` (benchmarks call it between runs)."""
+        ...
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Refuse new work, let in-flight work finish for ``grace`` seconds, then cancel it."""
+        ...

@@ -1,0 +1,65 @@
+"""What the engine's scheduler drives: the jobs of one model that generate now.
+
+Two kinds, one surface: ``Batch`` (batch.py: continuous batching) and ``Solo`` (solo.py: one job,
+for what cannot batch). Both take a job's longest cached prefix from the prompt cache, feed its
+tokens to a ``Sequence`` (decoding.py) one step at a time, and leave its KV cache there at the end.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import mlx.core as mx
+
+from mlxcli.engine.decoding import Sequence
+from mlxcli.engine.prompt_cache import PromptCache
+from mlxcli.engine.sampling import Samplers
+
+if TYPE_CHECKING:
+    from mlxcli.engine.engine import Job
+    from mlxcli.engine.loading import LoadedModel
+    from mlxcli.engine.registry import ServedModel
+    from mlxcli.engine.settings import EngineSettings
+
+
+class Runner:
+    """Lives on the engine thread."""
+
+    def __init__(
+        self,
+        served: "ServedModel",
+        model: "LoadedModel",
+        settings: "EngineSettings",
+        prompt_cache: PromptCache,
+        stream: mx.Stream,
+    ):
+        self.served = served
+        self.model = model
+        self._settings = settings
+        self._prompt_cache = prompt_cache
+        self._stream = stream
+        self._samplers = Samplers(model)
+
+    @property
+    def jobs(self) -> list["Job"]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def has_room(self) -> bool:
+        """Whether another job of the same model may join now."""
+        raise NotImplementedError
+
+    def join(self, job: "Job") -> None:
+        raise NotImplementedError
+
+    def step(self) -> None:
+        """One token for every job (or the next prompt chunk); ends the jobs that finish."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _new_sequence(self, job: "Job", cached_tokens: int) -> Sequence:
+        return Sequence(job, self.model.tokenizer, self._settings.reasoning, cached_tokens=cached_tokens)

@@ -1,0 +1,128 @@
+"""One request generating alone, for what cannot share a batch: quantized KV caches (``--kv-bits``) and
+models whose caches cannot merge.
+
+It runs the batch's steps with a batch of one: the prompt cache's longest prefix in, one token per
+step (the engine checks its queue and cancellations between steps), the same ``Sequence`` for the
+output, and the KV cache back into the prompt cache at the end. mlx-lm's ``generate_step`` does the
+decoding; it reads the whole prompt on the first step.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Iterator
+
+import mlx.core as mx
+from mlx_lm.generate import generate_step
+from mlx_lm.models.cache import make_prompt_cache
+
+from mlxcli.core.errors import EngineFailure
+from mlxcli.core.events import FinishReason
+from mlxcli.engine.decoding import Sequence
+from mlxcli.engine.prompt_cache import PromptCache
+from mlxcli.engine.runner import Runner
+
+if TYPE_CHECKING:
+    from mlxcli.engine.engine import Job
+    from mlxcli.engine.loading import LoadedModel
+    from mlxcli.engine.registry import ServedModel
+    from mlxcli.engine.settings import EngineSettings
+
+log = logging.getLogger("mlxcli.engine")
+
+KV_GROUP_SIZE = 64
+# Repetition and presence penalties look back this far; tokens from the prompt cache are shown to them too.
+PENALTY_CONTEXT = 256
+
+
+class _Cancelled(Exception):
+    """Raised inside prefill to abandon a job whose reader left."""
+
+
+class Solo(Runner):
+    """Runs one job."""
+
+    def __init__(self, served: "ServedModel", model: "LoadedModel", settings: "EngineSettings", prompt_cache: PromptCache, stream: mx.Stream):
+        super().__init__(served, model, settings, prompt_cache, stream)
+        self._sequence: Sequence | None = None
+        self._steps: Iterator | None = None
+        self._cache: list = []
+        self._tokens: list[int] = []  # what the KV cache holds: the prompt, then every token fed back
+
+    @property
+    def jobs(self) -> list["Job"]:
+        return [self._sequence.job] if self._sequence is not None else []
+
+    def has_room(self) -> bool:
+        return False  # one job; the next waits for the runner to finish
+
+    def join(self, job: "Job") -> None:
+        reuse = self._prompt_cache.fetch(self.served.name, job.prompt.tokens)
+        self._cache = reuse.cache if reuse.cache is not None else make_prompt_cache(self.model.model)
+        self._tokens = list(job.prompt.tokens)
+        history = mx.array(job.prompt.tokens[max(0, reuse.cached - PENALTY_CONTEXT) : reuse.cached])
+
+        def check_cancelled(_done: int, _total: int) -> None:
+            if job.cancelled.is_set():
+                raise _Cancelled
+
+        quantize = {"kv_bits": self._settings.kv_bits, "kv_group_size": KV_GROUP_SIZE} if self._settings.kv_bits else {}
+        self._steps = generate_step(
+            mx.array(reuse.rest),
+            self.model.model,
+            self._stream,
+            max_tokens=job.max_tokens,
+            sampler=self._samplers.sampler(job),
+            logits_processors=[_with_history(p, history) for p in self._samplers.processors(job)],
+            prompt_cache=self._cache,
+            prefill_step_size=self._settings.prefill_step_size,
+            prompt_progress_callback=check_cancelled,
+            **quantize,
+        )
+        self._sequence = self._new_sequence(job, reuse.cached)
+
+    def step(self) -> None:
+        """One token (the first step reads the prompt), or the end of the job."""
+        sequence = self._sequence
+        assert sequence is not None and self._steps is not None
+        if sequence.job.cancelled.is_set():
+            return self._end("cancelled")
+        try:
+            token, _ = next(self._steps)
+        except _Cancelled:
+            return self._end("cancelled")
+        except Exception as exc:  # one request's failure must not stop the engine
+            log.exception("generation failed for %s", sequence.job.request.request_id)
+            sequence.job.emit(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
+            return self._end(None)
+        self._tokens.append(token)
+        finish: FinishReason | None = None
+        if token in self.model.tokenizer.eos_token_ids:
+            finish = "stop"
+        elif sequence.job.generated_tokens + 1 >= sequence.job.max_tokens:
+            finish = "length"
+        if sequence.add(token, finish) and finish is None:
+            finish = "stop"  # a stop string
+        if finish is not None:
+            self._prompt_cache.store(self.served.name, self._tokens, self._cache)
+            self._end(finish)
+
+    def _end(self, reason: FinishReason | None) -> None:
+        """Close the generator; ``reason`` None: the job already got its error."""
+        sequence, self._sequence = self._sequence, None
+        if self._steps is not None:
+            self._steps.close()
+            self._steps = None
+        if sequence is not None and reason is not None:
+            sequence.finish(reason)
+
+    def close(self) -> None:
+        self._end("cancelled")
+
+
+def _with_history(processor, history: mx.array):
+    """A logits processor that also sees the tokens the prompt cache supplied (generate_step shows it
+    only the tokens it computes)."""
+    if history.size == 0:
+        return processor
+    return lambda tokens, logits: processor(mx.concatenate([history, tokens]), logits)

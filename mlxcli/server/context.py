@@ -1,0 +1,32 @@
+"""What every resource of the server shares: the engine, the settings, admission, the store, shutdown hooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mlxcli.core.engine import Engine
+from mlxcli.server.middleware import Admission
+from mlxcli.server.settings import ServerSettings
+from mlxcli.server.shutdown import ShutdownHooks
+from mlxcli.store import ConversationStore
+
+
+@dataclass
+class ServerContext:
+    engine: Engine
+    settings: ServerSettings
+    admission: Admission
+    store: ConversationStore = field(default_factory=ConversationStore.memory)
+    shutdown: ShutdownHooks = field(default_factory=ShutdownHooks)  # flush/close what the server holds
+
+    def model_name(self, requested: str | None) -> str:
+        """Map a requested model name to a served model; return the name to echo back.
+
+        Every provider calls this with the name its client used (OpenAI/Anthropic ``model``,
+        an Azure deployment) before submitting. Raises ModelNotFound (404 in the provider's
+        shape) when several models are served and none answers to ``requested``, or a single
+        model is served with ``--strict-model-names``. The client's own name is echoed back
+        (clients send names like ``gpt-4o``); the served name when it sent none.
+        """
+        served = self.engine.resolve(requested)
+        return requested or served

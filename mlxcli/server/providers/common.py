@@ -1,0 +1,95 @@
+"""Wire helpers several providers share, written once: model names, sampling fields, stop lists,
+tools, named tool choices and text parts. Each reads through ``validate.Obj``, so every error is
+a 400 naming the parameter."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Callable, Iterable, Mapping
+
+from mlxcli.core.errors import InvalidRequest
+from mlxcli.core.request import SAMPLING_BOUNDS, ToolSpec
+from mlxcli.server.validate import Obj, objects
+
+MAX_INT = 2**31 - 1  # the widest integer a client may send where a field has no upper bound
+MAX_STOP = 16
+MAX_STOP_LEN = 256
+MAX_PARTS = 1024
+EMPTY_SCHEMA = {"type": "object", "properties": {}}
+
+
+def model_name(o: Obj, *, required: bool = False) -> str | None:
+    """The requested model: echoed back, matched against served names; never a path."""
+    return o.str("model", required=required, max_len=256, allow_empty=not required, printable=True)
+
+
+def sampling_fields(o: Obj, names: Iterable[str], **highest: float) -> dict[str, Any]:
+    """Sampling fields by their neutral names, within ``SAMPLING_BOUNDS`` (``highest`` narrows a bound)."""
+    values: dict[str, Any] = {}
+    for name in names:
+        kind, lo, hi = SAMPLING_BOUNDS[name]
+        hi = highest.get(name, hi)
+        if kind is int:
+            values[name] = o.int(name, lo=int(lo), hi=MAX_INT if hi == math.inf else int(hi))
+        else:
+            values[name] = o.num(name, lo=lo, hi=hi)
+    return values
+
+
+def max_tokens(o: Obj, key: str, *, required: bool = False) -> int | None:
+    """A token limit (the engine caps it at the room left in the context window)."""
+    return o.int(key, required=required, lo=1, hi=MAX_INT)
+
+
+def stop(o: Obj, key: str) -> list[str]:
+    return o.str_or_list(key, max_items=MAX_STOP, max_len=MAX_STOP_LEN)
+
+
+def tool(o: Obj, *, schema: str = "parameters", schema_required: bool = False, max_name: int = 64) -> ToolSpec:
+    """A function tool: ``name`` (letters, digits, ``_`` and ``-``), ``description``, its JSON Schema."""
+    name = o.str("name", required=True)
+    pattern = rf"^[a-zA-Z0-9_-]{{1,{max_name}}}$"
+    if not re.match(pattern, name):
+        raise InvalidRequest(f"Invalid value for '{o.param('name')}': must match {pattern}.", param=o.param("name"))
+    parameters = o.obj(schema, required=schema_required)
+    o.bool("strict")
+    return ToolSpec(name=name, description=o.str("description"), parameters=parameters.data if parameters else dict(EMPTY_SCHEMA))
+
+
+def named_tool(name: str, tools: list[ToolSpec], param: str) -> dict[str, str]:
+    """The neutral tool_choice that forces ``name``, which must be one of ``tools``."""
+    if name not in {t.name for t in tools}:
+        raise InvalidRequest(f"tool_choice names {name!r}, which is not in 'tools'.", param=param)
+    return {"name": name}
+
+
+def text(
+    o: Obj,
+    key: str,
+    parts: Mapping[str, str],
+    refuse: Callable[[Obj, str], InvalidRequest],
+    *,
+    required: bool = True,
+) -> str | None:
+    """A string, or a list of parts joined by newlines: ``parts`` maps each accepted part type to the
+    field holding its text; ``refuse(part, type)`` is the error for any other type."""
+    value = o.raw(key)
+    if value is None:
+        if required:
+            raise InvalidRequest(f"Missing required parameter: '{o.param(key)}'.", param=o.param(key), code="missing_required_parameter")
+        return None
+    if isinstance(value, str):
+        return o.str(key)
+    texts = []
+    for part in objects(o.list(key, max_items=MAX_PARTS)):
+        kind = part.str("type", required=True)
+        if kind not in parts:
+            raise refuse(part, kind)
+        texts.append(part.str(parts[kind], required=True))
+    return "\n".join(texts)
+
+
+def text_only(part: Obj, kind: str) -> InvalidRequest:
+    """The refusal of a content part a text-only model cannot take."""
+    return InvalidRequest(f"Content part type {kind!r} is not supported by this model (text only).", param=part.param("type"))

@@ -1,0 +1,50 @@
+"""The OpenAI API: Chat Completions, Responses (stored, with previous_response_id) and the model list.
+
+``api_routes`` mounts them under a prefix: ``/v1`` here, and Azure's own prefixes (azure.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mlxcli.server.framing import SSE
+from mlxcli.server.generate import Generate
+from mlxcli.server.providers.base import Provider, Route
+from mlxcli.server.providers.openai import chat, responses
+from mlxcli.server.providers.openai.errors import error_body
+from mlxcli.server.providers.openai.models import Models
+from mlxcli.server.providers.openai.stored import StoredResponses
+
+if TYPE_CHECKING:
+    from mlxcli.server.context import ServerContext
+
+
+def api_routes(ctx: "ServerContext", prefix: str, provider: Provider | None = None) -> list[Route]:
+    """OpenAI's routes under ``prefix``, answering as ``provider`` (Azure's, under its own prefixes)."""
+    stored = StoredResponses(ctx.store)
+    models = Models(ctx.engine)
+    return [
+        Route(f"{prefix}/chat/completions", chat_resource(ctx, provider)),
+        Route(f"{prefix}/responses", responses_resource(ctx, provider)),
+        Route(f"{prefix}/responses/{{response_id}}", stored),
+        Route(f"{prefix}/responses/{{response_id}}/input_items", stored, "input_items"),
+        Route(f"{prefix}/models", models),
+        Route(f"{prefix}/models/{{model_id:path}}", models, "one"),  # repo ids hold a "/"
+    ]
+
+
+def chat_resource(ctx: "ServerContext", provider: Provider | None = None) -> Generate:
+    return Generate(ctx, chat.parse, provider or PROVIDER)
+
+
+def responses_resource(ctx: "ServerContext", provider: Provider | None = None) -> Generate:
+    return Generate(ctx, lambda body: responses.parse(body, ctx.store), provider or PROVIDER)
+
+
+PROVIDER = Provider(
+    name="openai",
+    prefixes=("/",),  # every path no other provider owns, /v1/... included
+    error_body=error_body,
+    framing=SSE,
+    routes=lambda ctx: api_routes(ctx, "/v1"),
+)

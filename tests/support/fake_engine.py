@@ -1,0 +1,84 @@
+"""An engine without mlx: it satisfies ``mlxcli.core.engine.Engine`` and echoes the last user message.
+
+For what the server does around the engine (routing, wire formats, errors), in a process that
+cannot import mlx at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from mlxcli.core.engine import ModelStatus
+from mlxcli.core.errors import ModelNotFound
+from mlxcli.core.events import Event, Finish, TextDelta, Usage
+from mlxcli.core.request import ChatRequest
+
+
+class EchoGeneration:
+    def __init__(self, request: ChatRequest):
+        last = next((m.content or "" for m in reversed(request.messages) if m.role == "user"), "")
+        self.prompt_tokens = sum(len((m.content or "").split()) for m in request.messages)
+        self._events: list[Event] = [TextDelta(f"echo: {last}")]
+        self._events.append(Finish("stop", Usage(prompt_tokens=self.prompt_tokens, completion_tokens=len(last.split()) + 1)))
+
+    @property
+    def generated_tokens(self) -> int:
+        return 0
+
+    def next_event(self, timeout: float | None = None) -> Event | None:
+        if not self._events:
+            raise StopIteration
+        return self._events.pop(0)
+
+    def __iter__(self) -> Iterator[Event]:
+        while self._events:
+            yield self._events.pop(0)
+
+    def cancel(self) -> None:
+        self._events.clear()
+
+
+class EchoEngine:
+    def __init__(self, name: str = "echo"):
+        self.name = name
+        self.submitted: list[ChatRequest] = []
+
+    @property
+    def alive(self) -> bool:
+        return True
+
+    @property
+    def default_model(self) -> str:
+        return self.name
+
+    @property
+    def capacity(self) -> int:
+        return 4
+
+    def models(self) -> list[ModelStatus]:
+        return [ModelStatus(name=self.name, aliases=(), context_window=1024, state="loaded", active=0)]
+
+    def lookup(self, name: str) -> str | None:
+        return self.name if name == self.name else None
+
+    def resolve(self, requested: str | None) -> str:
+        if requested not in (None, "", self.name):
+            raise ModelNotFound(f"The model `{requested}` does not exist.", param="model")
+        return self.name
+
+    def count_tokens(self, request: ChatRequest) -> int:
+        return EchoGeneration(request).prompt_tokens
+
+    def submit(self, request: ChatRequest) -> EchoGeneration:
+        self.resolve(request.model)
+        self.submitted.append(request)
+        return EchoGeneration(request)
+
+    def stats(self) -> dict[str, Any]:
+        return {"queue_depth": 0, "active_requests": 0}
+
+    def reset_peak_memory(self) -> None:
+        pass
+
+    def stop(self, grace: float = 10.0) -> None:
+        pass
