@@ -12,7 +12,8 @@ continuous batch (batch.py), up to ``max_batch`` at once; a job for another mode
 waits until that batch has finished, then swaps, so the queue stays bounded
 meanwhile. A job that cannot share a batch (under KV-cache quantization, or for
 a model whose caches cannot merge) runs alone (solo.py), through the same steps,
-output and prompt cache. Which models stay in memory is the registry's business
+output and prompt cache. A load job (``load``) takes its turn the same way, but
+only loads its model. Which models stay in memory is the registry's business
 (registry.py). ``MlxEngine`` implements ``mlxcli.core.engine.Engine``.
 """
 
@@ -28,8 +29,8 @@ from typing import Any, Iterator, Sequence
 import mlx.core as mx
 
 from mlxcli.core.engine import ModelStatus
-from mlxcli.core.errors import ContextLengthExceeded, EngineFailure, MlxcliError
-from mlxcli.core.events import Event, Finish
+from mlxcli.core.errors import ContextLengthExceeded, EngineFailure, InvalidRequest, MlxcliError
+from mlxcli.core.events import Event, Finish, Timings
 from mlxcli.core.request import ChatRequest, Sampling
 from mlxcli.engine import prompt, sampling
 from mlxcli.engine.batch import Batch, can_batch
@@ -58,6 +59,7 @@ class Job:
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     generated_tokens: int = 0  # read by tests and /health while it runs
+    load_only: bool = False  # a load job (``MlxEngine.load``): nothing to generate
 
     def emit(self, item: Event | MlxcliError) -> None:
         self.events.put(item)
@@ -228,13 +230,31 @@ class MlxEngine:
         if not self.alive or self._stopping.is_set():
             raise EngineFailure("the engine is not running")
         model = self.registry.resolve(request.model)
+        window = model.context_window
+        if request.context_window is not None:
+            if request.context_window > window:
+                raise InvalidRequest(
+                    f"A context window of {request.context_window} tokens was asked for; "
+                    f"the model's is {window} tokens.", param="context_window",
+                )
+            window = request.context_window
         rendered = self._render(model, request)
         n_prompt = len(rendered.tokens)
-        room = model.context_window - n_prompt
+        room = window - n_prompt
         if room <= 0:
-            raise ContextLengthExceeded(n_prompt, model.context_window)
+            raise ContextLengthExceeded(n_prompt, window)
         settings = sampling.resolve(request.sampling, model.sampling, self.settings.sampling())
         job = Job(request=request, model=model, sampling=settings, prompt=rendered, max_tokens=min(settings.max_tokens, room))
+        self._queue.put(job)
+        return Generation(self, job)
+
+    def load(self, model: str | None, keep_alive: float | None = None) -> Generation:
+        """Load ``model`` in turn and set its keep-alive (0: unload it once idle instead); one Finish event."""
+        if not self.alive or self._stopping.is_set():
+            raise EngineFailure("the engine is not running")
+        served = self.registry.resolve(model)
+        request = ChatRequest(messages=[], model=served.name, keep_alive=keep_alive)
+        job = Job(request, served, Sampling(), prompt.RenderedPrompt("", []), max_tokens=0, load_only=True)
         self._queue.put(job)
         return Generation(self, job)
 
@@ -276,7 +296,10 @@ class MlxEngine:
             admitted = job is not None and (self._runner is None or self._can_join(job))
             if admitted:
                 self._waiting = None
-                if self._runner is None:
+                self.registry.set_keep_alive(job.model, job.request.keep_alive)
+                if job.load_only:
+                    self._load(job)
+                elif self._runner is None:
                     self._start(job)
                 else:
                     self._join(job)
@@ -291,7 +314,23 @@ class MlxEngine:
 
     def _can_join(self, job: Job) -> bool:
         runner = self._runner
-        return runner is not None and job.model is runner.served and runner.has_room()
+        return runner is not None and job.model is runner.served and (job.load_only or runner.has_room())
+
+    def _load(self, job: Job) -> None:
+        """A load job: its model in memory, or with a keep-alive of 0 out of it, now when no runner
+        uses it (a runner's model is loaded, and unloaded once the runner is done)."""
+        try:
+            if self._runner is None and job.request.keep_alive == 0:
+                self.registry.unload_idle()
+            elif self._runner is None:
+                self.registry.unload_idle(keep=job.model)
+                self.registry.acquire(job.model)  # loads it; acquire and release restart its idle time
+                self.registry.release(job.model)
+        except Exception as exc:
+            log.error("cannot load %s: %s", job.model.name, exc)
+            job.emit(EngineFailure(f"the model {job.model.name!r} could not be loaded; see the server log"))
+            return
+        job.emit(Finish("stop", timings=Timings(queued=time.perf_counter() - job.submitted)))
 
     def _start(self, job: Job) -> None:
         """Load the job's model, then open a batch with it, or a solo runner when it cannot batch."""
