@@ -191,7 +191,7 @@ def test_models_and_get_json(text_engine, serve):
     server = serve(text_engine, ServerSettings(port=0))
     with Client(server.url + "/v1/") as client:
         assert client.models() == ["scripted"]
-        assert client.get_json("/api/ps")["models"][0]["name"] == "scripted"
+        assert client.get_json("/mlxcli/ps")["models"][0]["name"] == "scripted"
         with pytest.raises(ServerError, match="answered 404") as info:
             client.get_json("/nowhere")
         assert info.value.http_status == 404
