@@ -18,6 +18,7 @@ MAX_MESSAGES = 4096
 MAX_BLOCKS = 4096
 MAX_TOOLS = 512  # agents such as Claude Code send many tools (MCP servers included)
 TEXT_BLOCKS = {"text": "text"}
+BILLING_HEADER = "x-anthropic-billing-header:"
 # Thinking budgets on the neutral effort scale: up to 4k tokens is low, up to 16k medium, beyond high.
 BUDGET_EFFORTS = ((4096, "low"), (16384, "medium"))
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
@@ -80,7 +81,14 @@ def parse_prompt(o: Obj) -> ChatRequest:
 
 
 def _system(o: Obj) -> str | None:
-    return _text(o, "system", required=False)
+    """The system prompt, without Claude Code's billing header: a line it writes first on every request
+    (``x-anthropic-billing-header: cc_version=…; cch=…;``) whose hash changes each time. It means nothing
+    to the model, and left in it would make every prompt differ from its first tokens, so the prompt
+    cache could never reuse a turn."""
+    text = _text(o, "system", required=False)
+    if text is None or not text.startswith(BILLING_HEADER):
+        return text
+    return text.split("\n", 1)[1] if "\n" in text else ""
 
 
 def _text(o: Obj, key: str, *, required: bool = True) -> str | None:
