@@ -62,6 +62,13 @@ def _kv_bits(value: int | None) -> int | None:
     return value
 
 
+def _alias(value: str) -> tuple[str, str]:
+    name, sep, model = value.partition("=")
+    if not sep or not name.strip() or not model.strip():
+        raise typer.BadParameter(f"{value!r} is not NAME=MODEL (example: 'claude-*=qwen3')")
+    return name.strip(), model.strip()
+
+
 def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
@@ -125,6 +132,10 @@ def serve(
     idle_unload: float = typer.Option(
         ENGINE.idle_unload, envvar="MLXCLI_IDLE_UNLOAD", min=0, help="Unload a model after this many seconds unused (default: never)."
     ),
+    model_alias: List[str] = typer.Option(
+        [], "--model-alias", envvar="MLXCLI_MODEL_ALIAS", callback=lambda v: [a for a in v or [] if _alias(a)],
+        help="NAME=MODEL: requests for NAME go to the served MODEL; NAME may hold wildcards (claude-*, gpt-4*). Repeatable.",
+    ),
     strict_model_names: bool = typer.Option(
         ENGINE.strict_model_names, "--strict-model-names", envvar="MLXCLI_STRICT_MODEL_NAMES",
         help="With a single model, answer 404 to names it is not served under (default: any name reaches it).",
@@ -186,6 +197,7 @@ def serve(
         prefill_step_size=prefill_step_size, prompt_cache_bytes=int(prompt_cache_bytes), prompt_cache_entries=prompt_cache_entries,
         kv_bits=kv_bits, context_length=context_length, chat_template=str(chat_template) if chat_template else None,
         max_loaded_models=max_loaded_models, idle_unload=idle_unload or None, strict_model_names=strict_model_names,
+        model_aliases=[_alias(a) for a in model_alias],
         tool_call_parser=tool_call_parser or None, reasoning=reasoning,
     )
     try:

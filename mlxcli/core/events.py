@@ -12,7 +12,8 @@ FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens read from the prompt cache
+    cache_write_tokens: int = 0  # prompt tokens computed and left in the prompt cache for later requests
     reasoning_tokens: int = 0
 
     @property

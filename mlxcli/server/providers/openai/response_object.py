@@ -173,7 +173,7 @@ def _copy(item: dict[str, Any]) -> dict[str, Any]:
 def usage_json(usage: Usage) -> dict[str, Any]:
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": usage.cache_write_tokens},
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.total_tokens,
@@ -219,6 +219,11 @@ def response_json(
     }
 
 
+def item_status(finish: Finish) -> str:
+    """The status of the item an answer ends in: cut off by the token limit, it is incomplete too."""
+    return "incomplete" if finish.reason == "length" else "completed"
+
+
 def final_json(state: ResponseState, model: str, items: list[dict[str, Any]], finish: Finish) -> dict[str, Any]:
     if finish.reason == "length":
         return response_json(state, model, status="incomplete", output=items, usage=finish.usage,
@@ -238,8 +243,9 @@ def replay(state: ResponseState, model: str, completion: Completion) -> dict[str
     builder = OutputBuilder(state)
     for event in completion.events:
         builder.feed(event)
-    builder.close()
-    return final_json(state, model, builder.items, completion.finish or Finish("stop"))
+    finish = completion.finish or Finish("stop")
+    builder.close(item_status(finish))
+    return final_json(state, model, builder.items, finish)
 
 
 TERMINAL_EVENTS = {"completed": "response.completed", "incomplete": "response.incomplete", "failed": "response.failed"}
@@ -269,7 +275,7 @@ class ResponsesStreamEncoder:
         if not isinstance(event, Finish):
             yield from self._frames(self.builder.feed(event))
             return
-        yield from self._frames(self.builder.close())
+        yield from self._frames(self.builder.close(item_status(event)))
         final = final_json(self.state, self.model, self.builder.items, event)
         yield from self._frames([{"type": TERMINAL_EVENTS[final["status"]], "response": final}])
 

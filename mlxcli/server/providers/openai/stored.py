@@ -44,7 +44,15 @@ class StoredResponses:
         return turn
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, response_id: str) -> None:
-        send_json(resp, self._turn(response_id).response)
+        turn = self._turn(response_id)
+        if req.get_param("stream") not in (None, "", "false"):
+            # OpenAI streams the events of a response still running in the background; this server's
+            # responses are finished when stored, so there is nothing to stream (and JSON would look empty to an SSE reader).
+            raise InvalidRequest(
+                "'stream' is only for background responses, which this server does not run: retrieve the stored response without it.",
+                param="stream",
+            )
+        send_json(resp, turn.response)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, response_id: str) -> None:
         self._turn(response_id)
