@@ -26,6 +26,7 @@ class EngineSettings:
     idle_unload: float | None = None  # seconds unused after which a model is unloaded
     strict_model_names: bool = False  # a single model answers only to its own names
     tool_call_parser: str | None = None  # for models whose spec names none: overrides detection ("none": off)
+    reasoning_parser: str | None = None  # likewise, for reasoning markers ("harmony": gpt-oss's channels)
     reasoning: str = "separate"  # "separate": reasoning as its own events; "strip": dropped
 
     @property
