@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mlxcli.core.collect import collect
-from mlxcli.core.events import Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from mlxcli.core.events import Finish, Usage
 from mlxcli.engine import harmony
 from mlxcli.engine.formats import harmony_format
 from mlxcli.engine.output import OutputPlan, OutputProcessor
@@ -157,3 +157,19 @@ def test_parse_tool_call_refuses_what_is_no_call():
     for text in ("<|channel|>commentary<|message|>{}", " to=functions.f<|message|>[1]", " to=functions.f<|message|>{bad"):
         with pytest.raises(ValueError):
             harmony.parse_tool_call(text)
+
+
+def test_token_by_token_with_commentary_split_over_two_tokens(harmony_tokenizer_dir, tokenizers):
+    tokenizer = tokenizers(harmony_tokenizer_dir)
+    assert len(tokenizer.encode("commentary", add_special_tokens=False)) == 2  # "comment", "ary"
+    detokenizer = tokenizer.detokenizer
+    processor = OutputProcessor([], PLAN)
+    events = []
+    for token in tokenizer.encode(TURN, add_special_tokens=False):
+        detokenizer.add_token(token)
+        events += processor.feed(detokenizer.last_segment)[0]
+    detokenizer.finalize()
+    events += processor.feed(detokenizer.last_segment)[0] + processor.finish()
+    completion = collect([*events, Finish(processor.finish_reason("stop"), Usage(0, 0))])
+    assert (completion.reasoning, completion.text) == ("They want the weather.", "Checking the forecast.")
+    assert calls(completion) == [("get_weather", {"city": "Paris"})]
