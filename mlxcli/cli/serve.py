@@ -143,11 +143,16 @@ def serve(
     tool_call_parser: str = typer.Option(
         ENGINE.tool_call_parser, "--tool-call-parser", envvar="MLXCLI_TOOL_CALL_PARSER",
         help="Tool-call format of models whose config names none, instead of detecting it from the chat template: "
-        "an mlx-lm parser (json_tools, qwen3_coder, glm47, mistral, pythonic, ...) or 'none' (no tool calling).",
+        "an mlx-lm parser (json_tools, qwen3_coder, glm47, mistral, pythonic, ...), 'harmony' (gpt-oss) or 'none' (no tool calling).",
+    ),
+    reasoning_parser: str = typer.Option(
+        ENGINE.reasoning_parser, "--reasoning-parser", envvar="MLXCLI_REASONING_PARSER",
+        help="Reasoning markers of models whose config names none, instead of detecting them: "
+        "think, longcat, gemma4, kimi_k3, 'harmony' (gpt-oss's channels) or 'none' (reasoning left in the answer).",
     ),
     reasoning: str = typer.Option(
         ENGINE.reasoning, "--reasoning", envvar="MLXCLI_REASONING", callback=lambda v: _choice(v, REASONING_MODES),
-        help="Reasoning (<think>...</think>): 'separate' returns it apart from the answer; 'strip' drops it.",
+        help="Reasoning (<think>...</think>, gpt-oss's analysis channel): 'separate' returns it apart from the answer; 'strip' drops it.",
     ),
     api_key: List[str] = typer.Option([], "--api-key", envvar="MLXCLI_API_KEY", help="Require this API key (repeatable; the env var takes several, space-separated)."),
     api_key_file: Optional[Path] = typer.Option(None, envvar="MLXCLI_API_KEY_FILE", help="Require one of the API keys in this file (one per line)."),
@@ -198,7 +203,7 @@ def serve(
         kv_bits=kv_bits, context_length=context_length, chat_template=str(chat_template) if chat_template else None,
         max_loaded_models=max_loaded_models, idle_unload=idle_unload or None, strict_model_names=strict_model_names,
         model_aliases=[_alias(a) for a in model_alias],
-        tool_call_parser=tool_call_parser or None, reasoning=reasoning,
+        tool_call_parser=tool_call_parser or None, reasoning_parser=reasoning_parser or None, reasoning=reasoning,
     )
     try:
         settings.check(engine_settings.capacity)

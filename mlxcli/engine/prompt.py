@@ -7,9 +7,16 @@ tools are described in the system prompt in the Hermes/Qwen convention
 ``json_tools`` parser), earlier calls are written into the assistant's text in
 that format and tool results become ``<tool_response>`` user messages.
 
+A template that renders one call per assistant message and names each tool result
+after the call just before it (gpt-oss's) gets each call as a message of its own,
+followed by its result, with the reasoning and any text before the calls as the
+first one's reasoning (it takes one or the other). Earlier reasoning reaches the
+template in the field it reads (``reasoning_content``, or gpt-oss's ``thinking``);
+the template decides which turns' reasoning it shows the model.
+
 ``tool_choice`` ``required`` or naming a function is honoured by prefilling the
-assistant's turn with the start of a call; a format that cannot be forced that way
-is refused with a 400, never silently ignored.
+assistant's turn with the start of a call (for Harmony, the call's header); a format
+that cannot be forced that way is refused with a 400, never silently ignored.
 """
 
 from __future__ import annotations
@@ -55,10 +62,11 @@ def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: OutputFormat 
     tools = _active_tools(request, fmt)
     specs = [tool_json(t) for t in request.tools] if tools is not None else []
     if fmt.native_tools:
-        messages = [_template_message(m) for m in request.messages]
+        history = _one_call_each(request.messages) if fmt.one_call_per_message else request.messages
+        messages = [_template_message(m, fmt.reasoning_key) for m in history]
         template_tools = specs or None
     else:
-        messages = [_template_message(m) for m in _fallback_messages(request.messages, specs)]
+        messages = [_template_message(m, fmt.reasoning_key) for m in _fallback_messages(request.messages, specs)]
         template_tools = None
     if tokenizer.has_chat_template:
         try:
@@ -83,7 +91,10 @@ def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: OutputFormat 
         if initial == REASONING and fmt.thinking is not None:
             text += fmt.thinking.end + "\n\n"  # skip the reasoning: the answer must be a call
         text += call
-        initial, prefill = TOOL, call[len(tools.start) :]
+        if fmt.headers is not None:  # the call's header: the model ends it, then writes the arguments
+            initial, prefill = fmt.headers.state, call
+        else:
+            initial, prefill = TOOL, call[len(tools.start) :]
     plan = OutputPlan(
         format=fmt,
         tools=tools,
@@ -129,13 +140,19 @@ def _forced_call(request: ChatRequest, tools: ToolFormat) -> str:
 
 def _template_kwargs(request: ChatRequest, fmt: OutputFormat) -> dict[str, Any]:
     """The request's template kwargs, with the reasoning switch set from ``request.reasoning``
-    (a client's own ``enable_thinking`` or ``reasoning_effort`` wins)."""
+    (a client's own ``enable_thinking`` or ``reasoning_effort`` wins; an effort of the neutral scale
+    that the template has no level for becomes its nearest level)."""
     kwargs = dict(request.template_kwargs)
     effort = request.reasoning
     if fmt.thinking is not None and "enable_thinking" not in kwargs:
         kwargs["enable_thinking"] = effort not in NO_THINKING
-    if fmt.efforts and effort is not None and "reasoning_effort" not in kwargs:
-        kwargs["reasoning_effort"] = nearest_effort(effort, fmt.efforts)
+    if fmt.efforts:
+        own = kwargs.get("reasoning_effort")
+        own = "off" if own == "none" else own  # OpenAI's name for off
+        if own is None and effort is not None:
+            kwargs["reasoning_effort"] = nearest_effort(effort, fmt.efforts)
+        elif own in EFFORTS and own not in fmt.efforts:
+            kwargs["reasoning_effort"] = nearest_effort(own, fmt.efforts)
     return kwargs
 
 
@@ -154,7 +171,7 @@ def tool_json(tool: ToolSpec) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def _template_message(message: Message) -> dict[str, Any]:
+def _template_message(message: Message, reasoning_key: str = "reasoning_content") -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role, "content": message.content or ""}
     if message.name:
         out["name"] = message.name
@@ -166,7 +183,35 @@ def _template_message(message: Message) -> dict[str, Any]:
     if message.tool_call_id:
         out["tool_call_id"] = message.tool_call_id
     if message.reasoning:
-        out["reasoning_content"] = message.reasoning  # the name Qwen-style templates read
+        out[reasoning_key] = message.reasoning
+    return out
+
+
+def _one_call_each(messages: list[Message]) -> list[Message]:
+    """History for a template that renders one call per assistant message and names a tool result
+    after the call before it: each call a message of its own, followed by its result (results that
+    answer no call of the message keep their place after them). The first call's message carries the
+    reasoning and any text before the calls, as reasoning: such a template takes one or the other."""
+    out: list[Message] = []
+    i = 0
+    while i < len(messages):
+        m = messages[i]
+        i += 1
+        if m.role != "assistant" or not m.tool_calls:
+            out.append(m)
+            continue
+        end = i
+        while end < len(messages) and messages[end].role == "tool":
+            end += 1
+        results, i = messages[i:end], end
+        reasoning = "\n\n".join(t for t in (m.reasoning, m.content) if t) or None
+        for n, call in enumerate(m.tool_calls):
+            out.append(Message(role="assistant", tool_calls=[call], reasoning=reasoning if n == 0 else None))
+            answer = next((r for r in results if r.tool_call_id == call.id), None)
+            if answer is not None:
+                results.remove(answer)
+                out.append(answer)
+        out += results
     return out
 
 

@@ -61,6 +61,8 @@ class ServedModel:
             self.spec = ModelSpec(model=self.name)
         if self.format is None:
             self.format = formats.detect(self.tokenizer, self.spec.tool_call_parser, self.spec.reasoning_parser)
+        # The format's own stop tokens end generation as end-of-sequence does (gpt-oss's <|call|>).
+        self.tokenizer.eos_token_ids = self.tokenizer.eos_token_ids | formats.stop_token_ids(self.format, self.tokenizer)
 
     @property
     def sampling(self) -> Sampling:
@@ -269,7 +271,12 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
     tokenizer = loading.tokenizer_of(path, config, template)
     if template is not None:
         _check_template(tokenizer, template_file)
-    fmt = formats.detect(tokenizer, spec.tool_call_parser or settings.tool_call_parser, spec.reasoning_parser)
+    fmt = formats.detect(
+        tokenizer,
+        spec.tool_call_parser or settings.tool_call_parser,
+        spec.reasoning_parser or settings.reasoning_parser,
+        model_type=config.get("model_type"),
+    )
     log.info("%s: %s", name, formats.describe(fmt))
     limits = [n for n in (spec.context_length, settings.context_length) if n]
     limit = min(limits) if limits else None

@@ -27,6 +27,7 @@ class EngineSettings:
     strict_model_names: bool = False  # a single model answers only to its own names
     model_aliases: list[tuple[str, str]] = field(default_factory=list)  # (name or pattern, served model) from --model-alias
     tool_call_parser: str | None = None  # for models whose spec names none: overrides detection ("none": off)
+    reasoning_parser: str | None = None  # likewise, for reasoning markers ("harmony": gpt-oss's channels)
     reasoning: str = "separate"  # "separate": reasoning as its own events; "strip": dropped
 
     @property

@@ -111,16 +111,18 @@ class ScriptedModel(nn.Module):
                 return end
         return None  # mid-prefill: the prompt is not complete yet
 
-    def _plan(self, row: list[int], start: int, *, create: bool) -> tuple[list[int], int] | None:
-        """(the reply's tokens, where it starts in ``row``) for a row whose reply starts after ``start``.
+    def _plan(self, row: list[int], *, create: bool) -> tuple[list[int], int] | None:
+        """(the reply's tokens, where it starts in ``row``): the reply under way in ``row`` (its
+        prompt, then the part of it generated so far), else, with ``create``, a new one.
 
         The prompt may hold the first part of the reply (a prefilled tool call, a think
         block the template opened): the reply is what ``respond`` returns for the whole
-        prompt, and continues it.
+        prompt, and continues it. A reply may hold the generation marker itself (Harmony's
+        messages each begin ``<|start|>assistant``).
         """
-        for end in range(start, len(row) + 1):
-            plan = self._plans.get(tuple(row[:end]))
-            if plan is not None and row[end:] == plan[: len(row) - end]:
+        for prompt, plan in self._plans.items():
+            end = len(prompt)
+            if end <= len(row) and row[end:] == plan[: len(row) - end] and tuple(row[:end]) == prompt:
                 return plan, end
         if not create:
             return None
@@ -144,13 +146,12 @@ class ScriptedModel(nn.Module):
         logits = []
         for pad, row in zip(padding, seen[:, 0, :, 0].astype(mx.int32).tolist()):
             row = row[pad:]
-            start = self._reply_start(row)
-            if start is None:
+            if self._reply_start(row) is None:
                 logits.append(mx.zeros((self._vocab,)))
                 continue
             # Only the step that samples a reply's first token asks for a reply: a prefill
             # chunk may also end just after an earlier turn's marker, and must not call respond.
-            found = self._plan(row, start, create=length == 1)
+            found = self._plan(row, create=length == 1)
             if found is None:
                 logits.append(mx.zeros((self._vocab,)))
                 continue
