@@ -48,6 +48,7 @@ def bench(
     warmup: Annotated[int, typer.Option(min=0, help="Unmeasured runs first (engine: per case; server: per target).")] = 1,
     seed: Annotated[Optional[int], typer.Option(min=0, help="First prompt seed, to send the same prompts again (default: random, so no server cache has seen them).")] = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds a server request may take.")] = 600.0,
+    json_schema: Annotated[Optional[Path], typer.Option(help="Also run every request constrained to the JSON Schema in this file, interleaved with the free ones (load and turns scenarios).")] = None,
     fast_path: bool = FastPathOption,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON (schema mlxcli.bench/1) instead of tables.")] = False,
     output: Annotated[Optional[Path], typer.Option(help="Also write the JSON results to this file.")] = None,
@@ -73,6 +74,7 @@ def bench(
     scenario = "turns" if turns else "load" if servers else "engine"
     if scenario == "turns" and (len(prompt_lens) > 1 or len(gen_lens) > 1):
         raise typer.BadParameter("--turns takes one prompt length and one generation length", param_hint="--turns")
+    response_format = _schema(json_schema, scenario) if json_schema is not None else None
 
     err = Console(stderr=True)
     # Servers first: an unreachable one fails before the model is loaded.
@@ -84,6 +86,10 @@ def bench(
             from mlxcli.bench.targets import EngineTarget
 
             targets.insert(0, EngineTarget(eng))
+        if response_format is not None:
+            from mlxcli.bench.targets import ConstrainedTarget
+
+            targets = [t for target in targets for t in (target, ConstrainedTarget(target, response_format))]
         report = _run(
             scenario, targets, count, err,
             prompt_lens=prompt_lens, gen_lens=gen_lens, levels=levels, requests=requests, turns=turns,
@@ -106,6 +112,23 @@ def bench(
         exit_process(code)  # the engine ran here: skip the teardown MLX may abort in
     if code:
         raise typer.Exit(code)
+
+
+def _schema(path: Path, scenario: str):
+    """The JSON Schema file as a response format (``--json-schema``)."""
+    import json
+
+    from mlxcli.core.request import Grammar
+
+    if scenario == "engine":
+        raise typer.BadParameter("--json-schema compares concurrent clients: use it with --url (or --turns)", param_hint="--json-schema")
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read a JSON Schema from {path}: {exc}", param_hint="--json-schema") from None
+    if not isinstance(schema, dict):
+        raise typer.BadParameter(f"{path} holds no JSON object", param_hint="--json-schema")
+    return Grammar("json", param="--json-schema", schema=schema)
 
 
 def _error(message: str, code: int) -> int:

@@ -68,20 +68,32 @@ def compile(request: ChatRequest, plan: OutputPlan, tokenizer: TokenizerWrapper)
         return None
     grammar, pieces = built
     lltok = TOKENIZERS.get(tokenizer)
-    for tool in request.tools:  # each strict schema alone, so that an error names its tool
+    matcher = LLMatcher(lltok, grammar, log_level=0)  # never raises: an error is its state
+    if matcher.is_error():
+        _blame(request, pieces, lltok, matcher.get_error())
+    return Constraint(matcher, sorted(tokenizer.eos_token_ids))
+
+
+def _blame(request: ChatRequest, pieces: list[grammars.Piece], lltok: LLTokenizer, error: str) -> None:
+    """Raise the error of the first piece that fails on its own (each strict schema apart from the call
+    around it), so that it names its parameter; else the grammar's own error."""
+    for tool in request.tools:
         if tool.strict and not tool.custom:
             _check(grammars.alone(Grammar("json", tool.param, tool.parameters)), tool.param, lltok)
     for piece in pieces:
         _check(json.dumps({"grammars": [piece.body]}), piece.param, lltok)
-    _check(grammar, request.response_format.param if request.response_format else "tools", lltok)
-    return Constraint(LLMatcher(lltok, grammar, log_level=0), sorted(tokenizer.eos_token_ids))
+    param = request.response_format.param if request.response_format else "tools"
+    raise InvalidRequest(f"Invalid schema or grammar for '{param}': {_reason([error])}", param=param, code="invalid_value")
 
 
 def _check(grammar: str, param: str, lltok: LLTokenizer) -> None:
     is_error, messages = LLMatcher.validate_grammar_with_warnings(grammar, lltok)
     if is_error:
-        reason = " ".join(messages[0].split())[:MAX_REASON] if messages else "unknown error"
-        raise InvalidRequest(f"Invalid schema or grammar for '{param}': {reason}", param=param, code="invalid_value")
+        raise InvalidRequest(f"Invalid schema or grammar for '{param}': {_reason(messages)}", param=param, code="invalid_value")
+
+
+def _reason(messages: list[str]) -> str:
+    return " ".join(messages[0].split())[:MAX_REASON] if messages and messages[0] else "unknown error"
 
 
 class Constraint:
