@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from mlxcli.cli import app
-from mlxcli.cli.common import FastPathOption, ModelOption, exit_process, fail
+from mlxcli.cli.common import FastPathOption, ModelOption, exit_process, fail, json_schema_file
 
 ENGINE_DEFAULTS = ("128,512", "64,128")  # prompt, generation lengths of the engine matrix
 SERVER_DEFAULTS = ("128", "64")  # with --url or --turns
@@ -74,7 +74,9 @@ def bench(
     scenario = "turns" if turns else "load" if servers else "engine"
     if scenario == "turns" and (len(prompt_lens) > 1 or len(gen_lens) > 1):
         raise typer.BadParameter("--turns takes one prompt length and one generation length", param_hint="--turns")
-    response_format = _schema(json_schema, scenario) if json_schema is not None else None
+    if json_schema is not None and scenario == "engine":
+        raise typer.BadParameter("--json-schema compares concurrent clients: use it with --url (or --turns)", param_hint="--json-schema")
+    response_format = json_schema_file(json_schema) if json_schema is not None else None
 
     err = Console(stderr=True)
     # Servers first: an unreachable one fails before the model is loaded.
@@ -112,23 +114,6 @@ def bench(
         exit_process(code)  # the engine ran here: skip the teardown MLX may abort in
     if code:
         raise typer.Exit(code)
-
-
-def _schema(path: Path, scenario: str):
-    """The JSON Schema file as a response format (``--json-schema``)."""
-    import json
-
-    from mlxcli.core.request import Grammar
-
-    if scenario == "engine":
-        raise typer.BadParameter("--json-schema compares concurrent clients: use it with --url (or --turns)", param_hint="--json-schema")
-    try:
-        schema = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise typer.BadParameter(f"cannot read a JSON Schema from {path}: {exc}", param_hint="--json-schema") from None
-    if not isinstance(schema, dict):
-        raise typer.BadParameter(f"{path} holds no JSON object", param_hint="--json-schema")
-    return Grammar("json", param="--json-schema", schema=schema)
 
 
 def _error(message: str, code: int) -> int:
