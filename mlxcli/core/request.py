@@ -57,7 +57,7 @@ class ToolSpec:
     # Constrain the call's arguments to ``parameters`` (OpenAI's and Anthropic's ``strict``); the
     # request field of the schema, for errors.
     strict: bool = False
-    param: str = "tools"
+    param: str = field(default="tools", compare=False)
     # A custom tool (OpenAI Responses): its input is free text, or text in this grammar (a function's is JSON).
     custom: bool = False
     grammar: Grammar | None = None
