@@ -1,14 +1,20 @@
-"""Structured-output set-up costs on a model's tokenizer: the one-off llguidance tokenizer build, and
-the compile time (what ``submit`` adds to a request) of every test schema.
+"""Structured-output costs on a model's tokenizer: the one-off llguidance tokenizer build, the compile
+time (what ``submit`` adds to a request) of every test schema, and the per-token cost of the logits
+processor (mask computed and applied to a vocabulary-wide row) over a valid answer to
+scripts/bench_schema.json.
 
     PYTHONPATH=. .venv/bin/python scripts/bench_structured.py [MODEL] [ROUNDS]
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import time
+from pathlib import Path
+
+import mlx.core as mx
 
 from mlxcli.core.request import ChatRequest, Grammar, Message
 from mlxcli.engine import constraints
@@ -32,8 +38,31 @@ def main(model: str | None = None, rounds: int = 20) -> None:
             constraints.compile(request, OutputPlan(), tokenizer)
             seconds.append(time.perf_counter() - started)
     ms = sorted(s * 1000 for s in seconds)
-    p95 = ms[int(0.95 * (len(ms) - 1))]
-    print(f"compile, {len(SCHEMAS)} schemas x {rounds}: median {statistics.median(ms):.2f} ms, p95 {p95:.2f} ms, max {ms[-1]:.2f} ms")
+    print(f"compile, {len(SCHEMAS)} schemas x {rounds}: median {statistics.median(ms):.2f} ms, p95 {_p95(ms):.2f} ms, max {ms[-1]:.2f} ms")
+    print(f"per-token processor: {_per_token(tokenizer)}")
+
+
+def _per_token(tokenizer, rounds: int = 5) -> str:
+    schema = json.loads((Path(__file__).parent / "bench_schema.json").read_text())
+    answer = json.dumps({"people": [{"name": f"Person{i}", "age": 20 + i, "role": "engineer"} for i in range(24)]})
+    tokens = tokenizer.encode(answer, add_special_tokens=False)
+    logits = mx.zeros((1, len(tokenizer._tokenizer)))
+    seconds = []
+    for _ in range(rounds):
+        request = ChatRequest([Message("user", "x")], response_format=Grammar("json", "schema", schema))
+        processor = constraints.compile(request, OutputPlan(), tokenizer)
+        previous = mx.array([0])  # the first call consumes nothing
+        for token in tokens:
+            started = time.perf_counter()
+            mx.eval(processor(previous, logits))
+            seconds.append(time.perf_counter() - started)
+            previous = mx.array([token])
+    us = sorted(s * 1e6 for s in seconds)
+    return f"median {statistics.median(us):.0f} us, p95 {_p95(us):.0f} us over {len(us)} tokens"
+
+
+def _p95(values: list[float]) -> float:
+    return values[int(0.95 * (len(values) - 1))]
 
 
 if __name__ == "__main__":
