@@ -138,7 +138,7 @@ def _body(request: ChatRequest, plan: OutputPlan, g: _Grammar) -> str | None:
     active = request.tools if tools is not None else []
     constrained = [t for t in active if t.strict or t.grammar is not None]
     if plan.initial == TOOL:  # tool_choice required or named: the prompt began the call
-        return _forced(request, plan, calls, g) if calls is not None else None
+        return _forced(request, calls, g) if calls is not None else None
     if tools is not None and calls is None and constrained:
         log.warning("strict tools are not constrained for the %s tool-call format (no grammar for it)", tools.parser)
     if answer is not None and tools is not None:
@@ -154,7 +154,7 @@ def _body(request: ChatRequest, plan: OutputPlan, g: _Grammar) -> str | None:
     return "text_call* /(?s:.*)/"
 
 
-def _forced(request: ChatRequest, plan: OutputPlan, calls: CallFormat, g: _Grammar) -> str:
+def _forced(request: ChatRequest, calls: CallFormat, g: _Grammar) -> str:
     """The rest of a call whose start the prompt holds, then more calls if allowed, then the end."""
     choice = request.tool_choice
     named = choice.get("name") if isinstance(choice, dict) else None
