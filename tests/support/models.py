@@ -132,11 +132,19 @@ class ScriptedModel(nn.Module):
             end = len(prompt)
             if end <= len(row) and row[end:] == plan[: len(row) - end] and tuple(row[:end]) == prompt:
                 return plan, end
-        # A constraint masked the script's token, so the row left the plan: go on with it by position.
-        for end in range(len(row), start - 1, -1):
-            plan = self._plans.get(tuple(row[:end]))
-            if plan is not None:
-                return plan, end
+        # A constraint masked the script's token, so the row left the plan: go on with it by position
+        # (the plan of the longest prompt the row starts with).
+        # Only a prompt that ends after the row's last generation marker: an earlier turn's
+        # prompt is the start of every later turn's.
+        start = self._reply_start(row) or len(row)
+        started = [
+            (len(prompt), plan)
+            for prompt, plan in self._plans.items()
+            if len(prompt) >= start and tuple(row[: len(prompt)]) == prompt
+        ]
+        if started:
+            end, plan = max(started, key=lambda found: found[0])
+            return plan, end
         if not create:
             return None
         text = self._tokenizer.decode(row)
