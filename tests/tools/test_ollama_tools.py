@@ -78,7 +78,7 @@ def test_think(tool_server, stream):
     message = chat(server, stream, think=True)
     assert (message["thinking"], message["content"]) == (THOUGHT, REASONED_ANSWER)
     assert not respond.prompts[-1].endswith("<think>\n\n</think>\n\n")  # thinking left on
-    chat(server, stream, think=False)
+    chat(server, stream, think=False, messages=[{"role": "user", "content": "And in Rome?"}])  # not a prefix of the first
     assert respond.prompts[-1].endswith("<think>\n\n</think>\n\n")  # the template's switch turned it off
     answer = ollama.Client(host=server.url).generate(model="m", prompt="What is 2 + 2?", think="high", stream=False)
     assert (answer.thinking, answer.response) == (THOUGHT, REASONED_ANSWER)
