@@ -12,6 +12,7 @@ import json
 import math
 from typing import Any
 
+from mlxcli.client import bodies
 from mlxcli.client.errors import BadResponse, error_event
 from mlxcli.client.streams import arguments_object, count, json_payload, obj
 from mlxcli.core.errors import InvalidRequest
@@ -37,7 +38,7 @@ def headers(api_key: str | None) -> dict[str, str]:
 
 def unsupported(request: ChatRequest) -> list[str]:
     """Ollama has no end-of-sequence switch and no tool choice beyond sending the tools or not."""
-    missing = ["ignore_eos"] if request.sampling.ignore_eos else []
+    missing = bodies.unsupported(request, ("ignore_eos",))
     if request.tools and request.tool_choice not in ("auto", "none"):
         missing.append("tool_choice")
     if request.tools and not request.parallel_tool_calls:
@@ -66,6 +67,8 @@ def body(request: ChatRequest, model: str) -> dict[str, Any]:
         ]
     if request.reasoning is not None:
         out["think"] = THINK[request.reasoning]
+    if (fmt := request.response_format) is not None:
+        out["format"] = fmt.schema if fmt.schema is not None else "json"
     if request.keep_alive is not None:
         out["keep_alive"] = -1 if math.isinf(request.keep_alive) else request.keep_alive
     return out

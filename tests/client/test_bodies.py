@@ -9,7 +9,7 @@ import pytest
 
 from mlxcli.client import APIS
 from mlxcli.core.errors import InvalidRequest
-from mlxcli.core.request import ChatRequest, Message, Sampling, ToolCall, ToolSpec
+from mlxcli.core.request import ChatRequest, Grammar, Message, Sampling, ToolCall, ToolSpec
 from mlxcli.server.providers.anthropic import request as anthropic
 from mlxcli.server.providers.ollama import request as ollama
 from mlxcli.server.providers.openai import chat as openai_chat
@@ -136,3 +136,16 @@ def test_what_an_api_cannot_express_is_refused(api, fields, missing):
     with pytest.raises(InvalidRequest, match=f"has no {', '.join(missing)}"):
         APIS[api].body(request, "m")
     assert APIS["chat"].unsupported(request) == []
+
+
+@pytest.mark.parametrize("api", list(APIS))
+def test_a_json_schema_reads_back_as_the_same_constraint(api):
+    schema = {"type": "object", "properties": {"word": {"enum": ["alpha", "omega"]}}, "required": ["word"]}
+    request = ChatRequest(messages=[Message("user", "q")], response_format=Grammar("json", param="cli", schema=schema))
+    back = parse(api, APIS[api].body(request, "m")).response_format
+    assert (back.kind, back.schema) == ("json", schema)
+
+
+def test_ollama_json_mode_is_format_json():
+    body = APIS["ollama"].body(ChatRequest(messages=[Message("user", "q")], response_format=Grammar("json", param="cli")), "m")
+    assert body["format"] == "json" and parse("ollama", body).response_format == Grammar("json", param="format")

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
+from typing import Literal
 
 import httpx
+import jsonschema
 import ollama
 import pytest
+from pydantic import BaseModel, Field
 
 from mlxcli.core.errors import ContextLengthExceeded
 from mlxcli.core.request import ChatRequest, Message
@@ -21,6 +24,7 @@ from tests.support.ndjson import check_final, check_ndjson
 from tests.support.server import RunningServer
 
 REPLY = "The sky is blue because of Rayleigh scattering."
+BROKEN = 'Sure! Here it is: {"name": "Bob", "age": "old", "tags": ["c"]}'  # JSON only under a constraint
 LONG_REPLY = " ".join(f"w{i}" for i in range(400))  # ~800 tokens
 HI = [{"role": "user", "content": "Why is the sky blue?"}]
 
@@ -30,6 +34,8 @@ def respond(prompt: str) -> str:
         return Fail("Half an")
     if "long" in prompt:
         return LONG_REPLY
+    if "JSON" in prompt:
+        return BROKEN
     return REPLY
 
 
@@ -68,6 +74,15 @@ def ollama_error(r: httpx.Response, status: int) -> str:
     assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"], body
     assert "Traceback" not in r.text
     return body["error"]
+
+
+class Person(BaseModel):
+    name: str = Field(max_length=12)
+    age: int = Field(ge=0, le=120)
+    tags: list[Literal["a", "b"]] = Field(max_length=3)
+
+
+BOB = [{"role": "user", "content": "Describe Bob as JSON."}]
 
 
 def prompt_tokens(engine, question: str) -> int:
@@ -143,6 +158,19 @@ def test_an_error_half_way_is_one_error_line(server, client):
         list(client.chat(model="sky", messages=[{"role": "user", "content": "boom"}], stream=True))
 
 
+def test_format_json_and_a_json_schema(server, client):
+    assert client.chat(model="sky", messages=BOB, stream=False).message.content == BROKEN  # free: not JSON
+    typed = client.chat(model="sky", messages=BOB, format=Person.model_json_schema(), stream=False)
+    assert isinstance(Person.model_validate_json(typed.message.content), Person)
+    streamed = "".join(p.message.content for p in client.chat(model="sky", messages=BOB, format=Person.model_json_schema(), stream=True))
+    jsonschema.validate(json.loads(streamed), Person.model_json_schema())
+    assert isinstance(json.loads(client.generate(model="sky", prompt="Bob as JSON.", format="json", stream=False).response), dict)
+    stream = check_ndjson(post(server, "/api/generate", {"model": "sky", "prompt": "Bob as JSON.", "format": "json"}).content, kind="generate")
+    assert isinstance(json.loads(stream.text), dict)
+    bad = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(?<=x)a"}}}
+    assert "format" in ollama_error(post(server, "/api/chat", {"model": "sky", "messages": BOB, "format": bad}), 400)
+
+
 # ---- load, unload and keep_alive ----------------------------------------------------------
 
 
@@ -210,9 +238,8 @@ def test_delete_is_off_by_default(server):
     [
         ("/api/chat", {"messages": HI}, "'model'"),
         ("/api/chat", {"model": "sky", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
-        ("/api/chat", {"model": "sky", "messages": HI, "format": "json"}, "'format'"),
-        ("/api/chat", {"model": "sky", "messages": HI, "format": {"type": "object"}}, "'format'"),
         ("/api/chat", {"model": "sky", "messages": HI, "format": 3}, "'format'"),
+        ("/api/chat", {"model": "sky", "messages": HI, "format": "yaml"}, "'format'"),
         ("/api/chat", {"model": "sky", "messages": [{"role": "user", "content": "x", "images": ["aGk="]}]}, "messages[0].images"),
         ("/api/chat", {"model": "sky", "messages": HI, "options": {"temperature": "hot"}}, "options.temperature"),
         ("/api/chat", {"model": "sky", "messages": HI, "options": {"temprature": 1}}, "options.temprature"),
@@ -255,8 +282,8 @@ def test_bad_bodies_and_routes(server, client):
     ollama_error(httpx.get(server.url + "/api/nope"), 404)
     ollama_error(httpx.get(server.url + "/api/chat"), 405)
     with pytest.raises(ollama.ResponseError) as info:
-        client.chat(model="sky", messages=HI, format="json")
-    assert info.value.status_code == 400 and "format" in info.value.error
+        client.chat(model="sky", messages=HI, keep_alive="5 minutes")
+    assert info.value.status_code == 400 and "keep_alive" in info.value.error
 
 
 def test_error_statuses_in_ollamas_shape():
@@ -300,3 +327,4 @@ def test_langchain_chat_ollama(server):
     answer = llm.invoke("Why is the sky blue?")
     assert answer.content == REPLY and answer.usage_metadata["output_tokens"] > 0
     assert "".join(chunk.content for chunk in llm.stream("Why is the sky blue?")) == REPLY
+    assert isinstance(llm.with_structured_output(Person).invoke("Describe Bob as JSON."), Person)  # through `format`

@@ -2,7 +2,7 @@
 
 Streaming is the default. An empty ``messages`` (chat) or ``prompt`` (generate) only loads the
 model, or with ``keep_alive`` 0 unloads it, as Ollama does. Refused with a 400 that says why:
-``format`` and ``images`` (until structured outputs and vision models land), ``logprobs``, and on
+``images`` (until vision models land), ``logprobs``, and on
 generate ``raw``, ``template``, ``suffix`` and the deprecated ``context``.
 """
 
@@ -19,7 +19,7 @@ import falcon
 
 from mlxcli.core.collect import Completion
 from mlxcli.core.errors import InvalidRequest
-from mlxcli.core.request import ChatRequest, Effort, Message, Sampling, ToolCall, ToolSpec, new_id
+from mlxcli.core.request import ChatRequest, Effort, Grammar, Message, Sampling, ToolCall, ToolSpec, new_id
 from mlxcli.server.http import read_json
 from mlxcli.server.providers import common
 from mlxcli.server.providers.ollama import response
@@ -115,7 +115,7 @@ def model_names(o: Obj, key: str = "model") -> tuple[str, str]:
 
 def _call(o: Obj, request: ChatRequest, kind: str, echo: str, *, load: bool) -> OllamaCall:
     """What chat and generate share: stream, format, options, keep_alive and the flags left alone."""
-    _refuse_format(o)
+    request.response_format = _format(o)
     o.unsupported("logprobs")
     o.int("top_logprobs", lo=0, hi=20)
     o.bool("truncate")  # a prompt over the window is refused (400), never truncated
@@ -125,14 +125,16 @@ def _call(o: Obj, request: ChatRequest, kind: str, echo: str, *, load: bool) -> 
     return OllamaCall(request, stream=o.bool("stream", default=True), kind=kind, model=echo, load=load)
 
 
-def _refuse_format(o: Obj) -> None:
-    # Structured outputs: once the engine takes a response format, "json" and a JSON Schema map onto it here.
+def _format(o: Obj) -> Grammar | None:
+    """``format``: ``"json"`` (any JSON object) or a JSON Schema the answer must match; ``""`` is none."""
     value = o.raw("format")
     if value in (None, ""):
-        return
-    if value != "json" and not isinstance(value, dict):
+        return None
+    if value == "json":
+        return Grammar("json", param="format")
+    if not isinstance(value, dict):
         raise InvalidRequest("Invalid value for 'format': expected \"json\" or a JSON Schema object.", param="format")
-    raise InvalidRequest("'format' (JSON mode, structured outputs) is not supported by this server yet.", param="format")
+    return common.json_schema(o, "format")
 
 
 def _no_images(o: Obj) -> None:
