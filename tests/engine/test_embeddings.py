@@ -38,7 +38,7 @@ def test_a_batch_gives_each_input_the_vector_it_gets_alone(tiny_bert_dir, make_e
 @pytest.mark.parametrize("pooling", ["cls_token", "max_tokens", "mean_sqrt_len_tokens"])
 def test_pooling_follows_the_sentence_transformers_config(minilm_dir, tmp_path, make_engine, pooling):
     path = make_tiny_bert_dir(minilm_dir, tmp_path / "m", pooling=pooling)
-    write_sentence_transformers(path, pooling, normalize=False)
+    write_sentence_transformers(path, pooling, 32, normalize=False)
     engine = make_engine([served_model("bert", path, EngineSettings())])
     loaded = engine.registry.default.loaded.model
     ids = engine.registry.default.tokenizer.encode(TEXTS[1])

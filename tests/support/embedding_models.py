@@ -18,7 +18,7 @@ from tests.support.models import copy_tokenizer
 BERT_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def write_sentence_transformers(dst: Path, pooling: str, *, normalize: bool = True, max_seq_length: int | None = None) -> None:
+def write_sentence_transformers(dst: Path, pooling: str, width: int, *, normalize: bool = True, max_seq_length: int | None = None) -> None:
     modules = [
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
@@ -28,7 +28,8 @@ def write_sentence_transformers(dst: Path, pooling: str, *, normalize: bool = Tr
     (dst / "modules.json").write_text(json.dumps(modules))
     (dst / "1_Pooling").mkdir(exist_ok=True)
     modes = ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "lasttoken")
-    (dst / "1_Pooling" / "config.json").write_text(json.dumps({f"pooling_mode_{m}": m == pooling for m in modes}))
+    pooling_config = {"word_embedding_dimension": width, **{f"pooling_mode_{m}": m == pooling for m in modes}}
+    (dst / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config))
     if max_seq_length is not None:
         (dst / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length}))
 
@@ -48,13 +49,14 @@ def make_tiny_bert_dir(tokenizer_dir: Path, dst: Path, *, pooling: str = "mean_t
     mx.eval(model.parameters())
     dst.mkdir(parents=True, exist_ok=True)
     # Saved as a task model saves it: under a prefix, beside a pooler that embeddings do not use.
-    weights = {f"bert.{k}": v for k, v in tree_flatten(model.parameters())}
-    weights["bert.pooler.dense.weight"] = mx.zeros((32, 32))
+    prefix = "bert." if model_type == "bert" else "roberta."
+    weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}
+    weights[prefix + "pooler.dense.weight"] = mx.zeros((32, 32))
     mx.save_safetensors(str(dst / "model.safetensors"), weights)
     (dst / "config.json").write_text(json.dumps(config))
     for name in BERT_TOKENIZER_FILES:
         shutil.copy(tokenizer_dir / name, dst / name)
-    write_sentence_transformers(dst, pooling, max_seq_length=max_seq_length)
+    write_sentence_transformers(dst, pooling, 32, max_seq_length=max_seq_length)
     return dst
 
 
@@ -76,5 +78,5 @@ def make_tiny_decoder_dir(tokenizer_dir: Path, dst: Path, *, seed: int = 0) -> P
     mx.save_safetensors(str(dst / "model.safetensors"), weights)
     (dst / "config.json").write_text(json.dumps(config))
     copy_tokenizer(tokenizer_dir, dst)
-    write_sentence_transformers(dst, "lasttoken")
+    write_sentence_transformers(dst, "lasttoken", 32)
     return dst
