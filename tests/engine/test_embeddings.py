@@ -153,3 +153,13 @@ def test_an_unsupported_module_is_a_clear_error(tiny_bert_dir, tmp_path):
 
 def test_a_directory_without_pooling_is_a_chat_model(tiny_model_dir):
     assert embeddings.embedding_config(tiny_model_dir, {}) is None
+
+
+def test_the_encoder_s_gelu_is_the_exact_erf_gelu():
+    import mlx.nn as nn
+
+    from mlxcli.engine.embeddings.bert import gelu
+
+    x = mx.linspace(-12, 12, 101_101)
+    assert mx.abs(gelu(x) - nn.gelu(x)).max().item() < 1e-5
+    assert gelu(x.reshape(1001, 101)).shape == (1001, 101)  # compiled once, for any shape

@@ -7,6 +7,7 @@ It returns the last hidden states; pooling is the caller's business (model.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import mlx.core as mx
@@ -16,7 +17,32 @@ from mlxcli.core.errors import ModelError
 
 # model_type → the offset of position ids: RoBERTa's count from padding_idx + 1.
 MODEL_TYPES = {"bert": 0, "roberta": None, "xlm-roberta": None, "camembert": None}
-ACTIVATIONS = {"gelu": nn.gelu, "gelu_new": nn.gelu_approx, "gelu_pytorch_tanh": nn.gelu_approx, "relu": nn.relu}
+
+# erf(x) = x·P(x²)/Q(x²) on [-4, 4] (beyond it erf is ±1 in float32): Eigen's float32 rational
+# approximation, within 6e-7 of erf. Only multiplies and adds: MLX's CPU backend computes erf (and
+# exp, tanh) one element at a time, which made GELU 80% of an encoder's time; this is 8x faster.
+_ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+          -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
+_ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+          -1.42647390514189e-02)
+
+
+def _horner(coefficients: tuple[float, ...], x: mx.array) -> mx.array:
+    result = x * coefficients[0] + coefficients[1]
+    for c in coefficients[2:]:
+        result = result * x + c
+    return result
+
+
+@partial(mx.compile, shapeless=True)
+def gelu(x: mx.array) -> mx.array:
+    """The exact (erf) GELU of BERT, to float32 precision."""
+    z = mx.clip(x * 0.7071067811865476, -4.0, 4.0)
+    z2 = z * z
+    return 0.5 * x * (1 + z * _horner(_ERF_P, z2) / _horner(_ERF_Q, z2))
+
+
+ACTIVATIONS = {"gelu": gelu, "gelu_new": nn.gelu_approx, "gelu_pytorch_tanh": nn.gelu_approx, "relu": nn.relu}
 # Prefixes a checkpoint saved from a task model (``BertForMaskedLM``...) puts before the encoder's names.
 PREFIXES = ("bert.", "roberta.", "model.")
 
