@@ -133,13 +133,13 @@ class ModelRegistry:
     def resolve(self, requested: str | None, kind: ModelKind = "chat") -> ServedModel:
         """The model a request of ``kind`` (chat, embeddings) selects by its ``model``, or ModelNotFound.
 
-        No name → the first model of that kind (else the default model). The only model of a kind
-        answers to any name (clients send names like ``gpt-4o`` or ``text-embedding-3-small``)
-        unless names are strict.
+        No name → the first model of that kind. The only model of a kind answers to any name (clients
+        send names like ``gpt-4o`` or ``text-embedding-3-small``) unless names are strict. With no
+        model of the kind, all models count (the caller then says why the one reached cannot answer).
         """
-        of_kind = [m for m in self.models if m.kind == kind]
+        of_kind = [m for m in self.models if m.kind == kind] or self.models
         if not requested or not requested.strip():
-            return of_kind[0] if of_kind else self.default
+            return of_kind[0]
         found = self.lookup(requested)
         if found is not None:
             return found
