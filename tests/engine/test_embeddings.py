@@ -162,4 +162,4 @@ def test_the_encoder_s_gelu_is_the_exact_erf_gelu():
 
     x = mx.linspace(-12, 12, 101_101)
     assert mx.abs(gelu(x) - nn.gelu(x)).max().item() < 1e-5
-    assert gelu(x.reshape(1001, 101)).shape == (1001, 101)  # compiled once, for any shape
+    assert gelu(x.reshape(1001, 101)).shape == (1001, 101)  # compiled for one shape, right for any

@@ -7,7 +7,6 @@ It returns the last hidden states; pooling is the caller's business (model.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import mlx.core as mx
@@ -34,7 +33,7 @@ def _horner(coefficients: tuple[float, ...], x: mx.array) -> mx.array:
     return result
 
 
-@partial(mx.compile, shapeless=True)
+@mx.compile  # one fused pass (a new shape reuses the kernel); shapeless graphs are not fused on the CPU
 def gelu(x: mx.array) -> mx.array:
     """The exact (erf) GELU of BERT, to float32 precision."""
     z = mx.clip(x * 0.7071067811865476, -4.0, 4.0)
