@@ -163,3 +163,23 @@ def test_the_encoder_s_gelu_is_the_exact_erf_gelu():
     x = mx.linspace(-12, 12, 101_101)
     assert mx.abs(gelu(x) - nn.gelu(x)).max().item() < 1e-5
     assert gelu(x.reshape(1001, 101)).shape == (1001, 101)  # compiled for one shape, right for any
+
+
+def test_a_cancelled_request_stops_between_batches_and_frees_its_model(tiny_bert_dir):
+    from collections import deque
+
+    from mlxcli.engine.embeddings.work import EmbedJob, Embedder
+    from mlxcli.engine.registry import ModelRegistry
+
+    served = served_model("bert", tiny_bert_dir, EngineSettings())
+    registry = ModelRegistry([served])
+    embedder = Embedder(registry)
+    tokens = [served.tokenizer.encode(t) for t in TEXTS]
+    job = EmbedJob(EmbeddingRequest(list(TEXTS)), served, tokens, deque(plan([len(t) for t in tokens], max_batch=2)))
+    embedder.add(job)
+    embedder.step()  # the first batch: the model is now held for this request
+    assert served.in_use == 1 and len(embedder) == 1 and sum(v is not None for v in job.vectors) == 2
+    job.cancelled.set()
+    embedder.step()
+    assert len(embedder) == 0 and served.in_use == 0  # dropped, its model free to unload
+    assert not job.done.is_set() and sum(v is not None for v in job.vectors) == 2  # nothing more was computed
