@@ -253,9 +253,11 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
     """A model directory ready to serve: tokenizer and context window now, weights on first use."""
     spec = spec or ModelSpec(model=str(path))
     config = loading.read_config(path)
+    limits = [n for n in (spec.context_length, settings.context_length) if n]
+    limit = min(limits) if limits else None
     embedding = embeddings.embedding_config(path, config)
     if embedding is not None:
-        return _embedding_model(name, path, config, embedding, spec, ids)
+        return _embedding_model(name, path, config, embedding, spec, ids, limit)
     template_file = spec.chat_template or settings.chat_template
     template = read_chat_template(template_file) if template_file else None
     tokenizer = loading.tokenizer_of(path, config, template)
@@ -263,8 +265,6 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
         _check_template(tokenizer, template_file)
     fmt = formats.detect(tokenizer, spec.tool_call_parser or settings.tool_call_parser, spec.reasoning_parser)
     log.info("%s: %s", name, formats.describe(fmt))
-    limits = [n for n in (spec.context_length, settings.context_length) if n]
-    limit = min(limits) if limits else None
     return ServedModel(
         name=name,
         tokenizer=tokenizer,
@@ -278,16 +278,15 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
 
 
 def _embedding_model(
-    name: str, path: Path, config: dict, embedding: EmbeddingConfig, spec: ModelSpec, ids: Sequence[str]
+    name: str, path: Path, config: dict, embedding: EmbeddingConfig, spec: ModelSpec, ids: Sequence[str], limit: int | None
 ) -> ServedModel:
     tokenizer = loading.tokenizer_of(path, config)
     log.info("%s: embeddings, %s pooling%s, %d dimensions", name, embedding.pooling,
              ", normalised" if embedding.normalize else "", embedding.width)
-    window = min(embedding.window, spec.context_length or embedding.window)
     return ServedModel(
         name=name,
         tokenizer=tokenizer,
-        context_window=window,
+        context_window=min(embedding.window, limit or embedding.window),
         load=lambda: embeddings.load(name, path, config, embedding, tokenizer),
         aliases=tuple(spec.aliases),
         ids=_ids(name, ids),

@@ -85,6 +85,14 @@ def test_inputs_are_batched_by_length_within_the_bounds():
     assert [8] in batches  # the input longer than the budget is a batch of its own
 
 
+def test_context_length_lowers_the_window(tiny_bert_dir):
+    from mlxcli.engine.settings import ModelSpec
+
+    assert served_model("bert", tiny_bert_dir, EngineSettings(context_length=20)).context_window == 20
+    assert served_model("bert", tiny_bert_dir, EngineSettings(), ModelSpec("bert", context_length=30)).context_window == 30
+    assert served_model("bert", tiny_bert_dir, EngineSettings(context_length=4096)).context_window == 48  # only lowers
+
+
 def test_bad_inputs_are_refused_before_anything_runs(tiny_bert_dir, make_engine):
     engine = make_engine([served_model("bert", tiny_bert_dir, EngineSettings())])
     cases = [

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from mlxcli.core.embeddings import EmbeddingRequest, Embeddings
 from mlxcli.core.errors import EngineFailure, InvalidRequest, MlxcliError
@@ -87,7 +87,7 @@ class EmbedJob:
 class EmbeddingHandle:
     """The caller's side of an ``EmbedJob`` (``mlxcli.core.embeddings.EmbeddingJob``)."""
 
-    def __init__(self, job: EmbedJob, alive, cancel):
+    def __init__(self, job: EmbedJob, alive: Callable[[], bool], cancel: Callable[[EmbedJob], None]):
         self.job = job
         self.prompt_tokens = sum(len(t) for t in job.tokens)
         self._alive = alive
@@ -110,7 +110,8 @@ class EmbeddingHandle:
 
 
 class Embedder:
-    """The embedding requests in progress (engine thread only, but ``jobs`` is read anywhere)."""
+    """The embedding requests in progress, the one whose turn it is first (engine thread only, but
+    ``jobs`` is read anywhere: a request stays listed until it ends)."""
 
     def __init__(self, registry: "ModelRegistry"):
         self._registry = registry
@@ -128,7 +129,7 @@ class Embedder:
 
     def step(self) -> None:
         """Embed the next batch of the request whose turn it is."""
-        job = self._jobs.popleft()
+        job = self._jobs[0]
         if job.cancelled.is_set():
             return self._end(job, None)
         try:
@@ -140,7 +141,7 @@ class Embedder:
             log.exception("embedding failed for %s", job.request.request_id)
             return self._end(job, EngineFailure(f"embedding failed: {type(exc).__name__}: {exc}"))
         if job.batches:
-            self._jobs.append(job)  # the next request's turn
+            self._jobs.rotate(-1)  # the next request's turn
         else:
             self._end(job, Embeddings(vectors=job.vectors, prompt_tokens=sum(len(t) for t in job.tokens)))  # type: ignore[arg-type]
 
@@ -156,6 +157,7 @@ class Embedder:
             job.vectors[i] = vector
 
     def _end(self, job: EmbedJob, outcome: Embeddings | MlxcliError | None) -> None:
+        self._jobs.remove(job)
         if job.acquired:
             self._registry.release(job.model)
             job.acquired = False
