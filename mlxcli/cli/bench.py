@@ -177,6 +177,8 @@ def _prepare(model: str | None, *, in_process: bool, max_clients: int):
 
     try:
         resolved = resolve_model(model)
+        if _is_embedding_model(resolved.path):
+            fail(f"{resolved.name} is an embedding model: measure it with mlxcli bench --embeddings")
         if in_process:
             from mlxcli.engine.engine import MlxEngine
 
@@ -187,6 +189,13 @@ def _prepare(model: str | None, *, in_process: bool, max_clients: int):
         return None, PromptCounter(resolved.path)
     except MlxcliError as exc:
         fail(exc.message)
+
+
+def _is_embedding_model(path: Path) -> bool:
+    from mlxcli.engine.embeddings.model import embedding_config
+    from mlxcli.engine.loading import read_config
+
+    return embedding_config(path, read_config(path)) is not None
 
 
 def _servers(urls: list[str], **options):

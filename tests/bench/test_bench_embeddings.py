@@ -51,3 +51,8 @@ def test_the_engine_in_process_beside_a_server(embedding_server, tiny_bert_dir):
                         "--request-model", "tiny", "--batch-sizes", "4", "--prompt-tokens", "12", "--repeat", "2")
     assert [t["kind"] for t in doc["targets"]] == ["engine", "http"]
     assert [(r["target"], r["runs"], r["errors"]) for r in rows(doc)] == [("engine", 2, 0), (doc["targets"][1]["name"], 2, 0)]
+
+
+def test_the_chat_scenarios_point_an_embedding_model_to_embeddings(embedding_server, tiny_bert_dir):
+    out = bench("--url", embedding_server.url, "--model", str(tiny_bert_dir), ok=False)
+    assert out["exit_code"] == 1 and "is an embedding model: measure it with mlxcli bench --embeddings" in out["output"]
