@@ -149,14 +149,18 @@ def test_embeddings_run_between_the_decode_steps_of_a_long_generation(tiny_bert_
     reader.join(timeout=30)
 
 
-def test_an_unsupported_module_is_a_clear_error(tiny_bert_dir, tmp_path):
+@pytest.mark.parametrize("change, error", [
+    (lambda m: m.replace("Normalize", "Dense"), "unsupported module"),
+    (lambda m: m.replace('"1_Pooling"', '"../../1_Pooling"'), "leaves the model directory"),
+    (lambda m: m.replace('"1_Pooling"', '"nowhere"'), "cannot read"),
+])
+def test_a_broken_sentence_transformers_config_is_a_clear_error(tiny_bert_dir, tmp_path, change, error):
     import shutil
 
-    path = Path(shutil.copytree(tiny_bert_dir, tmp_path / "dense"))
-    modules = (path / "modules.json").read_text().replace("Normalize", "Dense")
-    (path / "modules.json").write_text(modules)
-    with pytest.raises(ModelError, match="unsupported module"):
-        served_model("dense", path, EngineSettings())
+    path = Path(shutil.copytree(tiny_bert_dir, tmp_path / "model"))
+    (path / "modules.json").write_text(change((path / "modules.json").read_text()))
+    with pytest.raises(ModelError, match=error):
+        served_model("model", path, EngineSettings())
 
 
 def test_a_directory_without_pooling_is_a_chat_model(tiny_model_dir):

@@ -62,13 +62,16 @@ def embedding_config(path: Path, config: dict[str, Any]) -> EmbeddingConfig | No
         kinds[kind] = module
     if "pooling" not in kinds:
         return None
-    pooling_file = path / kinds["pooling"].get("path", "1_Pooling") / "config.json"
-    pooling = _read_json(pooling_file)
+    folder = str(kinds["pooling"].get("path") or "1_Pooling")
+    if folder.startswith("/") or ".." in folder.split("/"):
+        raise ModelError(f"{modules_file}: the Pooling module's path {folder!r} leaves the model directory")
+    pooling_file = path / folder / "config.json"
+    pooling = _read_object(pooling_file)
     modes = [m for m in POOLING_MODES if pooling.get(f"pooling_mode_{m}")]
     if len(modes) != 1:
         raise ModelError(f"{pooling_file}: expected one of the pooling modes {', '.join(POOLING_MODES)}, found {modes or 'none'}")
     seq = path / "sentence_bert_config.json"
-    trained = _read_json(seq).get("max_seq_length") if seq.is_file() else None
+    trained = _read_object(seq).get("max_seq_length") if seq.is_file() else None
     covered = bert.BertConfig.from_dict(config).window if is_encoder(config) else context_window_of(config)
     window = min(trained, covered) if isinstance(trained, int) and trained > 0 else covered
     try:
@@ -83,6 +86,13 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read {path}: {exc}") from exc
+
+
+def _read_object(path: Path) -> dict[str, Any]:
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise ModelError(f"{path} is not a JSON object")
+    return data
 
 
 def is_encoder(config: dict[str, Any]) -> bool:
