@@ -195,3 +195,14 @@ def test_a_cancelled_request_stops_between_batches_and_frees_its_model(tiny_bert
     embedder.step()
     assert len(embedder) == 0 and served.in_use == 0  # dropped, its model free to unload
     assert not job.done.is_set() and sum(v is not None for v in job.vectors) == 2  # nothing more was computed
+
+
+def test_embedding_models_swap_within_their_own_budget(tiny_bert_dir, minilm_dir, tmp_path, tokenizer_dir, make_engine):
+    other = make_tiny_bert_dir(minilm_dir, tmp_path / "other", seed=1)
+    engine = make_engine([scripted_model(tokenizer_dir, lambda p: "hi"), served_model("a", tiny_bert_dir, EngineSettings()),
+                          served_model("b", other, EngineSettings())], max_loaded_models=1)
+    first = embed(engine, ["hello"], model="a")
+    assert engine.stats()["loaded_models"] == ["scripted", "a"]
+    assert embed(engine, ["hello"], model="b") != first
+    assert engine.stats()["loaded_models"] == ["scripted", "b"]  # a made room for b; the chat model stayed
+    assert embed(engine, ["hello"], model="a") == first  # loaded again, the same weights
