@@ -72,7 +72,7 @@ server:
 
         ps = CliRunner().invoke(app, ["ps", "--url", proc.url])
         assert ps.exit_code == 0, ps.output
-        assert [line.split()[:2] for line in ps.output.splitlines()[1:-1]] == [["two", "loaded"]]
+        assert [line.split()[:3] for line in ps.output.splitlines()[1:-1]] == [["two", "chat", "loaded"]]
         log = proc.log()
     assert "unloaded one (least recently used; making room for two)" in log
     assert "loading two" in log and "loaded two from" in log
