@@ -163,6 +163,17 @@ def test_a_broken_sentence_transformers_config_is_a_clear_error(tiny_bert_dir, t
         served_model("model", path, EngineSettings())
 
 
+def test_an_architecture_nothing_runs_is_refused_when_the_model_is_configured(tiny_bert_dir, tmp_path):
+    import json
+    import shutil
+
+    path = Path(shutil.copytree(tiny_bert_dir, tmp_path / "nomic"))
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "model_type": "nomic_bert"}))
+    with pytest.raises(ModelError, match="'nomic_bert' is neither a BERT-family encoder"):
+        served_model("nomic", path, EngineSettings())
+
+
 def test_a_directory_without_pooling_is_a_chat_model(tiny_model_dir):
     assert embeddings.embedding_config(tiny_model_dir, {}) is None
 

@@ -70,6 +70,7 @@ def embedding_config(path: Path, config: dict[str, Any]) -> EmbeddingConfig | No
     modes = [m for m in POOLING_MODES if pooling.get(f"pooling_mode_{m}")]
     if len(modes) != 1:
         raise ModelError(f"{pooling_file}: expected one of the pooling modes {', '.join(POOLING_MODES)}, found {modes or 'none'}")
+    _check_architecture(path, config)
     seq = path / "sentence_bert_config.json"
     trained = _read_object(seq).get("max_seq_length") if seq.is_file() else None
     covered = bert.BertConfig.from_dict(config).window if is_encoder(config) else context_window_of(config)
@@ -79,6 +80,22 @@ def embedding_config(path: Path, config: dict[str, Any]) -> EmbeddingConfig | No
     except (KeyError, TypeError, ValueError):
         raise ModelError(f"{path / 'config.json'}: no hidden_size or vocab_size") from None
     return EmbeddingConfig(modes[0], "normalize" in kinds, window, width, vocab)
+
+
+def _check_architecture(path: Path, config: dict[str, Any]) -> None:
+    """Refuse at start-up, not at the first request, a model neither our encoder nor mlx-lm runs."""
+    if is_encoder(config):
+        return
+    from mlx_lm.utils import _get_classes
+
+    try:
+        _get_classes(config)
+    except ValueError:
+        encoders = ", ".join(bert.MODEL_TYPES)
+        raise ModelError(
+            f"{path}: model_type {config.get('model_type')!r} is neither a BERT-family encoder ({encoders}) "
+            "nor an architecture mlx-lm runs"
+        ) from None
 
 
 def _read_json(path: Path) -> Any:
