@@ -5,10 +5,10 @@ Run by scripts/check_embeddings in two venvs, so that torch never enters mlxcli'
     .venv/bin/python scripts/embeddings_reference.py mlxcli WORK        # mlxcli's vectors → WORK/mlxcli.json
     REF/bin/python   scripts/embeddings_reference.py reference WORK     # sentence-transformers' → compare
 
-Models: all-MiniLM-L6-v2 (the `minilm` alias), and two tiny random models this script writes to
-WORK, for the code paths MiniLM does not take: an XLM-RoBERTa encoder (positions after the padding
-index, CLS pooling) and a Qwen3 decoder (last-token pooling, weights saved as sentence-transformers
-saves a base model).
+Models: all-MiniLM-L6-v2 (the `minilm` alias), and tiny random models this script writes to WORK,
+for the code paths MiniLM does not take: an XLM-RoBERTa encoder (positions after the padding index,
+CLS pooling), an MPNet encoder (relative position bias, MPNet's weight names) and a Qwen3 decoder
+(last-token pooling, weights saved as sentence-transformers saves a base model).
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ def mlxcli_side(work: Path) -> None:
     smollm2 = pull("smollm2-135m").path  # its byte-level BPE tokenizer, for the decoder
     roberta = make_tiny_bert_dir(minilm, work / "tiny-xlm-roberta", model_type="xlm-roberta", pooling="cls_token", max_seq_length=None)
     write_sentence_transformers(roberta, "cls_token", 32)
+    mpnet = make_tiny_bert_dir(minilm, work / "tiny-mpnet", model_type="mpnet", max_seq_length=None)
     decoder = make_tiny_decoder_dir(smollm2, work / "tiny-qwen3")
-    models = {"minilm": minilm, "tiny-xlm-roberta": roberta, "tiny-qwen3": decoder}
+    models = {"minilm": minilm, "tiny-xlm-roberta": roberta, "tiny-mpnet": mpnet, "tiny-qwen3": decoder}
     settings = EngineSettings()
     engine = MlxEngine([served_model(name, path, settings) for name, path in models.items()], settings).start()
     try:

@@ -57,6 +57,30 @@ def test_roberta_style_positions_start_after_the_padding_index(minilm_dir, tmp_p
     assert embed(engine, ["hello"], model="bert") != embed(engine, ["hello"], model="roberta")
 
 
+def test_mpnet_s_relative_position_bias_is_applied_in_a_padded_batch(minilm_dir, tmp_path, make_engine):
+    import shutil
+
+    mpnet = make_tiny_bert_dir(minilm_dir, tmp_path / "mpnet", model_type="mpnet", max_seq_length=None)
+    flat = Path(shutil.copytree(mpnet, tmp_path / "flat"))  # the same weights but for a zero position bias
+    weights = mx.load(str(flat / "model.safetensors"))
+    weights["mpnet.encoder.relative_attention_bias.weight"] = mx.zeros((32, 4))
+    mx.save_safetensors(str(flat / "model.safetensors"), weights)
+    engine = make_engine([served_model("mpnet", mpnet, EngineSettings()), served_model("flat", flat, EngineSettings())])
+    assert engine.models()[0].context_window == 62
+    together = mx.array(embed(engine, TEXTS, model="mpnet"))
+    assert mx.allclose(together, mx.array([embed(engine, [t], model="mpnet")[0] for t in TEXTS]), atol=1e-5).item()
+    assert not mx.allclose(mx.array(embed(engine, TEXTS, model="flat")), together, atol=1e-3).item()
+
+
+def test_relative_position_buckets_are_mpnet_s():
+    from mlxcli.engine.embeddings.bert import relative_position_bucket
+
+    distances = mx.array([-200, -128, -20, -8, -7, -1, 0, 1, 7, 8, 20, 128, 200])
+    # Hugging Face's MPNetEncoder.relative_position_bucket(·, num_buckets=32, max_distance=128), worked by hand:
+    # below 8 one bucket per distance, then log(d / 8) / log(16) * 8 more, at most 15; keys ahead: + 16.
+    assert relative_position_bucket(distances, 32).tolist() == [15, 15, 10, 8, 7, 1, 0, 17, 23, 24, 26, 31, 31]
+
+
 def test_a_decoder_embeds_with_its_last_token(tokenizer_dir, tmp_path, make_engine):
     """Qwen3-Embedding style: mlx-lm's architecture, weights without ``model.``, last-token pooling."""
     from mlx_lm.models import qwen3

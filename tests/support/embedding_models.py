@@ -36,21 +36,31 @@ def write_sentence_transformers(dst: Path, pooling: str, width: int, *, normaliz
 
 def make_tiny_bert_dir(tokenizer_dir: Path, dst: Path, *, pooling: str = "mean_tokens", seed: int = 0,
                        max_seq_length: int | None = 48, model_type: str = "bert") -> Path:
-    """A random BERT (or RoBERTa-style, positions counted from pad + 1) with a real WordPiece tokenizer."""
-    from mlxcli.engine.embeddings.bert import BertConfig, BertModel
+    """A random BERT (or RoBERTa-style, positions counted from pad + 1; or MPNet) with a real WordPiece
+    tokenizer, its weights named as Hugging Face's model of that type names them."""
+    from mlxcli.engine.embeddings.bert import MPNET_NAMES, BertConfig, BertModel
 
     config = {
         "model_type": model_type, "architectures": ["BertModel"], "vocab_size": 30522, "hidden_size": 32,
         "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 64,
         "hidden_act": "gelu", "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0 if model_type == "bert" else 1,
     }
+    if model_type == "mpnet":
+        del config["type_vocab_size"]
+        config["relative_attention_num_buckets"] = 32
     mx.random.seed(seed)
     model = BertModel(BertConfig.from_dict(config))
+    if model_type == "mpnet":  # a bias big enough to matter: its random init is small
+        model.encoder.relative_attention_bias.weight = mx.random.normal((32, 4))
     mx.eval(model.parameters())
     dst.mkdir(parents=True, exist_ok=True)
     # Saved as a task model saves it: under a prefix, beside a pooler that embeddings do not use.
-    prefix = "bert." if model_type == "bert" else "roberta."
-    weights = {prefix + k: v for k, v in tree_flatten(model.parameters())}
+    prefix = {"bert": "bert.", "mpnet": "mpnet."}.get(model_type, "roberta.")
+    weights = {}
+    for name, value in tree_flatten(model.parameters()):
+        for theirs, ours in MPNET_NAMES if model_type == "mpnet" else ():
+            name = name.replace(ours, theirs)
+        weights[prefix + name] = value
     weights[prefix + "pooler.dense.weight"] = mx.zeros((32, 32))
     mx.save_safetensors(str(dst / "model.safetensors"), weights)
     (dst / "config.json").write_text(json.dumps(config))

@@ -1,6 +1,7 @@
-"""A BERT-family encoder in MLX (BERT, RoBERTa, XLM-RoBERTa: MiniLM, BGE, E5, GTE and the like).
+"""A BERT-family encoder in MLX (BERT, RoBERTa, XLM-RoBERTa, MPNet: MiniLM, BGE, E5, GTE, all-mpnet...).
 
-Parameter names follow Hugging Face's ``BertModel`` so that its safetensors load as they are.
+Parameter names follow Hugging Face's ``BertModel`` so that its safetensors load as they are (MPNet's
+are renamed onto them). MPNet adds a relative position bias to every layer's attention scores.
 It returns the last hidden states; pooling is the caller's business (model.py).
 """
 
@@ -9,13 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import math
+
 import mlx.core as mx
 import mlx.nn as nn
 
 from mlxcli.core.errors import ModelError
 
 # model_type → the offset of position ids: RoBERTa's count from padding_idx + 1.
-MODEL_TYPES = {"bert": 0, "roberta": None, "xlm-roberta": None, "camembert": None}
+MODEL_TYPES = {"bert": 0, "roberta": None, "xlm-roberta": None, "camembert": None, "mpnet": None}
 
 # erf(x) = x·P(x²)/Q(x²) on [-4, 4] (beyond it erf is ±1 in float32): Eigen's float32 rational
 # approximation, within 6e-7 of erf. Only multiplies and adds: MLX's CPU backend computes erf (and
@@ -43,7 +46,15 @@ def gelu(x: mx.array) -> mx.array:
 
 ACTIVATIONS = {"gelu": gelu, "gelu_new": nn.gelu_approx, "gelu_pytorch_tanh": nn.gelu_approx, "relu": nn.relu}
 # Prefixes a checkpoint saved from a task model (``BertForMaskedLM``...) puts before the encoder's names.
-PREFIXES = ("bert.", "roberta.", "model.")
+PREFIXES = ("bert.", "roberta.", "mpnet.", "model.")
+# MPNet's names for the parts BERT also has.
+MPNET_NAMES = (
+    (".attention.attn.q.", ".attention.self.query."),
+    (".attention.attn.k.", ".attention.self.key."),
+    (".attention.attn.v.", ".attention.self.value."),
+    (".attention.attn.o.", ".attention.output.dense."),
+    (".attention.LayerNorm.", ".attention.output.LayerNorm."),
+)
 
 
 @dataclass
@@ -59,6 +70,7 @@ class BertConfig:
     type_vocab_size: int = 2
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
+    relative_attention_num_buckets: int = 32  # MPNet
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> "BertConfig":
@@ -69,7 +81,14 @@ class BertConfig:
         if config.get("position_embedding_type", "absolute") != "absolute":
             raise ModelError(f"unsupported position_embedding_type {config['position_embedding_type']!r}")
         fields = {k: config[k] for k in cls.__dataclass_fields__ if config.get(k) is not None}
+        if fields["model_type"] == "mpnet":
+            fields["type_vocab_size"] = 0  # MPNet has no token types
         return cls(**fields)
+
+    @property
+    def relative(self) -> bool:
+        """Whether attention scores get a relative position bias (MPNet)."""
+        return self.model_type == "mpnet"
 
     @property
     def position_offset(self) -> int:
@@ -89,13 +108,15 @@ class Embeddings(nn.Module):
         self.offset = c.position_offset
         self.word_embeddings = nn.Embedding(c.vocab_size, c.hidden_size)
         self.position_embeddings = nn.Embedding(c.max_position_embeddings, c.hidden_size)
-        self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
+        if c.type_vocab_size:
+            self.token_type_embeddings = nn.Embedding(c.type_vocab_size, c.hidden_size)
         self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
 
     def __call__(self, tokens: mx.array) -> mx.array:
         positions = mx.arange(tokens.shape[1]) + self.offset
-        types = mx.zeros_like(tokens)  # a single segment: every input is one text
-        h = self.word_embeddings(tokens) + self.position_embeddings(positions) + self.token_type_embeddings(types)
+        h = self.word_embeddings(tokens) + self.position_embeddings(positions)
+        if "token_type_embeddings" in self:
+            h = h + self.token_type_embeddings(mx.zeros_like(tokens))  # a single segment: every input is one text
         return self.LayerNorm(h)
 
 
@@ -166,6 +187,17 @@ class Encoder(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
         self.layer = [Layer(c) for _ in range(c.num_hidden_layers)]
+        if c.relative:
+            self.relative_attention_bias = nn.Embedding(c.relative_attention_num_buckets, c.num_attention_heads)
+
+
+def relative_position_bucket(relative: mx.array, buckets: int, max_distance: int = 128) -> mx.array:
+    """MPNet's (T5's bidirectional) buckets: one per distance up to ``buckets / 4``, then logarithmic."""
+    half = buckets // 2
+    exact = half // 2
+    distance = mx.abs(relative)
+    far = exact + (mx.log(mx.maximum(distance, 1) / exact) / math.log(max_distance / exact) * (half - exact)).astype(mx.int32)
+    return (relative > 0).astype(mx.int32) * half + mx.where(distance < exact, distance, mx.minimum(far, half - 1))
 
 
 class BertModel(nn.Module):
@@ -177,10 +209,16 @@ class BertModel(nn.Module):
 
     def __call__(self, tokens: mx.array, lengths: mx.array) -> mx.array:
         """Hidden states ``(batch, length, hidden)`` of right-padded ``tokens``; ``lengths`` per row."""
-        keep = (mx.arange(tokens.shape[1])[None, :] < lengths[:, None])[:, None, None, :]  # no row attends to padding
+        n = tokens.shape[1]
+        keep = (mx.arange(n)[None, :] < lengths[:, None])[:, None, None, :]  # no row attends to padding
+        mask = keep
+        if self.config.relative:
+            buckets = relative_position_bucket(mx.arange(n)[None, :] - mx.arange(n)[:, None], self.config.relative_attention_num_buckets)
+            bias = self.encoder.relative_attention_bias(buckets).transpose(2, 0, 1)[None]  # (1, heads, query, key)
+            mask = mx.where(keep, bias, -math.inf)
         h = self.embeddings(tokens)
         for layer in self.encoder.layer:
-            h = layer(h, keep)
+            h = layer(h, mask)
         return h
 
     def sanitize(self, weights: dict[str, mx.array]) -> dict[str, mx.array]:
@@ -189,6 +227,8 @@ class BertModel(nn.Module):
         for name, value in weights.items():
             for prefix in PREFIXES:
                 name = name.removeprefix(prefix)
+            for theirs, ours in MPNET_NAMES if self.config.model_type == "mpnet" else ():
+                name = name.replace(theirs, ours)
             if name.startswith(("embeddings.", "encoder.")) and not name.endswith("position_ids"):
                 kept[name] = value
         return kept
