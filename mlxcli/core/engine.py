@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal, Protocol, runtime_checkable
 
+from mlxcli.core.embeddings import EmbeddingJob, EmbeddingRequest
 from mlxcli.core.events import Event
 from mlxcli.core.request import ChatRequest
 
 ModelState = Literal["unloaded", "loading", "loaded"]
+ModelKind = Literal["chat", "embedding"]  # what a model answers: chat requests, or embeddings requests
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class ModelStatus:
     """A point-in-time view of one configured model, for /v1/models, /health and `mlxcli ps`."""
 
     name: str  # the served name
+    kind: ModelKind
     aliases: tuple[str, ...]
     context_window: int
     state: ModelState
@@ -94,8 +97,8 @@ class Engine(Protocol):
         """The served name of the model this exact name (served name, alias or id) reaches, if any."""
         ...
 
-    def resolve(self, requested: str | None) -> str:
-        """The served name of the model a request's ``model`` selects; raises ModelNotFound."""
+    def resolve(self, requested: str | None, kind: ModelKind = "chat") -> str:
+        """The served name of the model a request of ``kind`` selects by its ``model``; raises ModelNotFound."""
         ...
 
     def count_tokens(self, request: ChatRequest) -> int:
@@ -110,6 +113,12 @@ class Engine(Protocol):
     def load(self, model: str | None, keep_alive: float | None = None) -> Generation:
         """Load a model in turn, as a request for it would, and set its ``keep_alive`` (see ChatRequest);
         with ``keep_alive`` 0, unload it once idle instead. The generation's one event is a Finish."""
+        ...
+
+    def embed(self, request: EmbeddingRequest) -> EmbeddingJob:
+        """Check, tokenize and enqueue an embeddings request; raises ModelNotFound, InvalidRequest
+        (a chat model, an input over the window, a token id outside the vocabulary, ``dimensions``
+        beyond the model's width) or Overloaded before anything is computed."""
         ...
 
     def stats(self) -> dict[str, Any]:
