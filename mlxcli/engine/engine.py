@@ -40,7 +40,7 @@ from mlxcli.core.events import Event, Finish, Timings
 from mlxcli.core.request import ChatRequest, Sampling
 from mlxcli.engine import constraints, prompt, sampling
 from mlxcli.engine.batch import Batch, can_batch
-from mlxcli.engine.embeddings.work import EmbedJob, Embedder, EmbeddingHandle, check_inputs, plan
+from mlxcli.engine.embeddings.work import EmbedJob, Embedder, EmbeddingHandle, check_inputs, plan, tokenize
 from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.queue import BoundedQueue
 from mlxcli.engine.registry import ModelRegistry, ServedModel, served_model
@@ -289,7 +289,7 @@ class MlxEngine:
                 param="model",
             )
         with self._render_lock:
-            tokens = [list(x) if isinstance(x, list) else model.tokenizer.encode(x) for x in request.inputs]
+            tokens = tokenize(request, model.tokenizer, model.context_window)
         check_inputs(request, tokens, model.embedding, model.context_window)
         job = EmbedJob(request=request, model=model, tokens=tokens, batches=deque(plan([len(t) for t in tokens])))
         self._embed_queue.put(job)
