@@ -218,7 +218,7 @@ def test_tags_show_ps_version_and_root(server, client, engine):
     assert httpx.get(server.url + "/mlxcli/ps").json()["models"][0]["name"] == "sky"  # mlxcli's own, moved here
 
 
-def test_embeddings_are_refused_until_embedding_models_land(server, client):
+def test_a_chat_model_does_not_embed(server, client):
     with pytest.raises(ollama.ResponseError, match="does not support embeddings") as info:
         client.embed(model="sky", input="hello")
     assert info.value.status_code == 400

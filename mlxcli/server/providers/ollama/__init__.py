@@ -7,7 +7,7 @@
     GET  /api/version, GET|HEAD /   the version; "Ollama is running"
     POST /api/pull                  fetch a model (mlxcli pull's resolver), progress streamed
     DELETE /api/delete              remove an installed model (only with --allow-delete)
-    POST /api/embed, /api/embeddings  refused until embedding models land
+    POST /api/embed, /api/embeddings  embeddings (the embedding models served)
 
 Errors are ``{"error": "..."}`` with the error's status; after a stream started, one such line.
 Ollama serves on port 11434: ``mlxcli serve --port 11434`` for clients that assume it.
@@ -22,7 +22,8 @@ from mlxcli.server.framing import NDJSON
 from mlxcli.server.providers.base import Provider, Route
 from mlxcli.server.providers.ollama import models, request
 from mlxcli.server.providers.ollama.pull import Pull
-from mlxcli.server.providers.ollama.resources import Chat, Embeddings, Root, Version
+from mlxcli.server.providers.ollama.embed import Embed
+from mlxcli.server.providers.ollama.resources import Chat, Root, Version
 
 if TYPE_CHECKING:
     from mlxcli.server.context import ServerContext
@@ -33,7 +34,6 @@ def error_body(err: MlxcliError) -> dict[str, Any]:
 
 
 def routes(ctx: "ServerContext") -> list[Route]:
-    embeddings = Embeddings(ctx.settings.max_body_bytes)
     return [
         Route("/", Root()),
         Route("/api/chat", Chat(ctx, request.parse_chat, PROVIDER)),
@@ -44,8 +44,8 @@ def routes(ctx: "ServerContext") -> list[Route]:
         Route("/api/version", Version()),
         Route("/api/pull", Pull(ctx)),
         Route("/api/delete", models.Delete(ctx)),
-        Route("/api/embed", embeddings),
-        Route("/api/embeddings", embeddings),
+        Route("/api/embed", Embed(ctx, legacy=False)),
+        Route("/api/embeddings", Embed(ctx, legacy=True)),
     ]
 
 

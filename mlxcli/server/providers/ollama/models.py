@@ -13,7 +13,7 @@ from typing import Any
 
 import falcon
 
-from mlxcli.core.engine import ModelStatus
+from mlxcli.core.engine import ModelKind, ModelStatus
 from mlxcli.core.errors import InvalidRequest, ModelNotFound, PermissionDenied
 from mlxcli.core.request import now
 from mlxcli.server.context import ServerContext
@@ -110,14 +110,21 @@ def show_json(status: ModelStatus) -> dict[str, Any]:
         "template": d.chat_template or "",
         "details": details_json(status),
         "model_info": info,
-        "capabilities": ["completion", *(["tools"] if d.tools else []), *(["thinking"] if d.reasoning else [])],
+        "capabilities": capabilities(status),
         "modified_at": timestamp(d.modified_at or STARTED_AT),
     }
 
 
-def served_status(ctx: ServerContext, name: str) -> ModelStatus:
-    """The status of the model ``name`` reaches, as a chat request naming it would (404 otherwise)."""
-    served = ctx.engine.resolve(name)
+def capabilities(status: ModelStatus) -> list[str]:
+    if status.kind == "embedding":
+        return ["embedding"]
+    d = status.details
+    return ["completion", *(["tools"] if d.tools else []), *(["thinking"] if d.reasoning else [])]
+
+
+def served_status(ctx: ServerContext, name: str, kind: ModelKind = "chat") -> ModelStatus:
+    """The status of the model ``name`` reaches, as a request of ``kind`` naming it would (404 otherwise)."""
+    served = ctx.engine.resolve(name, kind)
     return next(s for s in ctx.engine.models() if s.name == served)
 
 

@@ -120,7 +120,7 @@ def _call(o: Obj, request: ChatRequest, kind: str, echo: str, *, load: bool) -> 
     o.int("top_logprobs", lo=0, hi=20)
     o.bool("truncate")  # a prompt over the window is refused (400), never truncated
     o.bool("shift")
-    request.sampling, request.context_window = _options(o)
+    request.sampling, request.context_window = parse_options(o)
     request.keep_alive = keep_alive(o)
     return OllamaCall(request, stream=o.bool("stream", default=True), kind=kind, model=echo, load=load)
 
@@ -207,7 +207,7 @@ def _think(o: Obj) -> Effort | None:
     return value
 
 
-def _options(o: Obj) -> tuple[Sampling, int | None]:
+def parse_options(o: Obj) -> tuple[Sampling, int | None]:
     """``options`` → (sampling, the context window asked for with ``num_ctx``)."""
     opts = o.obj("options")
     if opts is None:

@@ -1,5 +1,5 @@
 """Ollama's chat and generate resource (the shared Generate, plus load requests and the thinking
-check), its root, its version, and the embeddings routes still to come."""
+check), its root and its version."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ from mlxcli.server import disconnect
 from mlxcli.server.generate import Generate
 from mlxcli.server.http import send_json
 from mlxcli.server.providers.ollama.models import served_status
-from mlxcli.server.providers.ollama.request import OllamaCall, model_names, read_body
-from mlxcli.server.validate import Obj
+from mlxcli.server.providers.ollama.request import OllamaCall, read_body
 
 # The Ollama release whose API this provider follows: clients decide what to send (tools, thinking)
 # from the version they are told.
@@ -59,15 +58,3 @@ class Version:
 
     on_head = on_get
 
-
-class Embeddings:
-    """``POST /api/embed`` and ``/api/embeddings``: checked, then refused until an embeddings model
-    kind lands; the engine's embedding call is mapped here then (``input`` / ``prompt`` → vectors)."""
-
-    def __init__(self, max_body_bytes: int):
-        self.max_body_bytes = max_body_bytes
-
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        o = Obj(read_body(req, self.max_body_bytes))
-        _, name = model_names(o)
-        raise InvalidRequest(f'"{name}" does not support embeddings: this server serves text-generation models only', param="model")
