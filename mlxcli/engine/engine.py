@@ -247,10 +247,8 @@ class MlxEngine:
         window = model.context_window
         if request.context_window is not None:
             if request.context_window > window:
-                raise InvalidRequest(
-                    f"A context window of {request.context_window} tokens was asked for; "
-                    f"the model's is {window} tokens.", param="context_window",
-                )
+                raise InvalidRequest(f"A context window of {request.context_window} tokens was asked for; "
+                                     f"the model's is {window} tokens.", param="context_window")
             window = request.context_window
         rendered = self._render(model, request)
         n_prompt = len(rendered.tokens)
