@@ -43,7 +43,6 @@ from mlxcli.models.info import describe_dir
 log = logging.getLogger("mlxcli.engine")
 
 
-
 @dataclass(eq=False)
 class ServedModel:
     """One configured model. The fields after ``spec`` are its state, written by the worker thread."""
@@ -73,7 +72,8 @@ class ServedModel:
             self.format = formats.detect(self.tokenizer, self.spec.tool_call_parser, self.spec.reasoning_parser)
         if self.details is None:
             self.details = model_details(self.tokenizer, self.format)
-        if self.format is not None:  # the format's own stop tokens end generation as end-of-sequence does (<|call|>)
+        if self.format is not None:
+            # The format's own stop tokens end generation as end-of-sequence does (gpt-oss's <|call|>).
             self.tokenizer.eos_token_ids = self.tokenizer.eos_token_ids | formats.stop_token_ids(self.format, self.tokenizer)
 
     @property
