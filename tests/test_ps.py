@@ -33,7 +33,7 @@ def test_not_an_mlxcli_server():
     with FakeServer() as server:
         result = ps("--url", server.url)
         assert result.exit_code == 1
-        assert result.stderr == f"error: {server.url}/api/ps was not found: is this an mlxcli server?\n"
+        assert result.stderr == f"error: {server.url}/mlxcli/ps was not found: is this an mlxcli server?\n"
 
         def html(handler):
             handler.send_response(200)
@@ -44,17 +44,17 @@ def test_not_an_mlxcli_server():
         server.http.RequestHandlerClass.do_GET = html
         result = ps("--url", server.url)
         assert result.exit_code == 1
-        assert result.stderr == f"error: {server.url}/api/ps did not answer JSON: is this an mlxcli server?\n"
+        assert result.stderr == f"error: {server.url}/mlxcli/ps did not answer JSON: is this an mlxcli server?\n"
 
 
 def test_a_refusal_and_an_unreachable_server(scripted_engine, serve):
     server = serve(scripted_engine(lambda prompt: "ok"), ServerSettings(port=0, api_keys=["sesame"]))
     result = ps("--url", server.url)
-    assert (result.exit_code, result.stderr) == (1, f"error: {server.url}/api/ps answered 401 Unauthorized\n")
+    assert (result.exit_code, result.stderr) == (1, f"error: {server.url}/mlxcli/ps answered 401 Unauthorized\n")
     assert ps("--url", server.url, "--api-key", "sesame").exit_code == 0
     result = ps("--url", "http://127.0.0.1:9")
     assert result.exit_code == 1 and result.stderr.startswith(
-        "error: cannot reach an mlxcli server at http://127.0.0.1:9/api/ps ([Errno 111]")
+        "error: cannot reach an mlxcli server at http://127.0.0.1:9/mlxcli/ps ([Errno 111]")
     assert result.stderr.endswith("); is `mlxcli serve` running?\n")
     result = ps("--url", "ftp://nowhere")
     assert result.exit_code == 2 and "is not a server address" in result.stderr

@@ -1,7 +1,7 @@
 """The chat backend for a running server (`mlxcli chat --url`): the HTTP client, one API, one model.
 
 Speaks OpenAI Chat Completions (mlxcli serve, llama.cpp, LM Studio, Ollama, vLLM, OpenAI itself),
-the OpenAI Responses API or Anthropic Messages (see ``mlxcli.client``).
+the OpenAI Responses API, Anthropic Messages or Ollama's own API (see ``mlxcli.client``).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def bench(
     url: Annotated[Optional[str], typer.Option(help="Benchmark this server instead of the engine: its address, with or without /v1.")] = None,
     compare: Annotated[Optional[list[str]], typer.Option(help="Another server to run the same scenario against, interleaved (repeatable); ratios are to the first target.")] = None,
     engine: Annotated[bool, typer.Option("--engine", help="With --url: also run the model in-process, as the first target (what HTTP costs).")] = False,
-    api: Annotated[str, typer.Option(help="Server protocol: chat, responses or anthropic.")] = "chat",
+    api: Annotated[str, typer.Option(help="Server protocol: chat, responses, anthropic or ollama.")] = "chat",
     request_model: Annotated[Optional[str], typer.Option(help="The `model` sent to servers (default: the first one GET /v1/models lists).")] = None,
     api_key: Annotated[Optional[str], typer.Option(envvar="MLXCLI_API_KEY", help="API key sent to servers.")] = None,
     prompt_tokens: Annotated[Optional[str], typer.Option(help="Prompt lengths in tokens, exact with the model's tokenizer (engine matrix default 128,512; otherwise 128).")] = None,
@@ -79,8 +79,10 @@ def bench(
         if in_process:
             exit_process(code)  # the engine ran here: skip the teardown MLX may abort in
         raise typer.Exit(code)
-    if api not in ("chat", "responses", "anthropic"):
-        raise typer.BadParameter(f"{api!r} is not one of chat, responses, anthropic", param_hint="--api")
+    from mlxcli.client import NAMES
+
+    if api not in NAMES:
+        raise typer.BadParameter(f"{api!r} is not one of {', '.join(NAMES)}", param_hint="--api")
     defaults = SERVER_DEFAULTS if servers or turns else ENGINE_DEFAULTS
     prompt_lens = int_list(prompt_tokens or defaults[0], "--prompt-tokens")
     gen_lens = int_list(gen_tokens or defaults[1], "--gen-tokens")

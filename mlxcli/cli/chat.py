@@ -15,12 +15,13 @@ from mlxcli.core.errors import MlxcliError
 from mlxcli.core.request import SAMPLING_BOUNDS, ChatRequest, Sampling
 
 HISTORY_FILE = "chat_history"
-APIS = ("chat", "responses", "anthropic")
 
 
 def _api(value: str) -> str:
-    if value not in APIS:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(APIS)}")
+    from mlxcli.client import NAMES
+
+    if value not in NAMES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(NAMES)}")
     return value
 
 
@@ -40,7 +41,7 @@ def chat(
     ),
     api: str = typer.Option(
         "chat", "--api", envvar="MLXCLI_API", callback=_api,
-        help="With --url: the API to speak: chat (OpenAI Chat Completions), responses (OpenAI Responses) or anthropic (Anthropic Messages).",
+        help="With --url: the API to speak: chat (OpenAI Chat Completions), responses (OpenAI Responses), anthropic (Anthropic Messages) or ollama (Ollama's /api/chat).",
     ),
     api_key: Optional[str] = typer.Option(
         None, "--api-key", envvar="MLXCLI_API_KEY",

@@ -1,4 +1,4 @@
-"""``mlxcli ps``: what a running `mlxcli serve` has in memory (its ``GET /api/ps``)."""
+"""``mlxcli ps``: what a running `mlxcli serve` has in memory (its ``GET /mlxcli/ps``)."""
 
 from __future__ import annotations
 

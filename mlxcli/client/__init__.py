@@ -2,7 +2,7 @@
 
 - ``urls``: what users paste (``host:port``, ``http://host:port/v1``, …) → the server root;
 - ``streams``: SSE and NDJSON framing;
-- ``openai_chat``, ``openai_responses``, ``anthropic``: per API, a ChatRequest → a request body, and
+- ``openai_chat``, ``openai_responses``, ``anthropic``, ``ollama``: per API, a ChatRequest → a request body, and
   that API's stream → the neutral events of ``mlxcli.core.events`` (the mirror image of the
   server's encoders in ``mlxcli.server.providers``); registered by name in ``apis``;
 - ``http``: the ``Client`` (list models, GET JSON, stream a request, close);

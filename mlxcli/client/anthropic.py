@@ -11,7 +11,7 @@ from typing import Any
 
 from mlxcli.client import bodies
 from mlxcli.client.errors import BadResponse, error_event
-from mlxcli.client.streams import count, json_payload, obj
+from mlxcli.client.streams import arguments_object, count, json_payload, obj
 from mlxcli.core.events import Event, Finish, FinishReason, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from mlxcli.core.request import ChatRequest, Message
 
@@ -93,19 +93,11 @@ def _messages(messages: list[Message]) -> list[dict[str, Any]]:
                 last["content"].append({"type": "text", "text": m.content})
         elif m.role == "assistant" and m.tool_calls:
             blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
-            blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": _input(c.arguments)} for c in m.tool_calls]
+            blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": arguments_object(c.arguments)} for c in m.tool_calls]
             out.append({"role": "assistant", "content": blocks})
         else:
             out.append({"role": m.role, "content": m.content or ""})
     return out
-
-
-def _input(arguments: str) -> dict[str, Any]:
-    try:
-        value = json.loads(arguments) if arguments.strip() else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _tool_choice(choice: str | dict[str, Any], parallel: bool) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The APIs the client speaks, by the name users pick them with (``--api chat|responses|anthropic``).
+"""The APIs the client speaks, by the name users pick them with (``--api chat|responses|anthropic|ollama``).
 
 Each is a module with: ``NAME``, ``TITLE``, ``PATH`` (from the server root), ``FRAMING``
 (``sse`` or ``ndjson``), ``headers(api_key)``, ``unsupported(request)`` (the request fields it
@@ -12,10 +12,10 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Iterable, Protocol
 
-from mlxcli.client import anthropic, openai_chat, openai_responses
+from mlxcli.client import anthropic, ollama, openai_chat, openai_responses
 from mlxcli.core.events import Event
 
-APIS: dict[str, ModuleType] = {m.NAME: m for m in (openai_chat, openai_responses, anthropic)}
+APIS: dict[str, ModuleType] = {m.NAME: m for m in (openai_chat, openai_responses, anthropic, ollama)}
 NAMES = tuple(APIS)
 
 

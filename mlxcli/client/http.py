@@ -21,7 +21,7 @@ CONNECT_TIMEOUT = 10.0
 
 
 class Client:
-    """A server at ``url`` (any form :func:`server_root` takes) speaking ``api`` (chat, responses, anthropic).
+    """A server at ``url`` (any form :func:`server_root` takes) speaking ``api`` (chat, responses, anthropic, ollama).
 
     Thread-safe: several threads may stream at once (up to ``connections`` connections).
     """
@@ -68,7 +68,7 @@ class Client:
         return response
 
     def get_json(self, path: str) -> Any:
-        """``GET root + path`` as JSON (``/v1/models``, ``/api/ps``)."""
+        """``GET root + path`` as JSON (``/v1/models``, ``/mlxcli/ps``)."""
         response = self._send(self._http.build_request("GET", self.root + path, headers={"Accept": "application/json"}))
         try:
             return orjson.loads(response.content)

@@ -55,6 +55,15 @@ def json_payload(data: str) -> Any:
         raise BadResponse(f"the server sent something that is not JSON: {data[:200]!r}") from None
 
 
+def arguments_object(text: str) -> dict[str, Any]:
+    """A tool call's arguments (JSON text) as an object, for APIs that send them as one ({} if they are not one)."""
+    try:
+        value = orjson.loads(text) if text.strip() else {}
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def count(value: Any) -> int:
     """A token count from a usage object: an int, else 0."""
     return value if isinstance(value, int) and not isinstance(value, bool) else 0

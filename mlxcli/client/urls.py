@@ -7,9 +7,9 @@ from urllib.parse import urlsplit, urlunsplit
 from mlxcli.core.errors import InvalidRequest
 
 MODELS_PATH = "/v1/models"
-PS_PATH = "/api/ps"
+PS_PATH = "/mlxcli/ps"  # mlxcli serve's own (server/resources.py)
 # Endpoints people paste whole (from a curl line, an SDK's docs): cut back to the root as well.
-ENDPOINTS = ("/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/models", "/v1")
+ENDPOINTS = ("/v1/chat/completions", "/v1/responses", "/v1/messages", "/v1/models", "/v1", "/api/chat", "/api/generate")
 
 
 def server_root(url: str) -> str:

@@ -18,6 +18,8 @@ class EmbeddingRequest:
     model: str | None = None
     dimensions: int | None = None  # keep the first N components (re-normalised when the model normalises)
     listed: bool = True  # the inputs came as a list: an error names ``input[i]``, else ``input``
+    truncate: bool = False  # cut an input over the model's window to fit it, rather than refuse it
+    keep_alive: float | None = None  # as ChatRequest.keep_alive: how long the model stays loaded once idle
     request_id: str = field(default_factory=lambda: new_id("req_"))
 
 

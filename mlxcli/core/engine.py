@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal, Protocol, runtime_checkable
 
 from mlxcli.core.embeddings import EmbeddingJob, EmbeddingRequest
@@ -14,6 +14,22 @@ from mlxcli.core.request import ChatRequest
 
 ModelState = Literal["unloaded", "loading", "loaded"]
 ModelKind = Literal["chat", "embedding"]  # what a model answers: chat requests, or embeddings requests
+
+
+@dataclass(frozen=True)
+class ModelDetails:
+    """What a model is, read once from its directory, for listings that describe models."""
+
+    family: str | None = None  # the architecture, config.json's model_type (llama, qwen3, ...)
+    parameters: int | None = None  # parameter count, quantized weights counted unpacked
+    quantization: str | None = None  # "4-bit", "8-bit", or the weights' dtype ("bfloat16")
+    size_bytes: int | None = None  # the directory's files on disk
+    modified_at: float | None = None  # Unix time of its newest file
+    digest: str | None = None  # sha256 over its file names, sizes and times: changes when they do
+    chat_template: str | None = None
+    tools: bool = False  # the model's output format has tool calls
+    reasoning: bool = False  # ... and a reasoning block or effort levels
+    config: dict[str, Any] = field(default_factory=dict)  # config.json as read
 
 
 @dataclass(frozen=True)
@@ -32,6 +48,7 @@ class ModelStatus:
     load_seconds: float | None = None
     weight_bytes: int | None = None
     dtype: str | None = None
+    details: ModelDetails = field(default_factory=ModelDetails)
 
 
 @runtime_checkable
@@ -91,6 +108,11 @@ class Engine(Protocol):
     def submit(self, request: ChatRequest) -> Generation:
         """Check and enqueue a request; raises ModelNotFound, InvalidRequest, ContextLengthExceeded or
         Overloaded before anything is generated."""
+        ...
+
+    def load(self, model: str | None, keep_alive: float | None = None) -> Generation:
+        """Load a model in turn, as a request for it would, and set its ``keep_alive`` (see ChatRequest);
+        with ``keep_alive`` 0, unload it once idle instead. The generation's one event is a Finish."""
         ...
 
     def embed(self, request: EmbeddingRequest) -> EmbeddingJob:

@@ -107,6 +107,11 @@ class ChatRequest:
     reasoning: Effort | None = None  # None: the model's default
     # Extra keyword arguments for the chat template, as a client gave them (they win over ``reasoning``).
     template_kwargs: dict[str, Any] = field(default_factory=dict)
+    # How long the model stays in memory once idle after this request, in seconds: None leaves the
+    # server's --idle-unload, 0 unloads it as soon as it is idle, math.inf keeps it loaded.
+    keep_alive: float | None = None
+    # A context window for this request only, at most the model's (None: the model's).
+    context_window: int | None = None
     request_id: str = field(default_factory=lambda: new_id("req_"))
 
 

@@ -12,7 +12,8 @@ continuous batch (batch.py), up to ``max_batch`` at once; a job for another mode
 waits until that batch has finished, then swaps, so the queue stays bounded
 meanwhile. A job that cannot share a batch (under KV-cache quantization, or for
 a model whose caches cannot merge) runs alone (solo.py), through the same steps,
-output and prompt cache. Which models stay in memory is the registry's business
+output and prompt cache. A load job (``load``) takes its turn the same way, but
+only loads its model. Which models stay in memory is the registry's business
 (registry.py). ``MlxEngine`` implements ``mlxcli.core.engine.Engine``.
 
 Embedding requests have a queue of their own (sharing the wake-up of the chat queue): they
@@ -35,11 +36,11 @@ import mlx.core as mx
 from mlxcli.core.embeddings import EmbeddingRequest
 from mlxcli.core.engine import ModelKind, ModelStatus
 from mlxcli.core.errors import ContextLengthExceeded, EngineFailure, InvalidRequest, MlxcliError
-from mlxcli.core.events import Event, Finish
+from mlxcli.core.events import Event, Finish, Timings
 from mlxcli.core.request import ChatRequest, Sampling
 from mlxcli.engine import constraints, prompt, sampling
 from mlxcli.engine.batch import Batch, can_batch
-from mlxcli.engine.embeddings.work import EmbedJob, Embedder, EmbeddingHandle, check_inputs, plan
+from mlxcli.engine.embeddings.work import EmbedJob, Embedder, EmbeddingHandle, check_inputs, plan, tokenize
 from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.queue import BoundedQueue
 from mlxcli.engine.registry import ModelRegistry, ServedModel, served_model
@@ -66,6 +67,7 @@ class Job:
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     generated_tokens: int = 0  # read by tests and /health while it runs
+    load_only: bool = False  # a load job (``MlxEngine.load``): nothing to generate
 
     def emit(self, item: Event | MlxcliError) -> None:
         self.events.put(item)
@@ -242,14 +244,30 @@ class MlxEngine:
         if not self.alive or self._stopping.is_set():
             raise EngineFailure("the engine is not running")
         model = self.registry.resolve(request.model)
+        window = model.context_window
+        if request.context_window is not None:
+            if request.context_window > window:
+                raise InvalidRequest(f"A context window of {request.context_window} tokens was asked for; "
+                                     f"the model's is {window} tokens.", param="context_window")
+            window = request.context_window
         rendered = self._render(model, request)
         n_prompt = len(rendered.tokens)
-        room = model.context_window - n_prompt
+        room = window - n_prompt
         if room <= 0:
-            raise ContextLengthExceeded(n_prompt, model.context_window)
+            raise ContextLengthExceeded(n_prompt, window)
         settings = sampling.resolve(request.sampling, model.sampling, self.settings.sampling())
         constraint = constraints.compile(request, rendered.plan, model.tokenizer)
         job = Job(request, model, settings, rendered, min(settings.max_tokens, room), constraint)
+        self._queue.put(job)
+        return Generation(self, job)
+
+    def load(self, model: str | None, keep_alive: float | None = None) -> Generation:
+        """Load ``model`` in turn and set its keep-alive (0: unload it once idle instead); one Finish event."""
+        if not self.alive or self._stopping.is_set():
+            raise EngineFailure("the engine is not running")
+        served = self.registry.resolve(model)
+        request = ChatRequest(messages=[], model=served.name, keep_alive=keep_alive)
+        job = Job(request, served, Sampling(), prompt.RenderedPrompt("", []), max_tokens=0, load_only=True)
         self._queue.put(job)
         return Generation(self, job)
 
@@ -269,7 +287,7 @@ class MlxEngine:
                 param="model",
             )
         with self._render_lock:
-            tokens = [list(x) if isinstance(x, list) else model.tokenizer.encode(x) for x in request.inputs]
+            tokens = tokenize(request, model.tokenizer, model.context_window)
         check_inputs(request, tokens, model.embedding, model.context_window)
         job = EmbedJob(request=request, model=model, tokens=tokens, batches=deque(plan([len(t) for t in tokens])))
         self._embed_queue.put(job)
@@ -313,7 +331,10 @@ class MlxEngine:
             admitted = job is not None and (self._runner is None or self._can_join(job))
             if admitted:
                 self._waiting = None
-                if self._runner is None:
+                self.registry.set_keep_alive(job.model, job.request.keep_alive)
+                if job.load_only:
+                    self._load(job)
+                elif self._runner is None:
                     self._start(job)
                 else:
                     self._join(job)
@@ -331,7 +352,23 @@ class MlxEngine:
 
     def _can_join(self, job: Job) -> bool:
         runner = self._runner
-        return runner is not None and job.model is runner.served and runner.has_room()
+        return runner is not None and job.model is runner.served and (job.load_only or runner.has_room())
+
+    def _load(self, job: Job) -> None:
+        """A load job: its model in memory, or with a keep-alive of 0 out of it, now when no runner
+        uses it (a runner's model is loaded, and unloaded once the runner is done)."""
+        try:
+            if self._runner is None and job.request.keep_alive == 0:
+                self.registry.unload_idle()
+            elif self._runner is None:
+                self.registry.unload_idle(keep=job.model)
+                self.registry.acquire(job.model)  # loads it; acquire and release restart its idle time
+                self.registry.release(job.model)
+        except Exception as exc:
+            log.error("cannot load %s: %s", job.model.name, exc)
+            job.emit(EngineFailure(f"the model {job.model.name!r} could not be loaded; see the server log"))
+            return
+        job.emit(Finish("stop", timings=Timings(queued=time.perf_counter() - job.submitted)))
 
     def _start(self, job: Job) -> None:
         """Load the job's model, then open a batch with it, or a solo runner when it cannot batch."""

@@ -10,9 +10,10 @@ created it), through ``acquire`` / ``release`` / ``unload_idle``; any thread may
 ``resolve`` and ``snapshot``.
 
 Eviction is least-recently-used among models with no generation in progress
-(``in_use == 0``), so a model is never unloaded under a running request. Chat and embedding
-models each have their own ``max_loaded`` budget: an embedding model beside a chat model never
-waits for the chat model's generations to end.
+(``in_use == 0``), so a model is never unloaded under a running request. A model idle for
+its keep-alive (the last request's ``keep_alive``, else ``idle_unload``) is unloaded. Chat and
+embedding models each have their own ``max_loaded`` budget: an embedding model beside a chat model
+never waits for the chat model's generations to end.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import fnmatch
 import gc
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -29,13 +31,14 @@ from typing import Callable, Sequence
 import mlx.core as mx
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
-from mlxcli.core.engine import ModelKind, ModelState, ModelStatus
+from mlxcli.core.engine import ModelDetails, ModelKind, ModelState, ModelStatus
 from mlxcli.core.errors import ModelError, ModelNotFound
 from mlxcli.core.request import Sampling
 from mlxcli.engine import formats, loading
 from mlxcli.engine.embeddings import model as embeddings
 from mlxcli.engine.embeddings.model import EmbeddingConfig
 from mlxcli.engine.settings import EngineSettings, ModelSpec
+from mlxcli.models.info import describe_dir
 
 log = logging.getLogger("mlxcli.engine")
 
@@ -52,6 +55,7 @@ class ServedModel:
     ids: tuple[str, ...] = ()  # further names that reach it: the model as configured, its canonical id
     spec: ModelSpec | None = None  # sampling defaults, parser overrides
     format: formats.OutputFormat | None = None  # reasoning and tool-call formats; detected from the tokenizer when None
+    details: ModelDetails | None = None  # what it is (directory, template, capabilities); from the tokenizer when None
     embedding: EmbeddingConfig | None = None  # set for an embedding model (pooling, width), which cannot chat
 
     state: ModelState = "unloaded"
@@ -59,12 +63,15 @@ class ServedModel:
     in_use: int = 0  # generations in progress
     loaded_at: float | None = None
     last_used: float | None = None
+    keep_alive: float | None = None  # seconds it stays loaded once idle, as the last request said (None: idle_unload)
 
     def __post_init__(self) -> None:
         if self.spec is None:
             self.spec = ModelSpec(model=self.name)
         if self.format is None and self.embedding is None:
             self.format = formats.detect(self.tokenizer, self.spec.tool_call_parser, self.spec.reasoning_parser)
+        if self.details is None:
+            self.details = model_details(self.tokenizer, self.format)
         if self.format is not None:
             # The format's own stop tokens end generation as end-of-sequence does (gpt-oss's <|call|>).
             self.tokenizer.eos_token_ids = self.tokenizer.eos_token_ids | formats.stop_token_ids(self.format, self.tokenizer)
@@ -191,15 +198,23 @@ class ModelRegistry:
             model.in_use -= 1
             model.last_used = self._clock()
 
+    def set_keep_alive(self, model: ServedModel, seconds: float | None) -> None:
+        """How long ``model`` stays loaded once idle, as the request starting now says (None: ``idle_unload``)."""
+        with self._lock:
+            model.keep_alive = seconds
+
+    def _keep_alive(self, model: ServedModel) -> float | None:
+        limit = model.keep_alive if model.keep_alive is not None else self.idle_unload
+        return None if limit is None or math.isinf(limit) else limit
+
     def unload_idle(self, keep: ServedModel | None = None) -> None:
-        """Unload models unused for ``idle_unload`` seconds (but not ``keep``, about to be used)."""
-        if self.idle_unload is None:
-            return
+        """Unload models unused for their keep-alive (but not ``keep``, about to be used)."""
         now = self._clock()
         for model in self.models:
+            limit = self._keep_alive(model)
             idle = model.loaded is not None and model.in_use == 0 and model is not keep
-            if idle and now - (model.last_used or now) >= self.idle_unload:
-                self._unload(model, f"idle for {self.idle_unload:g}s")
+            if idle and limit is not None and now - (model.last_used or now) >= limit:
+                self._unload(model, f"idle for {limit:g}s")
 
     def _make_room_for(self, model: ServedModel) -> None:
         while len(loaded := [m for m in self.models if m.loaded is not None and m.kind == model.kind]) >= self.max_loaded:
@@ -243,9 +258,9 @@ class ModelRegistry:
 
     def _status(self, m: ServedModel) -> ModelStatus:
         loaded = m.loaded
-        unloads_at = None
-        if loaded is not None and self.idle_unload is not None and m.in_use == 0 and m.last_used is not None:
-            unloads_at = m.last_used + self.idle_unload
+        unloads_at, limit = None, self._keep_alive(m)
+        if loaded is not None and limit is not None and m.in_use == 0 and m.last_used is not None:
+            unloads_at = m.last_used + limit
         return ModelStatus(
             name=m.name,
             kind=m.kind,
@@ -259,6 +274,7 @@ class ModelRegistry:
             load_seconds=loaded.load_seconds if loaded else None,
             weight_bytes=loaded.weight_bytes if loaded else None,
             dtype=loaded.dtype if loaded else None,
+            details=m.details,
         )
 
 
@@ -304,6 +320,29 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
         ids=_ids(name, ids),
         spec=spec,
         format=fmt,
+        details=model_details(tokenizer, fmt, path, config),
+    )
+
+
+def model_details(
+    tokenizer: TokenizerWrapper, fmt: formats.OutputFormat | None, path: Path | None = None, config: dict | None = None
+) -> ModelDetails:
+    """What a listing says of a model: its directory's facts (when it has one), template and capabilities
+    (an embedding model has no output format: no tools, no reasoning)."""
+    config = config or {}
+    found = describe_dir(path, config) if path is not None else None
+    template = getattr(tokenizer, "chat_template", None)
+    return ModelDetails(
+        family=config.get("model_type"),
+        parameters=found.parameters if found else None,
+        quantization=found.quantization if found else None,
+        size_bytes=found.size_bytes if found else None,
+        modified_at=found.modified_at if found else None,
+        digest=found.digest if found else None,
+        chat_template=template if isinstance(template, str) else None,
+        tools=fmt is not None and fmt.tools is not None,
+        reasoning=fmt is not None and (fmt.thinking is not None or bool(fmt.efforts)),
+        config=config,
     )
 
 
@@ -322,6 +361,7 @@ def _embedding_model(
         ids=_ids(name, ids),
         spec=spec,
         embedding=embedding,
+        details=model_details(tokenizer, None, path, config),
     )
 
 

@@ -46,7 +46,7 @@ def create_app(
     app.add_error_handler(falcon.HTTPError, errors.handle)
 
     app.add_route("/health", Health(ctx))
-    app.add_route("/api/ps", RunningModels(ctx))
+    app.add_route(RunningModels.PATH, RunningModels(ctx))
     for provider in PROVIDERS:
         for route in provider.routes(ctx):
             app.add_route(route.template, route.resource, **({"suffix": route.suffix} if route.suffix else {}))

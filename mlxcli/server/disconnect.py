@@ -20,6 +20,7 @@ from typing import Callable, Iterator
 
 import falcon
 
+from mlxcli.core.embeddings import EmbeddingJob, Embeddings
 from mlxcli.core.errors import ClientClosedRequest
 from mlxcli.core.events import Event, Finish
 from mlxcli.core.engine import Generation
@@ -72,3 +73,15 @@ def events(generation: Generation, disconnected: Disconnected | None = None) -> 
     for event in watch(generation, disconnected):
         if event is not None:
             yield event
+
+
+def embeddings(job: EmbeddingJob) -> Embeddings:
+    """The vectors of an embeddings job, cancelled if the client leaves (or anything else goes wrong)."""
+    watching = current.get()
+    try:
+        while (result := job.result(timeout=POLL_SECONDS)) is None:
+            if watching():
+                raise ClientClosedRequest("The client closed the connection.")
+    finally:
+        job.cancel()
+    return result

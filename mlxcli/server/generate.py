@@ -31,7 +31,10 @@ class Generate:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, deployment: str | None = None) -> None:
         req.context.api = self.provider.name  # for the access log
-        call = self.parse(read_json(req, self.ctx.settings.max_body_bytes))
+        self.answer(req, resp, self.parse(read_json(req, self.ctx.settings.max_body_bytes)), deployment)
+
+    def answer(self, req: falcon.Request, resp: falcon.Response, call: Call, deployment: str | None = None) -> None:
+        """Submit a parsed call; answer as JSON or a stream."""
         request = call.request
         request.request_id = req.context.request_id
         request.model = deployment or request.model

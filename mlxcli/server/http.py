@@ -16,10 +16,14 @@ MAX_JSON_DEPTH = 64
 BOM = b"\xef\xbb\xbf"
 
 
-def read_json(req: falcon.Request, max_bytes: int) -> dict[str, Any]:
-    """The request body as a JSON object, or an InvalidRequest/PayloadTooLarge naming the problem."""
+def read_json(req: falcon.Request, max_bytes: int, *, any_type: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object, or an InvalidRequest/PayloadTooLarge naming the problem.
+
+    ``any_type``: whatever the Content-Type says, for APIs whose clients send JSON without saying so
+    (``curl -d`` says form-urlencoded). Browsers' cross-origin requests are refused by Origin first.
+    """
     content_type = (req.content_type or "").split(";")[0].strip().lower()
-    if content_type and content_type not in JSON_TYPES and not content_type.endswith("+json"):
+    if not any_type and content_type and content_type not in JSON_TYPES and not content_type.endswith("+json"):
         raise InvalidRequest(
             f"Unsupported Content-Type {content_type!r}: send the body as application/json.", param=None
         )

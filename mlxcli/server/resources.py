@@ -53,7 +53,9 @@ class Health:
 
 
 class RunningModels:
-    """``GET /api/ps``: the models in memory (or loading), for `mlxcli ps`."""
+    """``GET /mlxcli/ps``: the models in memory (or loading), for `mlxcli ps`."""
+
+    PATH = "/mlxcli/ps"
 
     def __init__(self, ctx: ServerContext):
         self.ctx = ctx

@@ -33,6 +33,7 @@ class ServerSettings:
     keepalive_seconds: float = 10.0  # SSE comment while nothing else is written
     # Store requests of stateless APIs (Chat Completions, Anthropic) that do not say `store`.
     store_chat: bool = False
+    allow_delete: bool = False  # let clients delete installed models over HTTP (never the ones served)
     shutdown_timeout: float = 10.0  # in-flight requests get this long to finish on SIGINT/SIGTERM
 
     def worker_threads(self, in_flight: int) -> int:

@@ -25,7 +25,7 @@ FORMAT = "mlxcli.conversation"
 FORMAT_VERSION = 1
 
 # Known values of Turn.source (free text: a new front end picks its own name).
-SOURCES = ("responses", "chat.completions", "messages", "chat")
+SOURCES = ("responses", "chat.completions", "messages", "ollama.chat", "ollama.generate", "chat")
 
 
 @dataclass

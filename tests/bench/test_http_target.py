@@ -92,10 +92,11 @@ def test_tokens_from_usage_or_chunks(api, usage):
     assert result.output_tokens == 6
     assert result.token_source == ("usage" if usage else "chunks")
     assert result.prompt_tokens == (11 if usage else None)
-    assert result.cached_tokens == (3 if usage else None)
+    assert result.cached_tokens == ((0 if api == "ollama" else 3) if usage else None)  # Ollama reports no cached count
     path, body = server.requests[0]
     assert body["stream"] is True and body["model"] == "fake-model"  # discovered from GET /v1/models
-    assert path == {"chat": "/v1/chat/completions", "responses": "/v1/responses", "anthropic": "/v1/messages"}[api]
+    assert path == {"chat": "/v1/chat/completions", "responses": "/v1/responses", "anthropic": "/v1/messages",
+                    "ollama": "/api/chat"}[api]
 
 
 @apis

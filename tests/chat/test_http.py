@@ -31,7 +31,7 @@ def test_a_whole_session_over_each_api(api, chat_engine, serve, tmp_path):
     backend = HttpBackend(server.url + "/v1", api=api)
     assert backend.model == "scripted"  # the server's first model, from /v1/models
     assert backend.where == server.url + {"chat": "/v1/chat/completions", "responses": "/v1/responses",
-                                          "anthropic": "/v1/messages"}[api]
+                                          "anthropic": "/v1/messages", "ollama": "/api/chat"}[api]
     with ConversationStore(StoreSettings.default(tmp_path)) as store:
         session = ChatSession(backend, store, system="Talk like a pirate.")
         assert session.ask("hello").completion.text == "Arr! Reply 1: hello"

@@ -103,7 +103,7 @@ def test_an_unreachable_server(tmp_path):
     assert result.stderr == "error: cannot reach http://127.0.0.1:9: [Errno 111] Connection refused\n"
 
 
-@pytest.mark.parametrize("api", ["chat", "responses", "anthropic"])
+@pytest.mark.parametrize("api", ["chat", "responses", "anthropic", "ollama"])
 def test_every_api(server, tmp_path, api):
     result = chat(tmp_path, "--url", server.url + "/v1/", "--api", api, "--system", "Talk like a pirate.", "-p", "hello")
     assert (result.exit_code, result.stdout, result.stderr) == (0, "Arr! Reply 1: hello\n", "")
@@ -113,7 +113,7 @@ def test_every_api(server, tmp_path, api):
     assert out["usage"]["prompt_tokens"] > 0
 
 
-@pytest.mark.parametrize("api", ["chat", "responses", "anthropic"])
+@pytest.mark.parametrize("api", ["chat", "responses", "anthropic", "ollama"])
 def test_reasoning_over_every_api(tool_server, tmp_path, api):
     from tests.tools.replies import REASONED, REASONED_ANSWER, THOUGHT
 
@@ -126,7 +126,7 @@ def test_reasoning_over_every_api(tool_server, tmp_path, api):
     assert plain.stdout == REASONED_ANSWER + "\n"  # a pipe gets the answer only
 
 
-@pytest.mark.parametrize("api", ["responses", "anthropic"])
+@pytest.mark.parametrize("api", ["responses", "anthropic", "ollama"])
 def test_a_failure_or_refusal_over_the_other_apis(server, tmp_path, api):
     result = chat(tmp_path, "--url", server.url, "--api", api, "-p", "break it")
     assert result.exit_code == 1 and "error: generation failed" in result.stderr and "Traceback" not in result.output
@@ -139,7 +139,7 @@ def test_a_failure_or_refusal_over_the_other_apis(server, tmp_path, api):
     [
         (["--api", "responses", "--stop", "x", "--seed", "1"], "--seed, --stop cannot be sent over the OpenAI Responses API"),
         (["--api", "anthropic", "--min-p", "0.1"], "--min-p cannot be sent over the Anthropic Messages API"),
-        (["--api", "ollama"], "'ollama' is not one of chat, responses, anthropic"),
+        (["--api", "grpc"], "'grpc' is not one of chat, responses, anthropic, ollama"),
     ],
 )
 def test_flags_an_api_cannot_carry_are_refused_at_once(server, tmp_path, args, message):
@@ -192,7 +192,7 @@ def test_every_api_against_a_real_mlxcli_serve(tiny_model_dir, tmp_path):
 
     (tmp_path / "server").mkdir()
     with ServeProcess("--model", str(tiny_model_dir), "--max-tokens", "8", home=tmp_path / "server") as served:
-        for api in ("chat", "responses", "anthropic"):
+        for api in ("chat", "responses", "anthropic", "ollama"):
             result = run(tmp_path, "--url", served.url, "--api", api, "-p", "hello", "--json", "--max-tokens", "3",
                          "--temperature", "0")
             assert result.returncode == 0, result.stderr

@@ -9,8 +9,9 @@ import pytest
 
 from mlxcli.client import APIS
 from mlxcli.core.errors import InvalidRequest
-from mlxcli.core.request import ChatRequest, Message, Sampling, ToolCall, ToolSpec
+from mlxcli.core.request import ChatRequest, Grammar, Message, Sampling, ToolCall, ToolSpec
 from mlxcli.server.providers.anthropic import request as anthropic
+from mlxcli.server.providers.ollama import request as ollama
 from mlxcli.server.providers.openai import chat as openai_chat
 from mlxcli.server.providers.openai import responses as openai_responses
 
@@ -34,6 +35,8 @@ def parse(api: str, body: dict) -> ChatRequest:
         return openai_chat.parse(body).request
     if api == "responses":
         return openai_responses.parse(body, store=None).request  # no previous_response_id: the store is not read
+    if api == "ollama":
+        return ollama.parse_chat(body).request
     return anthropic.parse(body).request
 
 
@@ -49,9 +52,13 @@ def test_the_server_reads_back_what_the_client_wrote(api):
                          presence_penalty=0.5, frequency_penalty=0.2, max_tokens=50, stop=["END", "STOP"]),
         "responses": Sampling(temperature=0.3, top_p=0.9, max_tokens=50),
         "anthropic": Sampling(temperature=0.3, top_p=0.9, top_k=40, max_tokens=50, stop=["END", "STOP"]),
+        "ollama": Sampling(temperature=0.3, top_p=0.9, top_k=40, min_p=0.05, seed=7, repetition_penalty=1.1,
+                           presence_penalty=0.5, frequency_penalty=0.2, max_tokens=50, stop=["END", "STOP"]),
     }[api]
-    request = ChatRequest(messages=CONVERSATION, sampling=sampling, tools=[WEATHER, CLOCK], tool_choice={"name": "get_weather"},
-                          parallel_tool_calls=False)
+    # Ollama has no tool choice: the model may call any tool it is sent.
+    choice = ("auto", True) if api == "ollama" else ({"name": "get_weather"}, False)
+    request = ChatRequest(messages=CONVERSATION, sampling=sampling, tools=[WEATHER, CLOCK], tool_choice=choice[0],
+                          parallel_tool_calls=choice[1])
     body = APIS[api].body(request, "m")
     assert body["stream"] is True and body["model"] == "m"
     back = parse(api, body)
@@ -59,11 +66,11 @@ def test_the_server_reads_back_what_the_client_wrote(api):
     assert back.sampling == sampling
     assert [(t.name, t.description, t.parameters) for t in back.tools] == [
         (t.name, t.description, t.parameters) for t in (WEATHER, CLOCK)]
-    assert (back.tool_choice, back.parallel_tool_calls) == ({"name": "get_weather"}, False)
+    assert (back.tool_choice, back.parallel_tool_calls) == choice
 
 
-@pytest.mark.parametrize("api", list(APIS))
-@pytest.mark.parametrize("choice", ["auto", "none", "required"])
+# Ollama has no tool choice but sending the tools or not ("required" is refused, below).
+@pytest.mark.parametrize("api, choice", [(a, c) for a in APIS for c in ("auto", "none", "required") if (a, c) != ("ollama", "required")])
 def test_tool_choices(api, choice):
     request = ChatRequest(messages=[Message("user", "q")], tools=[WEATHER], tool_choice=choice)
     back = parse(api, APIS[api].body(request, "m"))
@@ -115,15 +122,30 @@ def test_anthropic_body_details():
 
 
 @pytest.mark.parametrize(
-    "api, sampling, fields",
+    "api, fields, missing",
     [
-        ("responses", Sampling(stop=["x"], seed=1, top_k=3), ["top_k", "seed", "stop"]),
-        ("anthropic", Sampling(seed=1, min_p=0.1, repetition_penalty=1.2), ["min_p", "seed", "repetition_penalty"]),
+        ("responses", {"sampling": Sampling(stop=["x"], seed=1, top_k=3)}, ["top_k", "seed", "stop"]),
+        ("anthropic", {"sampling": Sampling(seed=1, min_p=0.1, repetition_penalty=1.2)}, ["min_p", "seed", "repetition_penalty"]),
+        ("ollama", {"sampling": Sampling(ignore_eos=True), "tools": [WEATHER], "tool_choice": "required", "parallel_tool_calls": False},
+         ["ignore_eos", "tool_choice", "parallel_tool_calls"]),
     ],
 )
-def test_what_an_api_cannot_express_is_refused(api, sampling, fields):
-    request = ChatRequest(messages=[Message("user", "q")], sampling=sampling)
-    assert APIS[api].unsupported(request) == fields
-    with pytest.raises(InvalidRequest, match=f"has no {', '.join(fields)}"):
+def test_what_an_api_cannot_express_is_refused(api, fields, missing):
+    request = ChatRequest(messages=[Message("user", "q")], **fields)
+    assert APIS[api].unsupported(request) == missing
+    with pytest.raises(InvalidRequest, match=f"has no {', '.join(missing)}"):
         APIS[api].body(request, "m")
     assert APIS["chat"].unsupported(request) == []
+
+
+@pytest.mark.parametrize("api", list(APIS))
+def test_a_json_schema_reads_back_as_the_same_constraint(api):
+    schema = {"type": "object", "properties": {"word": {"enum": ["alpha", "omega"]}}, "required": ["word"]}
+    request = ChatRequest(messages=[Message("user", "q")], response_format=Grammar("json", param="cli", schema=schema))
+    back = parse(api, APIS[api].body(request, "m")).response_format
+    assert (back.kind, back.schema) == ("json", schema)
+
+
+def test_ollama_json_mode_is_format_json():
+    body = APIS["ollama"].body(ChatRequest(messages=[Message("user", "q")], response_format=Grammar("json", param="cli")), "m")
+    assert body["format"] == "json" and parse("ollama", body).response_format == Grammar("json", param="format")

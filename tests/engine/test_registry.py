@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import threading
 from collections import Counter
 from pathlib import Path
@@ -10,7 +12,7 @@ import pytest
 from mlx_lm.utils import load_tokenizer
 
 from mlxcli.core.collect import collect
-from mlxcli.core.errors import ContextLengthExceeded, EngineFailure, ModelError, ModelNotFound
+from mlxcli.core.errors import ContextLengthExceeded, EngineFailure, InvalidRequest, ModelError, ModelNotFound
 from mlxcli.core.events import TextDelta
 from mlxcli.core.request import ChatRequest, Message, Sampling
 from mlxcli.engine.engine import EngineSettings, MlxEngine
@@ -18,7 +20,7 @@ from mlxcli.engine.loading import LoadedModel
 from mlxcli.engine.registry import ServedModel, served_model
 from mlxcli.engine.settings import ModelSpec
 from tests.support.http import wait_for
-from tests.support.models import ScriptedModel, make_tiny_model_dir, scripted_model
+from tests.support.models import ScriptedModel, make_tiny_model_dir, scripted_model, scripted_of
 
 
 def ask(model: str | None, text: str = "Hi", **sampling) -> ChatRequest:
@@ -210,6 +212,83 @@ def test_idle_models_are_unloaded(make_engine, pair):
     assert wait_for(lambda: engine.stats()["loaded_models"] == [], timeout=30)
     assert collect(engine.submit(ask("a"))).text == "I am alpha."  # loads again on demand
     assert pair.loads["alpha"] == 2
+
+
+def test_a_request_keep_alive_replaces_idle_unload_until_the_next_request(tokenizer_dir):
+    from mlxcli.engine.registry import ModelRegistry
+
+    now = [1000.0]
+    a = scripted_model(tokenizer_dir, lambda p: "a", name="a")
+    registry = ModelRegistry([a], idle_unload=10, clock=lambda: now[0])
+    registry.set_keep_alive(a, 600)
+    registry.acquire(a)
+    registry.release(a)
+    assert registry.snapshot()[0].unloads_at == 1600.0
+    now[0] += 599
+    registry.unload_idle()
+    assert a.state == "loaded"
+    registry.set_keep_alive(a, math.inf)  # forever
+    now[0] += 10**6
+    registry.unload_idle()
+    assert a.state == "loaded" and registry.snapshot()[0].unloads_at is None
+    registry.set_keep_alive(a, None)  # a request that says nothing: the server's idle_unload again
+    assert registry.snapshot()[0].unloads_at == 1010.0  # last used at 1000
+    registry.unload_idle()
+    assert a.state == "unloaded"
+
+
+def test_keep_alive_zero_unloads_after_the_answer_and_load_loads(make_engine, pair):
+    engine = make_engine(pair(), max_loaded_models=2)
+    request = ask("b")
+    request.keep_alive = 0
+    assert collect(engine.submit(request)).text == "I am beta."
+    assert wait_for(lambda: states(engine)["beta"] == "unloaded")
+    assert collect(engine.load("beta", 3600)).finish.reason == "stop"  # a load job: no text, one Finish
+    status = next(m for m in engine.models() if m.name == "beta")
+    assert status.state == "loaded" and pair.loads["beta"] == 2 and status.unloads_at > status.last_used + 3500
+    assert collect(engine.load("b", 0)).text == "" and states(engine)["beta"] == "unloaded"  # unloaded before it answers
+    collect(engine.load("b", 0))
+    assert pair.loads["beta"] == 2  # an unload of an unloaded model loads nothing
+
+
+def test_an_unload_while_the_model_generates_waits_for_the_generation(make_engine, tokenizer_dir):
+    engine = make_engine([scripted_model(tokenizer_dir, lambda p: " ".join(f"w{i}" for i in range(100)))])
+    scripted_of(engine).step_delay = 0.01
+    generation = engine.submit(ask(None))
+    assert isinstance(next(iter(generation)), TextDelta)  # generating
+    assert collect(engine.load(None, 0)).finish.reason == "stop"  # answered at once
+    assert states(engine)["scripted"] == "loaded"
+    assert collect(generation).finish.usage.completion_tokens > 100  # it finished whole
+    assert wait_for(lambda: states(engine)["scripted"] == "unloaded")
+
+
+def test_a_request_may_lower_its_context_window(make_engine, tokenizer_dir):
+    engine = make_engine([scripted_model(tokenizer_dir, lambda p: "a b c d e f g h i j", context_window=2048)])
+    request = ask(None)
+    window = len(engine.render(request).tokens) + 4
+    request.context_window = window
+    assert collect(engine.submit(request)).finish.usage.completion_tokens == 4  # cut at the end of its window
+    request.context_window = window - 4
+    with pytest.raises(ContextLengthExceeded) as err:
+        engine.submit(request)
+    assert err.value.context_window == window - 4
+    request.context_window = 4096
+    with pytest.raises(InvalidRequest, match="the model's is 2048 tokens") as err:
+        engine.submit(request)
+    assert err.value.param == "context_window"
+
+
+def test_model_details_from_the_directory(tokenizer_dir, tmp_path):
+    directory = make_tiny_model_dir(tokenizer_dir, tmp_path / "tiny")
+    details = served_model("tiny", directory, EngineSettings()).details
+    config = json.loads((directory / "config.json").read_text())
+    h, v, layers, inner = config["hidden_size"], config["vocab_size"], config["num_hidden_layers"], config["intermediate_size"]
+    kv = h // config["num_attention_heads"] * config["num_key_value_heads"]
+    per_layer = 2 * h * h + 2 * h * kv + 3 * h * inner + 2 * h  # attention, MLP, two norms
+    assert details.parameters == v * h + layers * per_layer + h  # embeddings (tied), layers, final norm
+    assert (details.family, details.quantization, details.tools, details.reasoning) == ("llama", "float32", True, False)
+    assert details.size_bytes == sum(f.stat().st_size for f in directory.iterdir()) and len(details.digest) == 64
+    assert details.chat_template.startswith("{% for message in messages %}")
 
 
 # ---- per-model settings -------------------------------------------------------

@@ -28,6 +28,7 @@ out = {
     "messages": client.simulate_post("/v1/messages", json={"model": "echo", "max_tokens": 8, "messages": hi}).json,
     "azure": client.simulate_post("/openai/deployments/echo/chat/completions", params={"api-version": "2024-10-21"}, json={"messages": hi}).json,
     "unknown_model": client.simulate_post("/v1/messages", json={"model": "nope", "max_tokens": 8, "messages": hi}).json,
+    "ollama": client.simulate_post("/api/chat", json={"model": "echo", "messages": hi, "stream": False}).json,
     "embeddings": client.simulate_post("/v1/embeddings", json={"model": "echo", "input": ["hi", "there"], "encoding_format": "base64"}).json,
     "models": client.simulate_get("/v1/models").json,
     "health": client.simulate_get("/health").json,
@@ -49,6 +50,7 @@ def test_the_app_serves_every_api_around_a_fake_engine_with_mlx_unimportable():
     assert out["messages"]["content"] == [{"type": "text", "text": "echo: hello there"}]
     assert out["azure"]["choices"][0]["message"]["content"] == "echo: hello there"
     assert out["unknown_model"]["error"]["type"] == "not_found_error"  # Anthropic's shape for its own route
+    assert out["ollama"]["message"] == {"role": "assistant", "content": "echo: hello there"} and out["ollama"]["done"]
     import base64, struct
 
     embedded = out["embeddings"]

@@ -1,4 +1,4 @@
-"""Several models behind one server: routing by name and alias, 404s, /v1/models, /health, /api/ps."""
+"""Several models behind one server: routing by name and alias, 404s, /v1/models, /health, /mlxcli/ps."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_context_window_is_per_model(client):
 
 def test_ps_endpoint_shows_loaded_models(client, two):
     chat(client, "b")
-    ps = httpx.get(two.url + "/api/ps").json()
+    ps = httpx.get(two.url + "/mlxcli/ps").json()
     assert [m["name"] for m in ps["models"]] == ["beta"]
     beta = ps["models"][0]
     assert beta["state"] == "loaded" and beta["aliases"] == ["b"] and beta["context_window"] == 512

@@ -48,3 +48,15 @@ def test_anthropic_thinking_and_effort(fields, expected):
     body = {"model": "m", "max_tokens": 8, "messages": HI, **fields}
     assert anthropic.parse(body).request.reasoning == expected
     assert anthropic.parse_prompt(Obj(body)).reasoning == expected  # count_tokens renders the same prompt
+
+
+@pytest.mark.parametrize(
+    "think, expected",
+    [(None, None), (False, "off"), (True, "medium"), ("low", "low"), ("medium", "medium"), ("high", "high"), ("max", "max")],
+)
+def test_ollama_think(think, expected):
+    from mlxcli.server.providers.ollama import request as ollama
+
+    body = {"model": "m", "messages": HI, **({} if think is None else {"think": think})}
+    assert ollama.parse_chat(body).request.reasoning == expected
+    assert ollama.parse_generate({"model": "m", "prompt": "hi", **({} if think is None else {"think": think})}).request.reasoning == expected

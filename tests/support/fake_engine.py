@@ -20,7 +20,7 @@ class EchoGeneration:
     def __init__(self, request: ChatRequest):
         last = next((m.content or "" for m in reversed(request.messages) if m.role == "user"), "")
         self.prompt_tokens = sum(len((m.content or "").split()) for m in request.messages)
-        self._events: list[Event] = [TextDelta(f"echo: {last}")]
+        self._events: list[Event] = [TextDelta(f"echo: {last}")] if request.messages else []
         self._events.append(Finish("stop", Usage(prompt_tokens=self.prompt_tokens, completion_tokens=len(last.split()) + 1)))
 
     @property
@@ -88,6 +88,10 @@ class EchoEngine:
         self.resolve(request.model)
         self.submitted.append(request)
         return EchoGeneration(request)
+
+    def load(self, model: str | None, keep_alive: float | None = None) -> EchoGeneration:
+        self.resolve(model)
+        return EchoGeneration(ChatRequest([]))
 
     def embed(self, request: EmbeddingRequest) -> "LengthEmbedding":
         self.resolve(request.model, "embedding")

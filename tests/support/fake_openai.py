@@ -1,4 +1,4 @@
-"""A tiny streaming server for the three protocols, built on http.server (not on mlxcli).
+"""A tiny streaming server for the client's protocols, built on http.server (not on mlxcli).
 
 It answers every request with ``words`` chunks (one word each), reports usage (11 prompt tokens,
 3 of them cached) or not, and fails the requests ``fail(n)`` picks (n counts requests from 1):
@@ -56,6 +56,7 @@ class FakeServer:
                     "/v1/chat/completions": server._chat,
                     "/v1/responses": server._responses,
                     "/v1/messages": server._anthropic,
+                    "/api/chat": server._ollama,
                 }.get(self.path)
                 if stream is None:
                     return self._json(404, {"error": {"message": "not found"}})
@@ -137,6 +138,18 @@ class FakeServer:
         yield event("content_block_stop", index=0)
         yield event("message_delta", delta={"stop_reason": "max_tokens"}, usage={"output_tokens": self.words} if self.usage else {})
         yield event("message_stop")
+
+    def _ollama(self, body: dict, *, failing: bool, n: int):
+        def line(**fields):
+            return json.dumps({"model": body.get("model"), "created_at": "2026-01-01T00:00:00Z", **fields}) + "\n"
+
+        for piece in self._pieces(failing):
+            yield line(message={"role": "assistant", "content": piece}, done=False)
+        if failing:
+            yield json.dumps({"error": f"request {n} broke mid-stream"}) + "\n"
+            return
+        usage = {"prompt_eval_count": 11, "eval_count": self.words} if self.usage else {}  # no cached count
+        yield line(message={"role": "assistant", "content": ""}, done=True, done_reason="length", **usage)
 
     def close(self) -> None:
         self.http.shutdown()

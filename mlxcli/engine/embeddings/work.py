@@ -22,6 +22,8 @@ from mlxcli.core.errors import EngineFailure, InvalidRequest, MlxcliError
 from mlxcli.engine.embeddings.model import EmbeddingConfig, normalize
 
 if TYPE_CHECKING:
+    from mlx_lm.tokenizer_utils import TokenizerWrapper
+
     from mlxcli.engine.registry import ModelRegistry, ServedModel
 
 log = logging.getLogger("mlxcli.engine")
@@ -41,6 +43,15 @@ def plan(lengths: list[int], max_batch: int = MAX_BATCH, max_tokens: int = MAX_B
             current = []
         current.append(i)
     return batches + [current] if current else batches
+
+
+def tokenize(request: EmbeddingRequest, tokenizer: "TokenizerWrapper", window: int) -> list[list[int]]:
+    """Each input's tokens; with ``truncate``, cut to the window (a text by its tokenizer, which keeps
+    the special tokens it adds at either end)."""
+    if not request.truncate:
+        return [list(x) if isinstance(x, list) else tokenizer.encode(x) for x in request.inputs]
+    return [list(x)[:window] if isinstance(x, list) else tokenizer.encode(x, truncation=True, max_length=window)
+            for x in request.inputs]
 
 
 def check_inputs(request: EmbeddingRequest, tokens: list[list[int]], setup: EmbeddingConfig, window: int) -> None:
@@ -134,6 +145,7 @@ class Embedder:
             return self._end(job, None)
         try:
             if not job.acquired:
+                self._registry.set_keep_alive(job.model, job.request.keep_alive)
                 self._registry.acquire(job.model)
                 job.acquired = True
             self._embed(job, job.batches.popleft())

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from mlxcli.server.providers import anthropic, azure, openai
+from mlxcli.server.providers import anthropic, azure, ollama, openai
 from mlxcli.server.providers.base import Provider
 
-PROVIDERS: tuple[Provider, ...] = (openai.PROVIDER, anthropic.PROVIDER, azure.PROVIDER)
+PROVIDERS: tuple[Provider, ...] = (openai.PROVIDER, anthropic.PROVIDER, azure.PROVIDER, ollama.PROVIDER)
 
 
 def provider_for_path(path: str) -> Provider:

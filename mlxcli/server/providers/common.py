@@ -4,6 +4,7 @@ a 400 naming the parameter."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Any, Callable, Iterable, Mapping
@@ -24,16 +25,20 @@ def model_name(o: Obj, *, required: bool = False) -> str | None:
     return o.str("model", required=required, max_len=256, allow_empty=not required, printable=True)
 
 
-def sampling_fields(o: Obj, names: Iterable[str], **highest: float) -> dict[str, Any]:
-    """Sampling fields by their neutral names, within ``SAMPLING_BOUNDS`` (``highest`` narrows a bound)."""
+def sampling_fields(o: Obj, names: Iterable[str] | Mapping[str, str], **highest: float) -> dict[str, Any]:
+    """Sampling fields by their neutral names, within ``SAMPLING_BOUNDS`` (``highest`` narrows a bound).
+
+    ``names``: neutral names, or a mapping of neutral name → the field that holds it on the wire.
+    """
+    keys = names if isinstance(names, Mapping) else {name: name for name in names}
     values: dict[str, Any] = {}
-    for name in names:
+    for name, key in keys.items():
         kind, lo, hi = SAMPLING_BOUNDS[name]
         hi = highest.get(name, hi)
         if kind is int:
-            values[name] = o.int(name, lo=int(lo), hi=MAX_INT if hi == math.inf else int(hi))
+            values[name] = o.int(key, lo=int(lo), hi=MAX_INT if hi == math.inf else int(hi))
         else:
-            values[name] = o.num(name, lo=lo, hi=hi)
+            values[name] = o.num(key, lo=lo, hi=hi)
     return values
 
 
@@ -79,6 +84,16 @@ def custom_tool(o: Obj) -> ToolSpec:
         definition = fmt.str("definition", required=True, allow_empty=False)
         spec.grammar = Grammar(syntax, param=fmt.param("definition"), definition=definition)
     return spec
+
+
+def arguments_object(arguments: str) -> dict[str, Any]:
+    """A tool call's arguments (JSON text) as an object, for APIs that send them as one; the
+    tool-call parser guarantees a JSON object."""
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def named_tool(name: str, tools: list[ToolSpec], param: str) -> dict[str, str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any, Iterable
 
 from mlxcli.core.collect import Completion
@@ -11,6 +10,7 @@ from mlxcli.core.errors import MlxcliError
 from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from mlxcli.core.request import new_id
 from mlxcli.server.framing import sse_event
+from mlxcli.server.providers import common
 from mlxcli.server.providers.anthropic.errors import error_body
 
 def stop_reason(finish: Finish) -> str:
@@ -45,15 +45,6 @@ def tool_use_id(engine_id: str | None) -> str:
     return new_id("toolu_")
 
 
-def tool_input(arguments: str) -> dict[str, Any]:
-    """The call's arguments as an object (the tool-call parser guarantees a JSON object)."""
-    try:
-        value = json.loads(arguments) if arguments.strip() else {}
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def message_json(completion: Completion, model: str, message_id: str) -> dict[str, Any]:
     finish = completion.finish or Finish("stop")
     content: list[dict[str, Any]] = []
@@ -62,7 +53,7 @@ def message_json(completion: Completion, model: str, message_id: str) -> dict[st
     if completion.text or not completion.tool_calls:
         content.append({"type": "text", "text": completion.text})
     for call in completion.tool_calls:
-        content.append({"type": "tool_use", "id": tool_use_id(call.id), "name": call.name, "input": tool_input(call.arguments)})
+        content.append({"type": "tool_use", "id": tool_use_id(call.id), "name": call.name, "input": common.arguments_object(call.arguments)})
     return {
         "id": message_id,
         "type": "message",

@@ -17,7 +17,7 @@ from typing import Any
 import falcon
 
 from mlxcli.core.embeddings import MAX_INPUTS, EmbeddingRequest, Embeddings
-from mlxcli.core.errors import ClientClosedRequest, InvalidRequest
+from mlxcli.core.errors import InvalidRequest
 from mlxcli.server import disconnect
 from mlxcli.server.context import ServerContext
 from mlxcli.server.http import read_json, send_json
@@ -102,13 +102,6 @@ class Embed:
         request.request_id = req.context.request_id
         request.model = deployment or request.model
         model = self.ctx.model_name(request.model, "embedding")
-        job = self.ctx.engine.embed(request)
-        watching = disconnect.current.get()
-        try:
-            while (result := job.result(timeout=disconnect.POLL_SECONDS)) is None:
-                if watching():
-                    raise ClientClosedRequest("The client closed the connection.")
-        finally:
-            job.cancel()
+        result = disconnect.embeddings(self.ctx.engine.embed(request))
         req.context.usage_tokens = str(result.prompt_tokens)
         send_json(resp, call.response(result, model))
