@@ -7,6 +7,7 @@ calls, stop strings: see output.py), token counts and timings, and the closing `
 from __future__ import annotations
 
 import time
+from array import array
 from typing import TYPE_CHECKING
 
 import mlx.core as mx
@@ -28,6 +29,8 @@ class Sequence:
         self.cached_tokens = cached_tokens
         self.started = time.perf_counter()
         self.first_token_at: float | None = None
+        self._last_token_at = 0.0
+        self._gaps = array("d")  # between output tokens: one clock read per token, nothing more on this thread
         self.stop_sequence: str | None = None
         self._detokenizer = tokenizer.detokenizer
         self._output = OutputProcessor(job.sampling.stop, job.prompt.plan, reasoning=reasoning)
@@ -35,10 +38,14 @@ class Sequence:
     def add(self, token: int, finish: FinishReason | None = None) -> bool:
         """One generated token; ``finish`` when it is the last (``stop``: an end-of-sequence token, which is
         not output). True once a stop string has ended the answer."""
+        now = time.perf_counter()
         if self.first_token_at is None:
-            self.first_token_at = time.perf_counter()
+            self.first_token_at = now
         eos = finish == "stop"
         if not eos:
+            if self.job.generated_tokens:
+                self._gaps.append(now - self._last_token_at)
+            self._last_token_at = now
             self._detokenizer.add_token(token)
             self.job.generated_tokens += 1
         if finish is not None:
@@ -62,6 +69,7 @@ class Sequence:
             prefill=first_token_at - self.started,
             decode=ended - first_token_at,
             peak_memory_gb=mx.get_peak_memory() / 1e9,
+            token_gaps=self._gaps,
         )
         usage = Usage(
             prompt_tokens=len(self.job.prompt.tokens),

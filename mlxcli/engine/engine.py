@@ -58,6 +58,7 @@ class Job:
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     generated_tokens: int = 0  # read by tests and /health while it runs
+    cached_tokens: int = 0  # of the prompt, taken from the prompt cache (known once it starts)
 
     def emit(self, item: Event | MlxcliError) -> None:
         self.events.put(item)
@@ -75,6 +76,10 @@ class Generation:
     @property
     def generated_tokens(self) -> int:
         return self.job.generated_tokens
+
+    @property
+    def cached_tokens(self) -> int:
+        return self.job.cached_tokens
 
     def next_event(self, timeout: float | None = None) -> Event | None:
         """The next event, or None if none arrived within ``timeout`` (for keep-alives)."""

@@ -62,4 +62,5 @@ class Runner:
         raise NotImplementedError
 
     def _new_sequence(self, job: "Job", cached_tokens: int) -> Sequence:
+        job.cached_tokens = cached_tokens
         return Sequence(job, self.model.tokenizer, self._settings.reasoning, cached_tokens=cached_tokens)
