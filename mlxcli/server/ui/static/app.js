@@ -110,8 +110,8 @@ function renderSidebar() {
       open.textContent = conversation.title;
       open.title = conversation.title;
       open.addEventListener("click", () => openConversation(conversation.id));
-      const rename = button("Rename", "rename", () => startRename(item, conversation));
-      const remove = button("Delete", "delete", () => deleteConversation(conversation));
+      const rename = button("✎", "Rename", "rename", () => startRename(item, conversation));
+      const remove = button("✕", "Delete", "delete", () => deleteConversation(conversation));
       const item = document.createElement("li");
       item.dataset.id = conversation.id;
       item.classList.toggle("current", conversation.id === state.current?.id);
@@ -121,11 +121,13 @@ function renderSidebar() {
   );
 }
 
-function button(label, className, onClick) {
+function button(symbol, label, className, onClick) {
   const b = document.createElement("button");
   b.type = "button";
   b.className = className;
-  b.textContent = label;
+  b.textContent = symbol;
+  b.title = label;
+  b.setAttribute("aria-label", label);
   b.addEventListener("click", onClick);
   return b;
 }
@@ -360,7 +362,7 @@ function init() {
     panel.hidden = !panel.hidden;
     $("system-toggle").setAttribute("aria-expanded", String(!panel.hidden));
   });
-  $("system").addEventListener("change", () => {
+  $("system").addEventListener("input", () => {
     state.current.system = $("system").value;
     if (state.current.messages.length) persist(state.current);
   });
@@ -369,7 +371,7 @@ function init() {
     savePrefs();
   });
   for (const [id, pref] of [["temperature", "temperature"], ["max-tokens", "max_tokens"]]) {
-    $(id).addEventListener("change", () => {
+    $(id).addEventListener("input", () => {
       if ($(id).value === "") delete state.prefs[pref];
       else state.prefs[pref] = Number($(id).value);
       savePrefs();
