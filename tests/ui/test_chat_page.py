@@ -36,6 +36,8 @@ XSS = (
 
 def respond(prompt: str) -> str:
     last = prompt.rsplit("<|im_start|>user", 1)[-1]  # the newest user message
+    if "boom" in last:
+        raise RuntimeError("scripted failure inside generation")
     for word, reply in (("stream", STREAMED), ("long", LONG), ("xss", XSS), ("think", f"<think>{THOUGHT}</think>{ANSWER}")):
         if word in last:
             return reply
@@ -207,6 +209,16 @@ def test_model_output_is_shown_as_text_and_runs_nothing(open_page, server):
         page.reload()
         answer = page.locator(".message.assistant").last
         expect(answer).to_have_attribute("data-state", "done")
+
+
+def test_a_failed_answer_says_why_and_is_not_sent_again(open_page, server, engine):
+    page = open_page(server.url + "/ui")
+    failed = answered(page, "boom", state="error")
+    expect(failed.locator(".stats")).to_contain_text("error: generation failed")
+    answered(page, "hello")
+    prompt = scripted_of(engine).prompts[-1]
+    assert "boom" not in prompt and prompt.count("<|im_start|>user") == 1  # the failed exchange is not sent again
+    expect(page.locator(".message")).to_have_count(4)  # but it stays on screen
 
 
 @pytest.fixture(scope="module")

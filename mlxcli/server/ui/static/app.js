@@ -256,11 +256,10 @@ function statsLine(message) {
 function requestBody(conversation, model) {
   const messages = [];
   if (conversation.system) messages.push({ role: "system", content: conversation.system });
-  for (const m of conversation.messages) {
-    if (m.role === "user" || (m.role === "assistant" && !m.error && m.state !== "streaming")) {
-      messages.push({ role: m.role, content: m.content });
-    }
-  }
+  conversation.messages.forEach((m, i) => {
+    const failed = m.error || conversation.messages[i + 1]?.error; // a failed exchange: as if never asked
+    if (!failed && m.state !== "streaming") messages.push({ role: m.role, content: m.content });
+  });
   const body = { model, messages };
   const temperature = parseFloat($("temperature").value);
   const maxTokens = parseInt($("max-tokens").value, 10);
