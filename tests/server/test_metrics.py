@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -84,6 +85,10 @@ def test_metrics_parse_and_every_series_moves_by_what_the_requests_did(server, e
     cut = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "long"}], max_tokens=5)
     answered = [whole.usage, streamed, cut.usage]
     assert cut.choices[0].finish_reason == "length" and cut.usage.completion_tokens == 5
+    claude = anthropic.Anthropic(base_url=server.url, api_key=KEY, max_retries=0).messages.create(
+        model="claude-sonnet-4-5", max_tokens=50, messages=[{"role": "user", "content": "two plus two?"}]
+    )
+    claude_prompt = claude.usage.input_tokens + claude.usage.cache_read_input_tokens
 
     # Cancelled: two streams that fill the engine (one generating, one waiting), closed half-way.
     model.step_delay = 0.05
@@ -120,6 +125,7 @@ def test_metrics_parse_and_every_series_moves_by_what_the_requests_did(server, e
         (("api", "openai"), ("model", MODEL), ("outcome", "length")): 1,
         (("api", "openai"), ("model", MODEL), ("outcome", "cancelled")): 2,
         (("api", "openai"), ("model", MODEL), ("outcome", "error")): 1,
+        (("api", "anthropic"), ("model", MODEL), ("outcome", "stop")): 1,
     }
     rejected = {dict(labels)["reason"]: v - before[(name, labels)] for (name, labels), v in after.items() if name == "mlxcli:requests_rejected_total"}
     assert rejected == {"overloaded": 1, "invalid_request": 2, "authentication": 1, "not_found": 1, "permission": 0, "too_large": 0}
@@ -127,19 +133,20 @@ def test_metrics_parse_and_every_series_moves_by_what_the_requests_did(server, e
     # Tokens: the answered ones as their usage says; each cancelled one read its whole prompt
     # (a token came) and generated at least the token the test read, at most its whole reply.
     long_prompt = engine.count_tokens(ChatRequest(messages=[Message(role="user", content="long one")], model=MODEL))
-    prompt = sum(u.prompt_tokens for u in answered) + 2 * long_prompt
+    prompt = sum(u.prompt_tokens for u in answered) + claude_prompt + 2 * long_prompt
     assert delta(before, after, "mlxcli:prompt_tokens_total", model=MODEL) == prompt
-    cached = sum(u.prompt_tokens_details.cached_tokens for u in answered)
+    cached = sum(u.prompt_tokens_details.cached_tokens for u in answered) + claude.usage.cache_read_input_tokens
     assert cached <= delta(before, after, "mlxcli:prompt_tokens_cached_total", model=MODEL) < prompt
-    generated = delta(before, after, "mlxcli:generation_tokens_total", model=MODEL) - sum(u.completion_tokens for u in answered)
+    completions = [u.completion_tokens for u in answered] + [claude.usage.output_tokens]
+    generated = delta(before, after, "mlxcli:generation_tokens_total", model=MODEL) - sum(completions)
     assert 2 <= generated <= 2 * len(model._tokenizer.encode(LONG_REPLY))
 
-    # Histograms: one observation per answered request (three); a gap per token after the first.
+    # Histograms: one observation per answered request (four); a gap per token after the first.
     for histogram in ("time_to_first_token_seconds", "e2e_request_latency_seconds", "request_queue_time_seconds"):
-        assert delta(before, after, f"mlxcli:{histogram}_count", model=MODEL) == 3, histogram
-        assert delta(before, after, f"mlxcli:{histogram}_bucket", model=MODEL, le="+Inf") == 3, histogram
+        assert delta(before, after, f"mlxcli:{histogram}_count", model=MODEL) == 4, histogram
+        assert delta(before, after, f"mlxcli:{histogram}_bucket", model=MODEL, le="+Inf") == 4, histogram
         assert delta(before, after, f"mlxcli:{histogram}_sum", model=MODEL) > 0
-    gaps = sum(u.completion_tokens - 1 for u in answered)
+    gaps = sum(n - 1 for n in completions)
     assert delta(before, after, "mlxcli:inter_token_latency_seconds_count", model=MODEL) == gaps
 
     assert value(after, "mlxcli:num_requests_running") == 0 and value(after, "mlxcli:num_requests_waiting") == 0

@@ -27,7 +27,7 @@ KEY = "sk-page"
 STREAMED = " ".join(f"part{i}" for i in range(30))
 LONG = " ".join(f"w{i}" for i in range(600))
 THOUGHT = "The user asks for a sum: 2 + 2 = 4."
-ANSWER = "**Four.** In Python:\n\n```python\nprint(2 + 2)\n```\n\n- exact\n- *fast*"
+ANSWER = "**Four.** In Python:\n\n```python\nprint(2 + 2)\n```\n\n- exact\n- *fast*\n\n| a | b |\n|---|---|\n| 2 | 2 |"
 XSS = (
     'Look: <img src=x onerror="window.__pwned=1"> and <script>window.__pwned=2</script> '
     "[click me](javascript:window.__pwned=3) `<b>code</b>`\n\n```html\n<script>window.__pwned=4</script>\n```"
@@ -155,6 +155,7 @@ def test_conversations_survive_a_reload_and_export_as_json_and_markdown(open_pag
     expect(answer.locator(".content strong")).to_have_text("Four.")
     expect(answer.locator(".content pre code")).to_have_text("print(2 + 2)")
     expect(answer.locator(".content li em")).to_have_text("fast")
+    expect(answer.locator(".content table td")).to_have_text(["2", "2"])
     reasoning = answer.locator("details.reasoning")
     assert reasoning.evaluate("details => details.open") is False  # collapsed
     assert reasoning.locator(".reasoning-text").text_content() == THOUGHT
