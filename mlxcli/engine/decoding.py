@@ -24,9 +24,8 @@ if TYPE_CHECKING:
 class Sequence:
     """One request being generated: a token at a time in, its events out; ``finish`` sends the last one."""
 
-    def __init__(self, job: "Job", tokenizer: "TokenizerWrapper", reasoning: ReasoningMode, cached_tokens: int = 0):
+    def __init__(self, job: "Job", tokenizer: "TokenizerWrapper", reasoning: ReasoningMode):
         self.job = job
-        self.cached_tokens = cached_tokens
         self.started = time.perf_counter()
         self.first_token_at: float | None = None
         self._last_token_at = 0.0
@@ -74,7 +73,7 @@ class Sequence:
         usage = Usage(
             prompt_tokens=len(self.job.prompt.tokens),
             completion_tokens=self.job.generated_tokens,
-            cached_tokens=self.cached_tokens,
+            cached_tokens=self.job.cached_tokens,
             reasoning_tokens=self._output.reasoning_tokens,
         )
         self.job.emit(Finish(reason, usage, timings, self.stop_sequence))

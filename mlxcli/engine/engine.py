@@ -58,7 +58,7 @@ class Job:
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     generated_tokens: int = 0  # read by tests and /health while it runs
-    cached_tokens: int = 0  # of the prompt, taken from the prompt cache (known once it starts)
+    cached_tokens: int = 0  # of the prompt, taken from the prompt cache (set when it starts)
 
     def emit(self, item: Event | MlxcliError) -> None:
         self.events.put(item)
