@@ -25,6 +25,7 @@ MEDIA_TYPES = {
     "api.js": "text/javascript; charset=utf-8",
     "markdown.js": "text/javascript; charset=utf-8",
     "conversations.js": "text/javascript; charset=utf-8",
+    "key.js": "text/javascript; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }
 ASSETS = tuple(name for name in MEDIA_TYPES if name != "index.html")

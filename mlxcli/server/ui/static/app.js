@@ -2,11 +2,11 @@
 // the server's Chat Completions API. Every piece of model text reaches the page through text
 // nodes (markdown.js builds elements, never HTML).
 
-import { ApiError, listModels, streamChat } from "/ui/api.js";
+import { listModels, streamChat } from "/ui/api.js";
 import * as store from "/ui/conversations.js";
+import { askKey, withKey } from "/ui/key.js";
 import { render } from "/ui/markdown.js";
 
-const KEY_STORE = "mlxcli.apiKey";
 const PREFS_STORE = "mlxcli.prefs";
 const $ = (id) => document.getElementById(id);
 
@@ -14,7 +14,6 @@ const state = {
   conversations: store.load(),
   current: null, // the open conversation
   controller: null, // aborts the answer streaming now
-  key: localStorage.getItem(KEY_STORE) || "",
   prefs: readPrefs(),
 };
 
@@ -46,49 +45,11 @@ function persist(conversation) {
   renderSidebar();
 }
 
-// ---- the API key -------------------------------------------------------------
-
-function askKey(message) {
-  const dialog = $("key-dialog");
-  $("key-message").textContent = message;
-  $("key-input").value = state.key;
-  dialog.showModal();
-  return new Promise((resolve) => {
-    const done = (saved) => {
-      $("key-form").onsubmit = null;
-      $("key-cancel").onclick = null;
-      dialog.close();
-      resolve(saved);
-    };
-    $("key-form").onsubmit = (event) => {
-      event.preventDefault();
-      state.key = $("key-input").value.trim();
-      if (state.key) localStorage.setItem(KEY_STORE, state.key);
-      else localStorage.removeItem(KEY_STORE);
-      done(true);
-    };
-    $("key-cancel").onclick = () => done(false);
-  });
-}
-
-// Runs `call` (which uses state.key); on a 401 asks for the key and tries again.
-async function withKey(call) {
-  for (;;) {
-    try {
-      return await call();
-    } catch (err) {
-      if (!(err instanceof ApiError) || err.status !== 401) throw err;
-      const message = state.key ? "The API key was refused: enter another one." : "This server requires an API key.";
-      if (!(await askKey(message))) throw err;
-    }
-  }
-}
-
 // ---- models --------------------------------------------------------------------
 
 async function loadModels() {
   try {
-    const models = await withKey(() => listModels(state.key));
+    const models = await withKey((key) => listModels(key));
     const select = $("model");
     select.replaceChildren(...models.map((id) => new Option(id, id)));
     if (models.includes(state.prefs.model)) select.value = state.prefs.model;
@@ -160,8 +121,8 @@ function startRename(item, conversation) {
 }
 
 function deleteConversation(conversation) {
+  if (state.controller) return status("Stop the answer first.", true);
   if (!confirm(`Delete "${conversation.title}"? It is kept nowhere else.`)) return;
-  if (state.controller && state.current?.id === conversation.id) state.controller.abort();
   store.remove(conversation.id);
   state.conversations = store.load();
   if (state.current?.id === conversation.id) {
@@ -291,12 +252,14 @@ async function send(text) {
   let pending = false;
   const redraw = () => {
     pending = false;
+    const list = $("messages");
+    const following = list.scrollHeight - list.scrollTop - list.clientHeight < 60; // not if the reader scrolled up
     updateView(view, answer);
-    view.scrollIntoView({ block: "end" });
+    if (following) view.scrollIntoView({ block: "end" });
   };
   try {
-    const result = await withKey(() =>
-      streamChat(body, state.key, state.controller.signal, (delta) => {
+    const result = await withKey((key) =>
+      streamChat(body, key, state.controller.signal, (delta) => {
         last = performance.now();
         first ??= last;
         answer.content += delta.content;
