@@ -189,3 +189,13 @@ def test_batching_and_prompt_cache_settings_are_checked(tmp_path):
     for bad in (["--kv-bits", "7"], ["--prompt-cache-bytes", "lots"], ["--max-batch", "0"]):
         result = CliRunner().invoke(app, ["serve", *bad, "--print-config"])
         assert result.exit_code == 2 and bad[0] in result.output, result.output
+
+
+def test_model_aliases_from_flags_and_the_file(tmp_path):
+    server = print_config("--model-alias", "claude-*=smollm2-135m", "--model-alias", "gpt-4o=smollm2-135m")["server"]
+    assert server["model_alias"] == ["claude-*=smollm2-135m", "gpt-4o=smollm2-135m"]
+    path = write(tmp_path / "a.yaml", "models:\n  - model: smollm2-135m\n    aliases: ['claude-*']\nserver:\n  model_alias: ['o3*=smollm2-135m']\n")
+    effective = print_config("--config", str(path))
+    assert effective["models"][0]["aliases"] == ["claude-*"] and effective["server"]["model_alias"] == ["o3*=smollm2-135m"]
+    result = CliRunner().invoke(app, ["serve", "--model-alias", "claude-haiku", "--print-config"])
+    assert result.exit_code == 2 and "NAME=MODEL" in result.output, result.output

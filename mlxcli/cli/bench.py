@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from mlxcli.cli import app
-from mlxcli.cli.common import FastPathOption, ModelOption, exit_process, fail
+from mlxcli.cli.common import FastPathOption, ModelOption, exit_process, fail, json_schema_file
 
 ENGINE_DEFAULTS = ("128,512", "64,128")  # prompt, generation lengths of the engine matrix
 SERVER_DEFAULTS = ("128", "64")  # with --url or --turns
@@ -48,6 +48,7 @@ def bench(
     warmup: Annotated[int, typer.Option(min=0, help="Unmeasured runs first (engine: per case; server: per target).")] = 1,
     seed: Annotated[Optional[int], typer.Option(min=0, help="First prompt seed, to send the same prompts again (default: random, so no server cache has seen them).")] = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds a server request may take.")] = 600.0,
+    json_schema: Annotated[Optional[Path], typer.Option(help="Also run every request constrained to the JSON Schema in this file, interleaved with the free ones (load and turns scenarios).")] = None,
     fast_path: bool = FastPathOption,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON (schema mlxcli.bench/1) instead of tables.")] = False,
     output: Annotated[Optional[Path], typer.Option(help="Also write the JSON results to this file.")] = None,
@@ -73,6 +74,9 @@ def bench(
     scenario = "turns" if turns else "load" if servers else "engine"
     if scenario == "turns" and (len(prompt_lens) > 1 or len(gen_lens) > 1):
         raise typer.BadParameter("--turns takes one prompt length and one generation length", param_hint="--turns")
+    if json_schema is not None and scenario == "engine":
+        raise typer.BadParameter("--json-schema compares concurrent clients: use it with --url (or --turns)", param_hint="--json-schema")
+    response_format = json_schema_file(json_schema) if json_schema is not None else None
 
     err = Console(stderr=True)
     # Servers first: an unreachable one fails before the model is loaded.
@@ -84,6 +88,10 @@ def bench(
             from mlxcli.bench.targets import EngineTarget
 
             targets.insert(0, EngineTarget(eng))
+        if response_format is not None:
+            from mlxcli.bench.targets import ConstrainedTarget
+
+            targets = [t for target in targets for t in (target, ConstrainedTarget(target, response_format))]
         report = _run(
             scenario, targets, count, err,
             prompt_lens=prompt_lens, gen_lens=gen_lens, levels=levels, requests=requests, turns=turns,

@@ -62,6 +62,13 @@ def _kv_bits(value: int | None) -> int | None:
     return value
 
 
+def _alias(value: str) -> tuple[str, str]:
+    name, sep, model = value.partition("=")
+    if not sep or not name.strip() or not model.strip():
+        raise typer.BadParameter(f"{value!r} is not NAME=MODEL (example: 'claude-*=qwen3')")
+    return name.strip(), model.strip()
+
+
 def _csv(value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
@@ -125,6 +132,10 @@ def serve(
     idle_unload: float = typer.Option(
         ENGINE.idle_unload, envvar="MLXCLI_IDLE_UNLOAD", min=0, help="Unload a model after this many seconds unused (default: never)."
     ),
+    model_alias: List[str] = typer.Option(
+        [], "--model-alias", envvar="MLXCLI_MODEL_ALIAS", callback=lambda v: [a for a in v or [] if _alias(a)],
+        help="NAME=MODEL: requests for NAME go to the served MODEL; NAME may hold wildcards (claude-*, gpt-4*). Repeatable.",
+    ),
     strict_model_names: bool = typer.Option(
         ENGINE.strict_model_names, "--strict-model-names", envvar="MLXCLI_STRICT_MODEL_NAMES",
         help="With a single model, answer 404 to names it is not served under (default: any name reaches it).",
@@ -132,11 +143,16 @@ def serve(
     tool_call_parser: str = typer.Option(
         ENGINE.tool_call_parser, "--tool-call-parser", envvar="MLXCLI_TOOL_CALL_PARSER",
         help="Tool-call format of models whose config names none, instead of detecting it from the chat template: "
-        "an mlx-lm parser (json_tools, qwen3_coder, glm47, mistral, pythonic, ...) or 'none' (no tool calling).",
+        "an mlx-lm parser (json_tools, qwen3_coder, glm47, mistral, pythonic, ...), 'harmony' (gpt-oss) or 'none' (no tool calling).",
+    ),
+    reasoning_parser: str = typer.Option(
+        ENGINE.reasoning_parser, "--reasoning-parser", envvar="MLXCLI_REASONING_PARSER",
+        help="Reasoning markers of models whose config names none, instead of detecting them: "
+        "think, longcat, gemma4, kimi_k3, 'harmony' (gpt-oss's channels) or 'none' (reasoning left in the answer).",
     ),
     reasoning: str = typer.Option(
         ENGINE.reasoning, "--reasoning", envvar="MLXCLI_REASONING", callback=lambda v: _choice(v, REASONING_MODES),
-        help="Reasoning (<think>...</think>): 'separate' returns it apart from the answer; 'strip' drops it.",
+        help="Reasoning (<think>...</think>, gpt-oss's analysis channel): 'separate' returns it apart from the answer; 'strip' drops it.",
     ),
     api_key: List[str] = typer.Option([], "--api-key", envvar="MLXCLI_API_KEY", help="Require this API key (repeatable; the env var takes several, space-separated)."),
     api_key_file: Optional[Path] = typer.Option(None, envvar="MLXCLI_API_KEY_FILE", help="Require one of the API keys in this file (one per line)."),
@@ -191,7 +207,8 @@ def serve(
         prefill_step_size=prefill_step_size, prompt_cache_bytes=int(prompt_cache_bytes), prompt_cache_entries=prompt_cache_entries,
         kv_bits=kv_bits, context_length=context_length, chat_template=str(chat_template) if chat_template else None,
         max_loaded_models=max_loaded_models, idle_unload=idle_unload or None, strict_model_names=strict_model_names,
-        tool_call_parser=tool_call_parser or None, reasoning=reasoning,
+        model_aliases=[_alias(a) for a in model_alias],
+        tool_call_parser=tool_call_parser or None, reasoning_parser=reasoning_parser or None, reasoning=reasoning,
     )
     try:
         settings.check(engine_settings.capacity)

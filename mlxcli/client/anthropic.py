@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mlxcli.client import bodies
 from mlxcli.client.errors import BadResponse, error_event
 from mlxcli.client.streams import count, json_payload, obj
-from mlxcli.core.errors import InvalidRequest
 from mlxcli.core.events import Event, Finish, FinishReason, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from mlxcli.core.request import ChatRequest, Message
 
@@ -36,17 +36,12 @@ def headers(api_key: str | None) -> dict[str, str]:
 
 
 def unsupported(request: ChatRequest) -> list[str]:
-    return [name for name in UNSUPPORTED if getattr(request.sampling, name) not in (None, False)]
+    return bodies.unsupported(request, UNSUPPORTED)
 
 
 def body(request: ChatRequest, model: str) -> dict[str, Any]:
-    missing = unsupported(request)
-    if missing:
-        raise InvalidRequest(f"the {TITLE} API has no {', '.join(missing)}")
-    messages = list(request.messages)
-    system = []
-    while messages and messages[0].role == "system":
-        system.append(messages.pop(0).content or "")
+    bodies.refuse_unsupported(request, UNSUPPORTED, TITLE)
+    system, messages = bodies.leading_system(request.messages)
     s = request.sampling
     out: dict[str, Any] = {
         "model": model,
@@ -61,6 +56,8 @@ def body(request: ChatRequest, model: str) -> dict[str, Any]:
             out[name] = value
     if s.stop:
         out["stop_sequences"] = list(s.stop)
+    if (fmt := request.response_format) is not None:
+        out["output_config"] = {"format": {"type": "json_schema", "schema": fmt.schema or {"type": "object"}}}
     if request.tools:
         out["tools"] = [
             {"name": t.name, **({"description": t.description} if t.description else {}), "input_schema": t.parameters}
@@ -73,7 +70,7 @@ def body(request: ChatRequest, model: str) -> dict[str, Any]:
     elif effort is not None:
         out["thinking"] = {"type": "enabled", "budget_tokens": max(1, min(THINKING_BUDGET, out["max_tokens"] - 1))}
         if effort in EFFORTS:  # the level itself; "minimal" is the smallest budget
-            out["output_config"] = {"effort": effort}
+            out.setdefault("output_config", {})["effort"] = effort
     return out
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlxcli.client import bodies
 from mlxcli.client.errors import BadResponse, error_event
 from mlxcli.client.openai_chat import openai_effort
 from mlxcli.client.streams import count, json_payload, obj
-from mlxcli.core.errors import InvalidRequest
 from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from mlxcli.core.request import ChatRequest, Message
 
@@ -31,17 +31,12 @@ def headers(api_key: str | None) -> dict[str, str]:
 
 
 def unsupported(request: ChatRequest) -> list[str]:
-    return [name for name in UNSUPPORTED if getattr(request.sampling, name) not in (None, [], False)]
+    return bodies.unsupported(request, UNSUPPORTED)
 
 
 def body(request: ChatRequest, model: str) -> dict[str, Any]:
-    missing = unsupported(request)
-    if missing:
-        raise InvalidRequest(f"the {TITLE} API has no {', '.join(missing)}")
-    messages = list(request.messages)
-    instructions = []
-    while messages and messages[0].role == "system":
-        instructions.append(messages.pop(0).content or "")
+    bodies.refuse_unsupported(request, UNSUPPORTED, TITLE)
+    instructions, messages = bodies.leading_system(request.messages)
     out: dict[str, Any] = {"model": model, "input": [item for m in messages for item in _items(m)], "stream": True,
                            "store": False}
     if instructions:
@@ -62,6 +57,9 @@ def body(request: ChatRequest, model: str) -> dict[str, Any]:
             out["parallel_tool_calls"] = False
     if request.reasoning is not None:
         out["reasoning"] = {"effort": openai_effort(request.reasoning)}
+    if (fmt := request.response_format) is not None:
+        out["text"] = {"format": {"type": "json_schema", "name": "output", "schema": fmt.schema, "strict": True}
+                       if fmt.schema is not None else {"type": "json_object"}}
     return out
 
 

@@ -13,7 +13,8 @@ FinishReason = Literal["stop", "length", "tool_calls", "cancelled"]
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens read from the prompt cache
+    cache_write_tokens: int = 0  # prompt tokens computed and left in the prompt cache for later requests
     reasoning_tokens: int = 0
 
     @property
@@ -51,7 +52,8 @@ class ToolCallDelta:
     index: int
     id: str | None = None
     name: str | None = None
-    arguments: str = ""
+    arguments: str = ""  # JSON text; for a custom tool, its raw input
+    custom: bool = False  # on the first delta of a call to a custom tool
 
 
 @dataclass

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 class Sequence:
     """One request being generated: a token at a time in, its events out; ``finish`` sends the last one."""
 
-    def __init__(self, job: "Job", tokenizer: "TokenizerWrapper", reasoning: ReasoningMode):
+    def __init__(self, job: "Job", tokenizer: "TokenizerWrapper", reasoning: ReasoningMode, *, caches: bool = False):
         self.job = job
+        self.caches = caches  # the runner leaves this job's KV in the prompt cache when it ends
         self.started = time.perf_counter()
         self.first_token_at: float | None = None
         self._last_token_at = 0.0
@@ -74,6 +75,7 @@ class Sequence:
             prompt_tokens=len(self.job.prompt.tokens),
             completion_tokens=self.job.generated_tokens,
             cached_tokens=self.job.cached_tokens,
+            cache_write_tokens=len(self.job.prompt.tokens) - self.job.cached_tokens if self.caches and reason != "cancelled" else 0,
             reasoning_tokens=self._output.reasoning_tokens,
         )
         self.job.emit(Finish(reason, usage, timings, self.stop_sequence))

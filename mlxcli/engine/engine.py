@@ -31,7 +31,7 @@ from mlxcli.core.engine import ModelStatus
 from mlxcli.core.errors import ContextLengthExceeded, EngineFailure, MlxcliError
 from mlxcli.core.events import Event, Finish
 from mlxcli.core.request import ChatRequest, Sampling
-from mlxcli.engine import prompt, sampling
+from mlxcli.engine import constraints, prompt, sampling
 from mlxcli.engine.batch import Batch, can_batch
 from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.queue import BoundedQueue
@@ -54,6 +54,7 @@ class Job:
     sampling: Sampling  # resolved: the request's, else the model's, else the server's defaults
     prompt: prompt.RenderedPrompt
     max_tokens: int
+    constraint: constraints.Constraint | None = None  # structured output: masks its logits
     submitted: float = field(default_factory=time.perf_counter)
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -239,7 +240,8 @@ class MlxEngine:
         if room <= 0:
             raise ContextLengthExceeded(n_prompt, model.context_window)
         settings = sampling.resolve(request.sampling, model.sampling, self.settings.sampling())
-        job = Job(request=request, model=model, sampling=settings, prompt=rendered, max_tokens=min(settings.max_tokens, room))
+        constraint = constraints.compile(request, rendered.plan, model.tokenizer)
+        job = Job(request, model, settings, rendered, min(settings.max_tokens, room), constraint)
         self._queue.put(job)
         return Generation(self, job)
 

@@ -16,7 +16,13 @@ any other state is markup (a response format's headers) and is dropped. Markers
 never reach the events, nor does the whitespace that touches them (the newlines
 around ``</think>`` or between two calls). A call block that does not parse (cut
 off by ``max_tokens``, or malformed) is dropped with a warning rather than shown
-as text.
+as text, and a call identical to one the answer already made is dropped too.
+
+A format with message headers (Harmony, formats.Headers) has the machine collect
+each header's text; the format's ``route`` then says which of those states the
+message's body is read as (a call's body starts with its header: the parser reads
+the function's name there). Its messages are paragraphs: two of one kind are
+joined by a blank line.
 """
 
 from __future__ import annotations
@@ -45,8 +51,10 @@ class OutputPlan:
     tools: ToolFormat | None = None  # None: tool calls are not parsed (no tools, or tool_choice none)
     tool_specs: list[dict[str, Any]] = field(default_factory=list)  # the request's tools, for typed parsers
     initial: str = NORMAL  # REASONING when the prompt opened the think block, TOOL when it began a call
-    prefill: str = ""  # the part of a call the prompt already wrote after the call's start marker
+    # What the prompt already wrote of the initial state: a call after its start marker, or a header.
+    prefill: str = ""
     max_calls: int | None = None  # 1 for parallel_tool_calls: false
+    custom_tools: frozenset[str] = frozenset()  # tools whose input is raw text after a {"name": …} line
 
 
 class StopMatcher:
@@ -94,10 +102,12 @@ class _Run:
     it, or dropped if a marker does.
     """
 
-    def __init__(self, *, hold: bool, lead: bool = False):
+    def __init__(self, *, hold: bool, lead: bool = False, separator: str = ""):
         self.hold = hold
         self.lead = lead  # drop leading whitespace: a marker came just before
         self.held = ""
+        self.separator = separator  # written before a run that follows an earlier one
+        self.written = False
 
     def enter(self) -> None:
         self.lead, self.held = True, ""
@@ -111,6 +121,9 @@ class _Run:
             if not text:
                 return ""
             self.lead = False
+            if self.written:
+                text = self.separator + text
+        self.written = True
         if not self.hold:
             return text
         body = text.rstrip()
@@ -132,16 +145,24 @@ class _Router:
         transitions = plan.format.transitions(plan.tools)
         self._machine = TextStateMachine(transitions).make_state(plan.initial)
         self.plan = plan
+        self.headers = plan.format.headers
         self.keep_reasoning = reasoning == "separate"
+        separator = "\n\n" if self.headers is not None else ""
         # Trailing whitespace is only held where a marker may follow it: plain answers pass through as generated.
-        self.answer = _Run(hold=bool(transitions[NORMAL]))
-        self.reasoning = _Run(hold=True, lead=True)
-        self.call_text = plan.prefill
-        self.calls = 0  # tool calls emitted
+        self.answer = _Run(hold=bool(transitions.get(NORMAL)) or self.headers is not None, separator=separator)
+        self.reasoning = _Run(hold=True, lead=True, separator=separator)
+        self.call_text = plan.prefill if plan.initial == TOOL else ""
+        self.header = plan.prefill if self.headers is not None and plan.initial == self.headers.state else ""
+        self.body = ""  # the state the current message's body is read as (a format with headers)
+        self.calls: list[tuple[str, str]] = []  # (name, arguments) of the calls emitted
 
     @property
     def state(self) -> str:
-        return self._machine[0]
+        return self._read_as(self._machine[0])
+
+    def _read_as(self, state: str) -> str:
+        """The state a machine state's text is read as: a body as its header said."""
+        return self.body if self.headers is not None and state == self.headers.body else state
 
     def feed(self, text: str) -> list[Event]:
         if not text:
@@ -149,15 +170,18 @@ class _Router:
         self._machine, segments = TextStateMachine.split(self._machine, text)
         events: list[Event] = []
         for n, (state, piece) in enumerate(segments):
-            events += self._add(state, piece)
+            events += self._add(self._read_as(state), piece)
             if n + 1 < len(segments):  # a marker ends this segment
-                events += self._leave(state)
-                self._enter(segments[n + 1][0])
+                if self.headers is not None and state == segments[n + 1][0] == self.headers.body:
+                    continue  # a stray marker inside a message: dropped, the message goes on
+                events += self._leave(self._read_as(state))
+                self._enter(state, segments[n + 1][0])
         return events
 
     def finish(self) -> list[Event]:
         """The end of generation: text held as a possible marker is text after all."""
         self._machine, rest, state = TextStateMachine.flush(self._machine)
+        state = self._read_as(state)
         events = self._add(state, rest)
         if state == TOOL:  # a call without its end marker: whole if the format has none, else cut off
             events += self._parse_call()
@@ -166,6 +190,9 @@ class _Router:
         return events
 
     def _add(self, state: str, text: str) -> list[Event]:
+        if self.headers is not None and state == self.headers.state:
+            self.header += text
+            return []
         if state == TOOL:
             self.call_text += text
             return []
@@ -186,19 +213,31 @@ class _Router:
             self.answer.leave()
         return []
 
-    def _enter(self, state: str) -> None:
+    def _enter(self, left: str, state: str) -> None:
+        """``state`` begins after a marker that ended ``left`` (machine states)."""
+        start = ""
+        if self.headers is not None:
+            if state == self.headers.state:
+                self.header = ""
+            elif left == self.headers.state:  # a header ended: it says what the body is
+                kind, start = self.headers.route(self.header)
+                self.body = self.headers.body_state(kind)
+            state = self._read_as(state)
         if state == REASONING:
             self.reasoning.enter()
         elif state == NORMAL:
             self.answer.enter()
         elif state == TOOL:
-            self.call_text = ""
+            self.call_text = start
 
     def _parse_call(self) -> list[Event]:
         text, self.call_text = self.call_text, ""
         tools = self.plan.tools
         if tools is None:  # a response format's call state, in a request without tools
             return []
+        custom = self._custom_call(text)
+        if custom is not None:
+            return self._emit(*custom, None, custom=True)
         try:
             parsed = tools.parse(text, self.plan.tool_specs)
         except Exception as exc:  # mlx-lm's parsers raise ValueError, JSONDecodeError, AttributeError...
@@ -210,14 +249,39 @@ class _Router:
             if name is None:
                 log.warning("dropped a tool call without a name or with arguments that are not an object: %r", call)
                 continue
-            if self.plan.max_calls is not None and self.calls >= self.plan.max_calls:
-                log.info("dropped tool call %r: parallel_tool_calls is false", name)
-                continue
-            index, self.calls = self.calls, self.calls + 1
-            # Name and id once with empty arguments, then the arguments (wire-formats §1.4).
-            events.append(ToolCallDelta(index, call_id or new_id("call_"), name, ""))
-            events.append(ToolCallDelta(index, arguments=json.dumps(arguments, ensure_ascii=False)))
+            events += self._emit(name, json.dumps(arguments, ensure_ascii=False), call_id)
         return events
+
+    def _emit(self, name: str, arguments: str, call_id: str | None, *, custom: bool = False) -> list[Event]:
+        if self.plan.max_calls is not None and len(self.calls) >= self.plan.max_calls:
+            log.info("dropped tool call %r: parallel_tool_calls is false", name)
+            return []
+        key = (name, _canonical(arguments) if not custom else arguments)
+        if key in self.calls:  # a model repeating itself: the client would run the same call twice
+            log.info("dropped tool call %r: the same call, with the same arguments, was made already", name)
+            return []
+        index = len(self.calls)
+        self.calls.append(key)
+        # Name and id once with empty arguments, then the arguments (wire-formats §1.4).
+        return [ToolCallDelta(index, call_id or new_id("call_"), name, "", custom=custom), ToolCallDelta(index, arguments=arguments)]
+
+    def _custom_call(self, text: str) -> tuple[str, str] | None:
+        """(name, input) of a custom tool's call: a ``{"name": …}`` line, then the raw input."""
+        if not self.plan.custom_tools:
+            return None
+        head, _, rest = text.lstrip().partition("\n")
+        try:
+            header = json.loads(head)
+        except ValueError:
+            return None
+        if not isinstance(header, dict) or list(header) != ["name"] or header["name"] not in self.plan.custom_tools:
+            return None
+        return header["name"], rest.removesuffix("\n")
+
+
+def _canonical(arguments: str) -> str:
+    """Arguments compared as JSON values, whatever their key order."""
+    return json.dumps(json.loads(arguments), sort_keys=True)
 
 
 def _call_parts(call: Any) -> tuple[str | None, dict[str, Any], str | None]:

@@ -7,9 +7,16 @@ tools are described in the system prompt in the Hermes/Qwen convention
 ``json_tools`` parser), earlier calls are written into the assistant's text in
 that format and tool results become ``<tool_response>`` user messages.
 
+A template that renders one call per assistant message and names each tool result
+after the call just before it (gpt-oss's) gets each call as a message of its own,
+followed by its result, with the reasoning and any text before the calls as the
+first one's reasoning (it takes one or the other). Earlier reasoning reaches the
+template in the field it reads (``reasoning_content``, or gpt-oss's ``thinking``);
+the template decides which turns' reasoning it shows the model.
+
 ``tool_choice`` ``required`` or naming a function is honoured by prefilling the
-assistant's turn with the start of a call; a format that cannot be forced that way
-is refused with a 400, never silently ignored.
+assistant's turn with the start of a call (for Harmony, the call's header); a format
+that cannot be forced that way is refused with a 400, never silently ignored.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ For each function call, return a json object with function name and arguments wi
 {{"name": <function-name>, "arguments": <args-json-object>}}
 </tool_call>"""
 
+# How a custom tool is called (grammars.py constrains it, output.py reads it back).
+CUSTOM_TOOL = "\n\nIts input is plain text, not JSON: inside the tool call, write the line {header}, then the input."
+
 # Efforts that mean "do not think" for templates with an on/off switch.
 NO_THINKING = ("off", "minimal")
 
@@ -55,10 +65,11 @@ def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: OutputFormat 
     tools = _active_tools(request, fmt)
     specs = [tool_json(t) for t in request.tools] if tools is not None else []
     if fmt.native_tools:
-        messages = [_template_message(m) for m in request.messages]
+        history = _one_call_each(request.messages) if fmt.one_call_per_message else request.messages
+        messages = [_template_message(m, fmt.reasoning_key) for m in history]
         template_tools = specs or None
     else:
-        messages = [_template_message(m) for m in _fallback_messages(request.messages, specs)]
+        messages = [_template_message(m, fmt.reasoning_key) for m in _fallback_messages(request.messages, specs)]
         template_tools = None
     if tokenizer.has_chat_template:
         try:
@@ -83,7 +94,10 @@ def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: OutputFormat 
         if initial == REASONING and fmt.thinking is not None:
             text += fmt.thinking.end + "\n\n"  # skip the reasoning: the answer must be a call
         text += call
-        initial, prefill = TOOL, call[len(tools.start) :]
+        if fmt.headers is not None:  # the call's header: the model ends it, then writes the arguments
+            initial, prefill = fmt.headers.state, call
+        else:
+            initial, prefill = TOOL, call[len(tools.start) :]
     plan = OutputPlan(
         format=fmt,
         tools=tools,
@@ -91,6 +105,7 @@ def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: OutputFormat 
         initial=initial,
         prefill=prefill,
         max_calls=None if request.parallel_tool_calls else 1,
+        custom_tools=frozenset(t.name for t in request.tools if t.custom) if tools is not None else frozenset(),
     )
     tokens = tokenizer.encode(text, add_special_tokens=False)
     return RenderedPrompt(text=text, tokens=list(tokens), plan=plan)
@@ -117,6 +132,8 @@ def _forced_call(request: ChatRequest, tools: ToolFormat) -> str:
     """The start of the call a ``required`` or named tool_choice asks for, written into the prompt."""
     choice = request.tool_choice
     name = choice.get("name") if isinstance(choice, dict) else None
+    if any(t.custom and t.name == name for t in request.tools):
+        name = None  # a custom tool's call has no arguments to begin: its start, then the grammar picks it
     call = tools.call_prefix(name)
     if call is None:
         raise InvalidRequest(
@@ -129,13 +146,19 @@ def _forced_call(request: ChatRequest, tools: ToolFormat) -> str:
 
 def _template_kwargs(request: ChatRequest, fmt: OutputFormat) -> dict[str, Any]:
     """The request's template kwargs, with the reasoning switch set from ``request.reasoning``
-    (a client's own ``enable_thinking`` or ``reasoning_effort`` wins)."""
+    (a client's own ``enable_thinking`` or ``reasoning_effort`` wins; an effort of the neutral scale
+    that the template has no level for becomes its nearest level)."""
     kwargs = dict(request.template_kwargs)
     effort = request.reasoning
     if fmt.thinking is not None and "enable_thinking" not in kwargs:
         kwargs["enable_thinking"] = effort not in NO_THINKING
-    if fmt.efforts and effort is not None and "reasoning_effort" not in kwargs:
-        kwargs["reasoning_effort"] = nearest_effort(effort, fmt.efforts)
+    if fmt.efforts:
+        own = kwargs.get("reasoning_effort")
+        own = "off" if own == "none" else own  # OpenAI's name for off
+        if own is None and effort is not None:
+            kwargs["reasoning_effort"] = nearest_effort(effort, fmt.efforts)
+        elif own in EFFORTS and own not in fmt.efforts:
+            kwargs["reasoning_effort"] = nearest_effort(own, fmt.efforts)
     return kwargs
 
 
@@ -147,14 +170,21 @@ def nearest_effort(effort: Effort, levels: tuple[str, ...]) -> str:
 
 
 def tool_json(tool: ToolSpec) -> dict[str, Any]:
-    """A tool as chat templates and mlx-lm's parsers expect it (OpenAI's nested form)."""
+    """A tool as chat templates and mlx-lm's parsers expect it (OpenAI's nested form); a custom tool
+    as a function that says how its raw input is written."""
     function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
-    if tool.description:
-        function["description"] = tool.description
+    description = tool.description or ""
+    if tool.custom:
+        function["parameters"] = {"type": "object", "properties": {}}
+        description += CUSTOM_TOOL.format(header=json.dumps({"name": tool.name}))
+        if tool.grammar is not None:
+            description += f" It must match this {tool.grammar.kind} grammar:\n{tool.grammar.definition}"
+    if description:
+        function["description"] = description.strip()
     return {"type": "function", "function": function}
 
 
-def _template_message(message: Message) -> dict[str, Any]:
+def _template_message(message: Message, reasoning_key: str = "reasoning_content") -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role, "content": message.content or ""}
     if message.name:
         out["name"] = message.name
@@ -166,7 +196,35 @@ def _template_message(message: Message) -> dict[str, Any]:
     if message.tool_call_id:
         out["tool_call_id"] = message.tool_call_id
     if message.reasoning:
-        out["reasoning_content"] = message.reasoning  # the name Qwen-style templates read
+        out[reasoning_key] = message.reasoning
+    return out
+
+
+def _one_call_each(messages: list[Message]) -> list[Message]:
+    """History for a template that renders one call per assistant message and names a tool result
+    after the call before it: each call a message of its own, followed by its result (results that
+    answer no call of the message keep their place after them). The first call's message carries the
+    reasoning and any text before the calls, as reasoning: such a template takes one or the other."""
+    out: list[Message] = []
+    i = 0
+    while i < len(messages):
+        m = messages[i]
+        i += 1
+        if m.role != "assistant" or not m.tool_calls:
+            out.append(m)
+            continue
+        end = i
+        while end < len(messages) and messages[end].role == "tool":
+            end += 1
+        results, i = messages[i:end], end
+        reasoning = "\n\n".join(t for t in (m.reasoning, m.content) if t) or None
+        for n, call in enumerate(m.tool_calls):
+            out.append(Message(role="assistant", tool_calls=[call], reasoning=reasoning if n == 0 else None))
+            answer = next((r for r in results if r.tool_call_id == call.id), None)
+            if answer is not None:
+                results.remove(answer)
+                out.append(answer)
+        out += results
     return out
 
 

@@ -15,6 +15,7 @@ Eviction is least-recently-used among models with no generation in progress
 
 from __future__ import annotations
 
+import fnmatch
 import gc
 import logging
 import threading
@@ -60,6 +61,8 @@ class ServedModel:
             self.spec = ModelSpec(model=self.name)
         if self.format is None:
             self.format = formats.detect(self.tokenizer, self.spec.tool_call_parser, self.spec.reasoning_parser)
+        # The format's own stop tokens end generation as end-of-sequence does (gpt-oss's <|call|>).
+        self.tokenizer.eos_token_ids = self.tokenizer.eos_token_ids | formats.stop_token_ids(self.format, self.tokenizer)
 
     @property
     def sampling(self) -> Sampling:
@@ -75,6 +78,7 @@ class ModelRegistry:
         max_loaded: int = 1,
         idle_unload: float | None = None,
         strict_names: bool = False,
+        aliases: Sequence[tuple[str, str]] = (),
         clock: Callable[[], float] = time.time,
     ):
         if not models:
@@ -89,8 +93,12 @@ class ModelRegistry:
         self._lock = threading.Lock()
         self.on_unload: Callable[[ServedModel], None] | None = None  # drops what the engine keeps for it
         self._by_name: dict[str, ServedModel] = {}
+        self._patterns: list[tuple[str, ServedModel]] = []  # aliases with wildcards, in configuration order
         for model in self.models:
             for name in (model.name, *model.aliases):
+                if is_pattern(name):
+                    self._patterns.append((_key(name), model))
+                    continue
                 other = self._by_name.setdefault(_key(name), model)
                 if other is not model:
                     raise ModelError(
@@ -100,6 +108,12 @@ class ModelRegistry:
         for model in self.models:  # ids last: the same weights may be served twice, under two names
             for name in model.ids:
                 self._by_name.setdefault(_key(name), model)
+        for pattern, target in aliases:  # --model-alias PATTERN=NAME: after the config file's own
+            model = self.lookup(target)
+            if model is None:
+                served = ", ".join(m.name for m in self.models)
+                raise ModelError(f"--model-alias {pattern}={target}: no served model is named {target!r} (served: {served})")
+            self._patterns.append((_key(pattern), model))
 
     @classmethod
     def from_settings(cls, models: Sequence[ServedModel], settings: EngineSettings) -> "ModelRegistry":
@@ -108,6 +122,7 @@ class ModelRegistry:
             max_loaded=settings.max_loaded_models,
             idle_unload=settings.idle_unload,
             strict_names=settings.strict_model_names,
+            aliases=settings.model_aliases,
         )
 
     @property
@@ -118,8 +133,13 @@ class ModelRegistry:
     # ---- names (any thread) ----------------------------------------------
 
     def lookup(self, name: str) -> ServedModel | None:
-        """The model this exact name (served name, alias or id; any case) reaches, if any."""
-        return self._by_name.get(_key(name))
+        """The model this name reaches (any case): a served name, alias or id, else the first alias
+        pattern it matches (``claude-*``: clients such as Claude Code ask for several model names)."""
+        key = _key(name)
+        found = self._by_name.get(key)
+        if found is None:
+            found = next((model for pattern, model in self._patterns if fnmatch.fnmatchcase(key, pattern)), None)
+        return found
 
     def resolve(self, requested: str | None) -> ServedModel:
         """The model a request's ``model`` selects, or ModelNotFound.
@@ -234,6 +254,11 @@ def _key(name: str) -> str:
     return name.strip().lower()
 
 
+def is_pattern(name: str) -> bool:
+    """An alias with shell-style wildcards (``*``, ``?``, ``[…]``) stands for every name it matches."""
+    return any(c in name for c in "*?[")
+
+
 # ---- building models from specs ------------------------------------------------
 
 
@@ -246,7 +271,12 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
     tokenizer = loading.tokenizer_of(path, config, template)
     if template is not None:
         _check_template(tokenizer, template_file)
-    fmt = formats.detect(tokenizer, spec.tool_call_parser or settings.tool_call_parser, spec.reasoning_parser)
+    fmt = formats.detect(
+        tokenizer,
+        spec.tool_call_parser or settings.tool_call_parser,
+        spec.reasoning_parser or settings.reasoning_parser,
+        model_type=config.get("model_type"),
+    )
     log.info("%s: %s", name, formats.describe(fmt))
     limits = [n for n in (spec.context_length, settings.context_length) if n]
     limit = min(limits) if limits else None

@@ -63,4 +63,4 @@ class Runner:
 
     def _new_sequence(self, job: "Job", cached_tokens: int) -> Sequence:
         job.cached_tokens = cached_tokens
-        return Sequence(job, self.model.tokenizer, self._settings.reasoning)
+        return Sequence(job, self.model.tokenizer, self._settings.reasoning, caches=self._prompt_cache.enabled)

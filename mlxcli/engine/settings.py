@@ -25,7 +25,9 @@ class EngineSettings:
     max_loaded_models: int = 1  # models kept in memory at once; the least recently used is evicted
     idle_unload: float | None = None  # seconds unused after which a model is unloaded
     strict_model_names: bool = False  # a single model answers only to its own names
+    model_aliases: list[tuple[str, str]] = field(default_factory=list)  # (name or pattern, served model) from --model-alias
     tool_call_parser: str | None = None  # for models whose spec names none: overrides detection ("none": off)
+    reasoning_parser: str | None = None  # likewise, for reasoning markers ("harmony": gpt-oss's channels)
     reasoning: str = "separate"  # "separate": reasoning as its own events; "strip": dropped
 
     @property

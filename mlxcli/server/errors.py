@@ -76,6 +76,8 @@ def handle(req: falcon.Request, resp: falcon.Response, exc: BaseException, _para
     if not isinstance(exc, (MlxcliError, falcon.HTTPError)):
         log.exception("unhandled error on %s %s", req.method, req.path, exc_info=exc)
     status, headers, body = render_for_path(err, req.context.get("path") or req.path)
+    if isinstance(exc, falcon.HTTPMethodNotAllowed):
+        headers.append(("Allow", exc.headers["Allow"]))  # what the route takes (RFC 9110)
     resp.status = status_line(status)
     resp.content_type = falcon.MEDIA_JSON
     resp.media = None

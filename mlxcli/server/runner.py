@@ -39,7 +39,8 @@ class JsonErrorTask(ErrorTask):
     def execute(self) -> None:
         error = self.request.error
         err = errors.from_status(error.code, f"{error.reason}: {error.body}")
-        status, headers, body = errors.render_for_path(err, self.request.path or "/")
+        # A malformed request line or header leaves no path: answer in the default (OpenAI) shape.
+        status, headers, body = errors.render_for_path(err, getattr(self.request, "path", None) or "/")
         self.status = errors.status_line(status)
         self.response_headers.extend([("Content-Type", "application/json"), *headers])
         self.set_close_on_finish()

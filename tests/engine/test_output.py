@@ -71,6 +71,8 @@ SAMPLES = {
     "minicpm5": '<function name="get_weather"><param name="city">Paris</param></function>',
     "muse_spark": '<atem:function_calls><atem:invoke name="get_weather"><atem:parameter name="city">Paris'
     "</atem:parameter></atem:invoke></atem:function_calls>",
+    # Ours (gpt-oss), read here like the others; its own channels and headers: tests/harmony.
+    "harmony": '<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}<|call|>',
 }
 TOOL_SPECS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
 
@@ -92,7 +94,7 @@ def calls(completion):
     return [{"name": c.name, "arguments": json.loads(c.arguments)} for c in completion.tool_calls]
 
 
-def test_every_mlx_lm_parser_has_a_sample():
+def test_every_tool_parser_has_a_sample():
     assert sorted(SAMPLES) == tool_parsers()
 
 
@@ -124,6 +126,7 @@ def test_named_call_prefixes_begin_a_call_their_parser_reads(parser):
         "function_gemma": "city:<escape>Paris<escape>}<end_function_call>",
         "gemma4": 'city:<|"|>Paris<|"|>}<tool_call|>',
         "minicpm5": '<param name="city">Paris</param></function>',
+        "harmony": '<|message|>{"city": "Paris"}<|call|>',
     }[parser]
     assert prefix.startswith(tools.start)
     plan = OutputPlan(tools=tools, tool_specs=TOOL_SPECS, initial="tool", prefill=prefix[len(tools.start) :])

@@ -55,6 +55,25 @@ def test_requests_reach_models_by_name_alias_and_any_case(make_engine, pair):
     assert collect(engine.submit(ask(None))).text == "I am alpha."  # no name: the first (default) model
 
 
+def test_alias_patterns_route_families_of_names(make_engine, tokenizer_dir):
+    """Claude Code asks for claude-haiku-* and claude-sonnet-* models: patterns send them where the config says."""
+    models = [
+        scripted_model(tokenizer_dir, lambda p: "I am alpha.", name="alpha", aliases=("claude-haiku-*",)),
+        scripted_model(tokenizer_dir, lambda p: "I am beta.", name="beta", aliases=("claude-*", "gpt-4?")),
+    ]
+    engine = make_engine(models, model_aliases=[("o3*", "alpha")])
+    for name, reply in [("claude-haiku-4-5-20251001", "I am alpha."), ("CLAUDE-SONNET-4-5", "I am beta."),
+                        ("gpt-4o", "I am beta."), ("o3-mini", "I am alpha."), ("beta", "I am beta.")]:
+        assert collect(engine.submit(ask(name))).text == reply, name
+    with pytest.raises(ModelNotFound):
+        engine.submit(ask("gpt-4.1"))  # "?" is one character
+
+
+def test_a_model_alias_for_a_model_not_served_fails_at_start(make_engine, pair):
+    with pytest.raises(ModelError, match="--model-alias claude-\\*=gamma: no served model is named 'gamma'"):
+        make_engine(pair(), model_aliases=[("claude-*", "gamma")])
+
+
 def test_unknown_name_with_several_models_is_model_not_found(make_engine, pair):
     engine = make_engine(pair())
     with pytest.raises(ModelNotFound) as err:

@@ -349,8 +349,25 @@ def test_claude_code_request_shape(server, prompts):
     assert checked.message["content"] == [{"type": "text", "text": PARIS}]
     prompt = prompts[-1]
     # SmolLM2's template knows no tools: they follow the system prompt in the fallback format (hosted tools left out).
-    assert "<|im_start|>system\nx-anthropic-billing-header: cc_version=2.1;\nYou are a Claude agent.\n\n# Tools\n" in prompt
+    # Claude Code's billing header is not part of the prompt.
+    assert "<|im_start|>system\nYou are a Claude agent.\n\n# Tools\n" in prompt and "billing" not in prompt
     assert '"name": "Bash"' in prompt and '"name": "DeferredToolPlaceholder"' in prompt and "web_search" not in prompt
     assert "<|im_start|>system\n# Environment\nPlatform: linux<|im_end|>" in prompt
     counted = httpx.post(server.url + "/v1/messages/count_tokens?beta=true", json={k: body[k] for k in ("model", "system", "messages", "tools")}, headers=headers)
     assert counted.json() == {"input_tokens": checked.message["usage"]["input_tokens"]}
+
+
+def test_claude_code_turns_reuse_the_prompt_cache_though_its_billing_header_changes(client):
+    """Claude Code writes a new ``cch`` hash into its first system block on every request."""
+    system = "You are Claude Code. " + "Follow the rules of the repository carefully. " * 20
+    history: list[dict] = [{"role": "user", "content": "Capital of France?"}]
+    previous_prompt = None
+    for turn, cch in enumerate(["36ee5", "0aaa9", "7b31c"]):
+        blocks = [{"type": "text", "text": f"x-anthropic-billing-header: cc_version=2.1.177.0{turn}c; cc_entrypoint=cli; cch={cch};"},
+                  {"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
+        answer = client.messages.create(model="claude-sonnet-4-5", max_tokens=20, system=blocks, messages=history)
+        usage = answer.usage
+        if previous_prompt is not None:
+            assert usage.cache_read_input_tokens >= 0.9 * previous_prompt, (turn, usage)
+        previous_prompt = usage.input_tokens + usage.cache_read_input_tokens
+        history += [{"role": "assistant", "content": answer.content[0].text}, {"role": "user", "content": f"And turn {turn + 2}?"}]

@@ -147,7 +147,8 @@ def tool(name="get_weather"):
         (msg(user=["me"]), "user"),
         (msg(chat_template_kwargs={"chat_template": "{{ 'pwned' }}"}), "chat_template_kwargs.chat_template"),
         (msg(chat_template_kwargs={f"k{i}": 1 for i in range(33)}), "chat_template_kwargs"),
-        (msg(response_format={"type": "json_schema", "json_schema": {}}), "response_format"),
+        (msg(response_format={"type": "json_schema", "json_schema": {}}), "response_format.json_schema.name"),
+        (msg(response_format={"type": "yaml"}), "response_format.type"),
         (msg(tools=[tool()], tool_choice={"type": "function", "function": {"name": "other"}}), "tool_choice"),
         (msg(reasoning_effort="extreme"), "reasoning_effort"),
         (msg(model="x" * 300), "model"),
@@ -258,7 +259,12 @@ def test_unknown_routes_in_each_shape(server):
     assert openai_error(httpx.get(server.url + "/v1/nope"), 404)["type"] == "invalid_request_error"
     anthropic_error(httpx.post(server.url + "/v1/messages/nope", json={}), 404, "not_found_error")
     azure_error(httpx.post(server.url + "/openai/nope", json={}), 404)
-    openai_error(httpx.delete(server.url + CHAT), 405)
+    r = httpx.delete(server.url + CHAT)
+    openai_error(r, 405)
+    assert r.headers["allow"] == "POST, OPTIONS"  # RFC 9110: a 405 says what the route takes
+    r = httpx.put(server.url + "/v1/messages", json={})
+    anthropic_error(r, 405, "invalid_request_error")
+    assert "POST" in r.headers["allow"]
 
 
 # ---- API keys --------------------------------------------------------------

@@ -155,6 +155,9 @@ def test_three_turn_conversation_model_sees_earlier_turns(client, prompts, store
 def test_retrieve_and_delete(client, server):
     r = client.responses.create(model="m", input="keep me")
     assert client.responses.retrieve(r.id).model_dump() == r.model_dump()
+    with pytest.raises(openai.BadRequestError) as info:  # never a JSON body an SSE reader would see as nothing
+        list(client.responses.retrieve(r.id, stream=True))
+    assert info.value.body["param"] == "stream"
     deleted = httpx.delete(f"{server.url}/v1/responses/{r.id}")
     assert deleted.status_code == 200
     assert deleted.json() == {"id": r.id, "object": "response", "deleted": True}
@@ -225,10 +228,12 @@ def test_max_output_tokens_gives_incomplete(client, server):
     assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens"
     assert r.usage.output_tokens == 3 and r.max_output_tokens == 3
     assert r.output_text and LONG.startswith(r.output_text)
+    assert [item.status for item in r.output] == ["incomplete"]  # the message was cut off too
     assert client.responses.retrieve(r.id).status == "incomplete"
 
     final = check_responses_stream(stream_raw(server, {"input": "long", "max_output_tokens": 4}))
     assert final["status"] == "incomplete" and final["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert [item["status"] for item in final["output"]] == ["incomplete"]
     assert final["usage"]["output_tokens"] == 4
 
 
@@ -304,8 +309,9 @@ def test_tools_and_sampling_are_accepted_and_echoed(client):
         ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),
         ({"input": "x", "instructions": 7}, "instructions"),
         ({"input": "x", "store": "yes"}, "store"),
-        ({"input": "x", "text": {"format": {"type": "json_schema", "name": "s", "schema": {}}}}, "text.format.type"),
-        ({"input": "x", "text": {"format": {"type": "json_object"}}}, "text.format.type"),
+        ({"input": "x", "text": {"format": {"type": "json_schema", "schema": {}}}}, "text.format.name"),
+        ({"input": "x", "text": {"format": {"type": "json_schema", "name": "s"}}}, "text.format.schema"),
+        ({"input": "x", "text": {"format": {"type": "xml"}}}, "text.format.type"),
         ({"input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
         ({"input": "x", "tools": [{"type": "function", "name": "bad name"}]}, "tools[0].name"),
         ({"input": "x", "tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "function", "name": "g"}}, "tool_choice"),

@@ -198,6 +198,13 @@ def test_the_plan_reads_what_the_prompt_began(tool_tokenizer_dir):
     assert [(e.name, e.arguments) for e in events] == [("get_weather", ""), (None, '{"city": "Lyon"}')]
 
 
+@pytest.fixture(scope="module")
+def effort_tokenizer_dir(tokenizer_dir, tmp_path_factory):
+    from tests.support.tool_models import make_tool_tokenizer_dir
+
+    return make_tool_tokenizer_dir(tokenizer_dir, tmp_path_factory.mktemp("effort"), EFFORT_TEMPLATE)
+
+
 EFFORT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
     "{% if reasoning_effort is defined %}Reasoning: {{ reasoning_effort }}\n{% endif %}<|im_start|>assistant\n"
@@ -214,10 +221,8 @@ EFFORT_TEMPLATE = (
         ("high", {"reasoning_effort": "medium"}, "Reasoning: medium"),  # the client's template kwarg wins
     ],
 )
-def test_an_effort_reaches_a_template_that_reads_reasoning_effort(tokenizer_dir, tmp_path, effort, kwargs, expected):
-    from tests.support.tool_models import make_tool_tokenizer_dir
-
-    tokenizer, fmt = loaded(make_tool_tokenizer_dir(tokenizer_dir, tmp_path / "effort", EFFORT_TEMPLATE))
+def test_an_effort_reaches_a_template_that_reads_reasoning_effort(effort_tokenizer_dir, effort, kwargs, expected):
+    tokenizer, fmt = loaded(effort_tokenizer_dir)
     assert fmt.efforts == ("low", "medium", "high")
     text = prompt.render(tokenizer, ChatRequest([Message("user", "2+2?")], reasoning=effort, template_kwargs=kwargs), fmt).text
     assert (expected in text) if expected else ("Reasoning:" not in text)

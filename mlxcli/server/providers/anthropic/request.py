@@ -8,7 +8,7 @@ from typing import Any
 
 from mlxcli.core.collect import Completion
 from mlxcli.core.errors import InvalidRequest
-from mlxcli.core.request import ChatRequest, Effort, Message, Sampling, ToolCall, ToolSpec, new_id
+from mlxcli.core.request import ChatRequest, Effort, Grammar, Message, Sampling, ToolCall, ToolSpec, new_id
 from mlxcli.server.providers import common
 from mlxcli.server.providers.anthropic.response import MessageStreamEncoder, message_json
 from mlxcli.server.validate import Obj, objects
@@ -18,6 +18,7 @@ MAX_MESSAGES = 4096
 MAX_BLOCKS = 4096
 MAX_TOOLS = 512  # agents such as Claude Code send many tools (MCP servers included)
 TEXT_BLOCKS = {"text": "text"}
+BILLING_HEADER = "x-anthropic-billing-header:"
 # Thinking budgets on the neutral effort scale: up to 4k tokens is low, up to 16k medium, beyond high.
 BUDGET_EFFORTS = ((4096, "low"), (16384, "medium"))
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
@@ -47,6 +48,7 @@ def parse(body: dict[str, Any]) -> MessagesCall:
     """Raises InvalidRequest naming the parameter."""
     o = Obj(body)
     request = parse_prompt(o)
+    request.response_format = _output_format(o)
     request.sampling = Sampling(
         **common.sampling_fields(o, ("temperature", "top_p", "top_k"), temperature=1),
         max_tokens=common.max_tokens(o, "max_tokens", required=True),
@@ -80,7 +82,14 @@ def parse_prompt(o: Obj) -> ChatRequest:
 
 
 def _system(o: Obj) -> str | None:
-    return _text(o, "system", required=False)
+    """The system prompt, without Claude Code's billing header: a line it writes first on every request
+    (``x-anthropic-billing-header: cc_version=…; cch=…;``) whose hash changes each time. It means nothing
+    to the model, and left in it would make every prompt differ from its first tokens, so the prompt
+    cache could never reuse a turn."""
+    text = _text(o, "system", required=False)
+    if text is None or not text.startswith(BILLING_HEADER):
+        return text
+    return text.split("\n", 1)[1] if "\n" in text else ""
 
 
 def _text(o: Obj, key: str, *, required: bool = True) -> str | None:
@@ -182,6 +191,16 @@ def _tool_choice(o: Obj, tools: list[ToolSpec]) -> tuple[str | dict[str, Any], b
     if kind == "tool":
         return common.named_tool(choice.str("name", required=True), tools, choice.param("name")), parallel
     return {"auto": "auto", "any": "required", "none": "none"}[kind], parallel
+
+
+def _output_format(o: Obj) -> Grammar | None:
+    """``output_config.format`` (``{"type": "json_schema", "schema": …}``): the answer is that JSON."""
+    config = o.obj("output_config")
+    fmt = config.obj("format") if config is not None else None
+    if fmt is None:
+        return None
+    fmt.str("type", required=True, choices=("json_schema",))
+    return common.json_schema(fmt)
 
 
 def _effort(o: Obj) -> Effort | None:

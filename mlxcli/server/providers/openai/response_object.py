@@ -36,6 +36,7 @@ class ResponseState:
     tool_choice: Any = "auto"
     parallel_tool_calls: bool = True
     reasoning: dict[str, Any] = field(default_factory=lambda: {"effort": None, "summary": None})
+    text_format: dict[str, Any] = field(default_factory=lambda: {"type": "text"})
     metadata: dict[str, str] = field(default_factory=dict)
     user: str | None = None
     _item_ids: dict[int, str] = field(default_factory=dict, init=False, repr=False)
@@ -93,6 +94,9 @@ class OutputBuilder:
                 {"type": "response.function_call_arguments.done", "item_id": item["id"], "output_index": index,
                  "name": item["name"], "arguments": item["arguments"]}
             )
+        elif item["type"] == "custom_tool_call":
+            events.append({"type": "response.custom_tool_call_input.done", "item_id": item["id"], "output_index": index,
+                           "input": item["input"]})
         else:
             part = item["content"][0]
             prefix = "response.output_text" if item["type"] == "message" else "response.reasoning_text"
@@ -144,8 +148,13 @@ class OutputBuilder:
         if self._open_key != key:
             events = self.close()
             index = len(self.items)
-            item = {"id": self.state.item_id(index, "fc_"), "type": "function_call", "status": "in_progress",
-                    "call_id": self.state.call_id(event.index, event.id), "name": event.name or "", "arguments": ""}
+            call_id = self.state.call_id(event.index, event.id)
+            if event.custom:
+                item = {"id": self.state.item_id(index, "ctc_"), "type": "custom_tool_call", "status": "in_progress",
+                        "call_id": call_id, "name": event.name or "", "input": ""}
+            else:
+                item = {"id": self.state.item_id(index, "fc_"), "type": "function_call", "status": "in_progress",
+                        "call_id": call_id, "name": event.name or "", "arguments": ""}
             events.append({"type": "response.output_item.added", "output_index": index, "item": _copy(item)})
             self.items.append(item)
             self._open, self._open_key = item, key
@@ -154,9 +163,10 @@ class OutputBuilder:
         if event.name and not item["name"]:
             item["name"] = event.name
         if event.arguments:
-            item["arguments"] += event.arguments
-            events.append({"type": "response.function_call_arguments.delta", "item_id": item["id"],
-                           "output_index": len(self.items) - 1, "delta": event.arguments})
+            custom = item["type"] == "custom_tool_call"
+            item["input" if custom else "arguments"] += event.arguments
+            kind = "response.custom_tool_call_input.delta" if custom else "response.function_call_arguments.delta"
+            events.append({"type": kind, "item_id": item["id"], "output_index": len(self.items) - 1, "delta": event.arguments})
         return events
 
 
@@ -173,7 +183,7 @@ def _copy(item: dict[str, Any]) -> dict[str, Any]:
 def usage_json(usage: Usage) -> dict[str, Any]:
     return {
         "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens, "cache_write_tokens": usage.cache_write_tokens},
         "output_tokens": usage.completion_tokens,
         "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
         "total_tokens": usage.total_tokens,
@@ -208,7 +218,7 @@ def response_json(
         "reasoning": state.reasoning,
         "store": state.store,
         "temperature": state.temperature,
-        "text": {"format": {"type": "text"}},
+        "text": {"format": state.text_format},
         "tool_choice": state.tool_choice,
         "tools": state.tools,
         "top_p": state.top_p,
@@ -217,6 +227,11 @@ def response_json(
         "user": state.user,
         "metadata": state.metadata,
     }
+
+
+def item_status(finish: Finish) -> str:
+    """The status of the item an answer ends in: cut off by the token limit, it is incomplete too."""
+    return "incomplete" if finish.reason == "length" else "completed"
 
 
 def final_json(state: ResponseState, model: str, items: list[dict[str, Any]], finish: Finish) -> dict[str, Any]:
@@ -238,8 +253,9 @@ def replay(state: ResponseState, model: str, completion: Completion) -> dict[str
     builder = OutputBuilder(state)
     for event in completion.events:
         builder.feed(event)
-    builder.close()
-    return final_json(state, model, builder.items, completion.finish or Finish("stop"))
+    finish = completion.finish or Finish("stop")
+    builder.close(item_status(finish))
+    return final_json(state, model, builder.items, finish)
 
 
 TERMINAL_EVENTS = {"completed": "response.completed", "incomplete": "response.incomplete", "failed": "response.failed"}
@@ -269,7 +285,7 @@ class ResponsesStreamEncoder:
         if not isinstance(event, Finish):
             yield from self._frames(self.builder.feed(event))
             return
-        yield from self._frames(self.builder.close())
+        yield from self._frames(self.builder.close(item_status(event)))
         final = final_json(self.state, self.model, self.builder.items, event)
         yield from self._frames([{"type": TERMINAL_EVENTS[final["status"]], "response": final}])
 

@@ -19,6 +19,9 @@ def input_item_json(m: StoredMessage) -> dict[str, Any]:
                 "status": "completed"}
     if m.role == "assistant" and m.tool_calls and not m.content:
         call = m.tool_calls[0]
+        if call.custom:
+            return {"id": m.id, "type": "custom_tool_call", "call_id": call.id, "name": call.name, "input": call.arguments,
+                    "status": "completed"}
         return {"id": m.id, "type": "function_call", "call_id": call.id, "name": call.name,
                 "arguments": call.arguments, "status": "completed"}
     if m.role == "assistant" and m.reasoning is not None and not m.content:
@@ -44,7 +47,15 @@ class StoredResponses:
         return turn
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, response_id: str) -> None:
-        send_json(resp, self._turn(response_id).response)
+        turn = self._turn(response_id)
+        if req.get_param("stream") not in (None, "", "false"):
+            # OpenAI streams the events of a response still running in the background; this server's
+            # responses are finished when stored, so there is nothing to stream (and JSON would look empty to an SSE reader).
+            raise InvalidRequest(
+                "'stream' is only for background responses, which this server does not run: retrieve the stored response without it.",
+                param="stream",
+            )
+        send_json(resp, turn.response)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, response_id: str) -> None:
         self._turn(response_id)
