@@ -66,8 +66,9 @@ class ServedModel:
             self.spec = ModelSpec(model=self.name)
         if self.format is None and self.embedding is None:
             self.format = formats.detect(self.tokenizer, self.spec.tool_call_parser, self.spec.reasoning_parser)
-        # The format's own stop tokens end generation as end-of-sequence does (gpt-oss's <|call|>).
-        self.tokenizer.eos_token_ids = self.tokenizer.eos_token_ids | formats.stop_token_ids(self.format, self.tokenizer)
+        if self.format is not None:  # an embedding model generates nothing: no format, no stop tokens
+            # The format's own stop tokens end generation as end-of-sequence does (gpt-oss's <|call|>).
+            self.tokenizer.eos_token_ids = self.tokenizer.eos_token_ids | formats.stop_token_ids(self.format, self.tokenizer)
 
     @property
     def kind(self) -> ModelKind:
