@@ -4,18 +4,20 @@ Names follow vLLM's (``vllm:`` → ``mlxcli:``) where they mean the same. Nothin
 the engine thread; three sources feed it:
 
 - each chat request, on the HTTP worker thread that reads its events (``Metrics.track``): its
-  outcome, its tokens, and the engine's own timings from its ``Finish``;
+  outcome, its tokens, and the engine's own timings from its ``Finish``; each embeddings request,
+  on the thread that waits for its vectors (``Metrics.track_embeddings``);
 - each refusal, from the error handler (``Metrics.refused``);
 - the engine's state, read at scrape time (``EngineCollector``: ``engine.stats()``, ``engine.models()``).
 
 Labels are bounded: ``model`` is a served name (never the name a client sent), ``api`` a
-provider's name, ``outcome`` a finish reason, ``cancelled`` or ``error``, ``reason`` a neutral
+provider's name, ``outcome`` a finish reason, ``embedded``, ``cancelled`` or ``error``, ``reason`` a neutral
 error kind (core/errors.py).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable, Iterator
 
 import falcon
@@ -24,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
+from mlxcli.core.embeddings import EmbeddingJob, Embeddings
 from mlxcli.core.engine import Engine, Generation
 from mlxcli.core.errors import ClientClosedRequest, MlxcliError, Overloaded
 from mlxcli.core.events import Event, Finish
@@ -49,8 +52,8 @@ class Metrics:
         self.registry = registry = CollectorRegistry()
         by_model = ["model"]
         self.requests = Counter(
-            "mlxcli:requests", "Chat requests the engine accepted, by API, model and outcome "
-            "(stop, length, tool_calls: answered; cancelled: the client left; error: failed).",
+            "mlxcli:requests", "Requests the engine accepted, by API, model and outcome (stop, length, "
+            "tool_calls: chat answered; embedded: embeddings answered; cancelled: the client left; error: failed).",
             ["api", "model", "outcome"], registry=registry,
         )  # fmt: skip
         self.rejected = Counter(
@@ -67,13 +70,15 @@ class Metrics:
         self.itl = Histogram("mlxcli:inter_token_latency_seconds", "Time between two consecutive output tokens.",
                              by_model, buckets=ITL_BUCKETS, registry=registry)  # fmt: skip
         self.e2e = Histogram("mlxcli:e2e_request_latency_seconds", "From the request reaching the engine to its "
-                             "last token.", by_model, buckets=LATENCY_BUCKETS, registry=registry)  # fmt: skip
+                             "last token (embeddings: to its vectors).", by_model, buckets=LATENCY_BUCKETS,
+                             registry=registry)  # fmt: skip
         self.queue = Histogram("mlxcli:request_queue_time_seconds", "Time waiting for the engine before the "
                                "prompt is read.", by_model, buckets=QUEUE_BUCKETS, registry=registry)  # fmt: skip
         for reason in REFUSAL_KINDS:  # every series exists from the first scrape: rate() needs a start
             self.rejected.labels(reason)
+        chat = (self.prompt_tokens, self.cached_tokens, self.generation_tokens, self.ttft, self.itl, self.e2e, self.queue)
         for status in engine.models():
-            for family in (self.prompt_tokens, self.cached_tokens, self.generation_tokens, self.ttft, self.itl, self.e2e, self.queue):
+            for family in chat if status.kind == "chat" else (self.prompt_tokens, self.e2e):
                 family.labels(status.name)
         registry.register(EngineCollector(engine))
         ProcessCollector(registry=registry)  # memory and CPU of the process (Linux)
@@ -81,6 +86,19 @@ class Metrics:
     def track(self, generation: Generation, *, api: str, model: str) -> "TrackedGeneration":
         """``generation`` recorded once, when it ends: answered, failed or cancelled."""
         return TrackedGeneration(generation, lambda outcome, finish: self._record(generation, api, model, outcome, finish))
+
+    def track_embeddings(self, job: EmbeddingJob, *, api: str, model: str) -> "TrackedEmbeddings":
+        """``job`` recorded once, when its vectors come, it fails or it is cancelled; its latency is
+        timed here, from its submission."""
+        started = time.perf_counter()
+
+        def record(outcome: str, result: Embeddings | None) -> None:
+            self.requests.labels(api, model, outcome).inc()
+            if result is not None:
+                self.prompt_tokens.labels(model).inc(result.prompt_tokens)
+                self.e2e.labels(model).observe(time.perf_counter() - started)
+
+        return TrackedEmbeddings(job, record)
 
     def refused(self, err: MlxcliError) -> None:
         """Count a request the server refused before any work (the error handler calls it for every error)."""
@@ -110,14 +128,27 @@ class Metrics:
             itl.observe(gap)
 
 
-class TrackedGeneration:
+class _RecordedOnce:
+    """Calls ``record(outcome, answer)`` the first time ``_end`` is called, never again."""
+
+    def __init__(self, record: Callable[[str, Any], None]):
+        self._record: Callable[[str, Any], None] | None = record
+        self._lock = threading.Lock()  # cancel() may come from the server's thread while a reader reads
+
+    def _end(self, outcome: str, answer: Any) -> None:
+        with self._lock:
+            record, self._record = self._record, None
+        if record is not None:
+            record(outcome, answer)
+
+
+class TrackedGeneration(_RecordedOnce):
     """A ``Generation`` that calls ``record(outcome, finish)`` once: when its ``Finish`` is read, when
     reading it fails, or when it is cancelled before either."""
 
     def __init__(self, generation: Generation, record: Callable[[str, Finish | None], None]):
+        super().__init__(record)
         self._generation = generation
-        self._record: Callable[[str, Finish | None], None] | None = record
-        self._lock = threading.Lock()  # cancel() may come from the server's thread while a reader reads
         self.prompt_tokens = generation.prompt_tokens
 
     @property
@@ -153,11 +184,29 @@ class TrackedGeneration:
         self._end("cancelled", None)
         self._generation.cancel()
 
-    def _end(self, outcome: str, finish: Finish | None) -> None:
-        with self._lock:
-            record, self._record = self._record, None
-        if record is not None:
-            record(outcome, finish)
+
+class TrackedEmbeddings(_RecordedOnce):
+    """An ``EmbeddingJob`` that calls ``record(outcome, result)`` once: when its vectors come, when it
+    fails, or when it is cancelled before either (the server cancels every job once it is done)."""
+
+    def __init__(self, job: EmbeddingJob, record: Callable[[str, Embeddings | None], None]):
+        super().__init__(record)
+        self._job = job
+        self.prompt_tokens = job.prompt_tokens
+
+    def result(self, timeout: float | None = None) -> Embeddings | None:
+        try:
+            result = self._job.result(timeout)
+        except MlxcliError:
+            self._end("error", None)
+            raise
+        if result is not None:
+            self._end("embedded", result)
+        return result
+
+    def cancel(self) -> None:
+        self._end("cancelled", None)
+        self._job.cancel()
 
 
 class EngineCollector:

@@ -16,8 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from mlxcli.core.request import ChatRequest, Message
 from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.server.settings import ServerSettings
+from tests.support import prometheus
 from tests.support.http import CHAT, TOKEN, open_stream, openai_error, read_until, wait_for
 from tests.support.models import scripted_model, scripted_of
+from tests.support.prometheus import delta, moved, value
 from tests.support.server import RunningServer
 
 KEY = "sk-metrics"
@@ -34,24 +36,8 @@ def respond(prompt: str) -> str:
     return "The answer is four."
 
 
-def scrape(server, headers=AUTH) -> dict[tuple[str, tuple], float]:
-    """Every sample of a scrape, parsed by prometheus-client: {(name, sorted labels): value}."""
-    r = httpx.get(server.url + "/metrics", headers=headers, timeout=30)
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(r.text)
-        for sample in family.samples
-    }
-
-
-def value(samples, name: str, **labels) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def delta(before, after, name: str, **labels) -> float:
-    return value(after, name, **labels) - value(before, name, **labels)
+def scrape(server, headers=AUTH):
+    return prometheus.scrape(server, headers)
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +101,7 @@ def test_metrics_parse_and_every_series_moves_by_what_the_requests_did(server, e
     openai_error(httpx.get(server.url + "/v1/nowhere", headers=AUTH), 404)
 
     after = scrape(server)
-    requests = {
-        labels: v - value(before, name, **dict(labels))
-        for (name, labels), v in after.items()
-        if name == "mlxcli:requests_total" and v - value(before, name, **dict(labels))
-    }
-    assert requests == {
+    assert moved(before, after, "mlxcli:requests_total") == {
         (("api", "openai"), ("model", MODEL), ("outcome", "stop")): 2,  # "gpt-4o" is counted as the model that answered
         (("api", "openai"), ("model", MODEL), ("outcome", "length")): 1,
         (("api", "openai"), ("model", MODEL), ("outcome", "cancelled")): 2,
