@@ -13,6 +13,7 @@ import pytest
 from mlx_lm.utils import load_tokenizer
 
 from mlxcli.engine.engine import EngineSettings, MlxEngine
+from mlxcli.engine.registry import served_model
 from mlxcli.server.settings import ServerSettings
 from tests.support.http import wait_for
 from tests.support.models import scripted_model, scripted_of
@@ -45,15 +46,17 @@ def respond(prompt: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def engine(tokenizer_dir, tmp_path_factory):
-    # A template with <think> blocks, so that answers can carry reasoning; a second model to pick.
+def engine(tokenizer_dir, tiny_bert_dir, tmp_path_factory):
+    # A template with <think> blocks, so that answers can carry reasoning; a second model to pick;
+    # an embedding model, which the picker must leave out.
     directory = make_tool_tokenizer_dir(tokenizer_dir, tmp_path_factory.mktemp("think-tokenizer"), chat_template())
     tokenizer = load_tokenizer(directory)
     models = [
         scripted_model(directory, respond, tokenizer=tokenizer),
         scripted_model(directory, lambda _: "The other model here.", name="other", tokenizer=tokenizer),
     ]
-    engine = MlxEngine(models, EngineSettings(temperature=0.0, max_loaded_models=2)).start()
+    settings = EngineSettings(temperature=0.0, max_loaded_models=2)
+    engine = MlxEngine([*models, served_model("tiny-embed", tiny_bert_dir, settings)], settings).start()
     yield engine
     engine.stop(grace=1)
 
@@ -115,6 +118,7 @@ def test_the_picked_model_system_prompt_and_limits_reach_the_server(open_page, s
     expect(answer.locator(".stats")).to_contain_text("3 tokens")
     expect(answer.locator(".stats")).to_contain_text("cut off at max tokens")
     page.fill("#max-tokens", "")
+    expect(page.locator("#model option")).to_have_text(["scripted", "other"])  # not the embedding model
     page.select_option("#model", "other")
     answer = answered(page, "who are you?")
     expect(answer.locator(".role")).to_have_text("other")

@@ -27,7 +27,8 @@ async function failure(response) {
 export async function listModels(key) {
   const response = await fetch("/v1/models", { headers: headers(key) });
   if (!response.ok) throw await failure(response);
-  return (await response.json()).data.map((model) => model.id);
+  // Embedding models answer /v1/embeddings, not chat: not for the picker.
+  return (await response.json()).data.filter((model) => model.kind !== "embedding").map((model) => model.id);
 }
 
 // One streamed answer. onDelta({content, reasoning}) gets each piece as it arrives; resolves with
