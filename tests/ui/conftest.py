@@ -1,8 +1,8 @@
 """The web page in a real headless Chromium, driven by Playwright.
 
 The browser is the system's (Debian's ``chromium``, which scripts/test installs when it can, or
-``MLXCLI_CHROMIUM``), never one Playwright downloads. Where there is none, these tests are
-skipped with the reason.
+``MLXCLI_CHROMIUM``, or a Chromium or Chrome found on PATH or in macOS's /Applications), never one
+Playwright downloads. Where there is none, these tests are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -17,15 +17,25 @@ import pytest
 WATCH_CSP = "window.__violations = []; document.addEventListener('securitypolicyviolation', e => window.__violations.push(e.violatedDirective + ' ' + e.blockedURI));"
 
 
+# Where a Chromium is found: Debian's and other distributions' names, then macOS's applications.
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+MAC_BROWSERS = (
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+)
+
+
 def chromium_path() -> str | None:
-    return os.environ.get("MLXCLI_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    found = [os.environ.get("MLXCLI_CHROMIUM"), *map(shutil.which, BROWSERS), *filter(os.path.exists, MAC_BROWSERS)]
+    return next((path for path in found if path), None)
 
 
 @pytest.fixture(scope="session")
 def browser():
     path = chromium_path()
     if path is None:
-        pytest.skip("no Chromium here: scripts/test installs Debian's chromium when run as root; or set MLXCLI_CHROMIUM")
+        pytest.skip("no Chromium here: scripts/test installs Debian's chromium when run as root with apt; "
+                    "elsewhere install Chromium or Chrome, or set MLXCLI_CHROMIUM to one")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra has it)")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=path)

@@ -113,7 +113,11 @@ def test_the_picked_model_system_prompt_and_limits_reach_the_server(open_page, s
     page.click("#system-toggle")
     page.fill("#system", "Answer like a pirate.")
     page.fill("#max-tokens", "3")
-    answer = answered(page, "stream it please")
+    page.fill("#temperature", "0.7")
+    with page.expect_request("**/v1/chat/completions") as sent:
+        answer = answered(page, "stream it please")
+    body = sent.value.post_data_json
+    assert (body["temperature"], body["max_tokens"], body["stream"]) == (0.7, 3, True)
     assert "Answer like a pirate." in scripted_of(engine).prompts[-1]
     expect(answer.locator(".stats")).to_contain_text("3 tokens")
     expect(answer.locator(".stats")).to_contain_text("cut off at max tokens")
