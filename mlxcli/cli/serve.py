@@ -169,6 +169,11 @@ def serve(
     store_max_bytes: str = typer.Option(None, envvar="MLXCLI_STORE_MAX_BYTES", callback=size_option, help=f"Most bytes kept hot; beyond it the least recently used conversations are archived; {SIZE_HELP}."),
     store_chat: bool = typer.Option(SERVER.store_chat, "--store-chat/--no-store-chat", envvar="MLXCLI_STORE_CHAT", help="Also store Chat Completions requests that do not say store:true."),
     allow_delete: bool = typer.Option(SERVER.allow_delete, "--allow-delete", envvar="MLXCLI_ALLOW_DELETE", help="Let clients delete installed models that are not being served (Ollama's DELETE /api/delete)."),
+    ui: bool = typer.Option(SERVER.ui, "--ui/--no-ui", envvar="MLXCLI_UI", help="Serve the web chat page at /ui."),
+    metrics_auth: bool = typer.Option(
+        SERVER.metrics_auth, "--metrics-auth/--no-metrics-auth", envvar="MLXCLI_METRICS_AUTH",
+        help="Require the API key (when one is set) on /metrics too; --no-metrics-auth lets Prometheus scrape without it.",
+    ),
     log_level: str = typer.Option("INFO", envvar="MLXCLI_LOG_LEVEL", help="Logging level."),
     print_config: bool = typer.Option(
         False, "--print-config", help="Print the effective configuration (file + flags) as YAML and exit."
@@ -196,7 +201,8 @@ def serve(
     settings = ServerSettings(
         host=host, port=port, threads=threads, cors_origins=_csv(cors_origins), allowed_hosts=_csv(allowed_hosts),
         api_keys=read_api_keys(api_key, api_key_file), max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes,
-        shutdown_timeout=shutdown_timeout, store_chat=store_chat, allow_delete=allow_delete,
+        shutdown_timeout=shutdown_timeout, store_chat=store_chat, allow_delete=allow_delete, ui=ui,
+        metrics_auth=metrics_auth,
     )
     engine_settings = EngineSettings(
         temperature=temperature, top_p=top_p, max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch,

@@ -63,6 +63,11 @@ class Generation(Protocol):
     @property
     def generated_tokens(self) -> int: ...
 
+    @property
+    def cached_tokens(self) -> int:
+        """Prompt tokens taken from the prompt cache (0 until the prompt is read)."""
+        ...
+
     def next_event(self, timeout: float | None = None) -> Event | None:
         """The next event, or None when none arrived within ``timeout`` seconds (keep-alive ticks)."""
         ...
@@ -122,7 +127,8 @@ class Engine(Protocol):
         ...
 
     def stats(self) -> dict[str, Any]:
-        """Queue and cache figures for /health and `mlxcli ps`."""
+        """For /health, `mlxcli ps` and /metrics: ``queue_depth``, ``active_requests``,
+        ``prompt_cache`` (``entries``, ``bytes``), ``loaded_models``, ``loading_models``."""
         ...
 
     def reset_peak_memory(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from typing import Literal, Union
 
@@ -29,6 +30,9 @@ class Timings:
     prefill: float = 0.0  # prompt processing, up to the first token
     decode: float = 0.0  # first token to the last
     peak_memory_gb: float = 0.0
+    # Seconds between consecutive output tokens (one fewer than the tokens): the inter-token latency
+    # histogram of /metrics. An array of doubles: 8 bytes a token.
+    token_gaps: array = field(default_factory=lambda: array("d"))
 
 
 @dataclass

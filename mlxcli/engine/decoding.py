@@ -7,6 +7,7 @@ calls, stop strings: see output.py), token counts and timings, and the closing `
 from __future__ import annotations
 
 import time
+from array import array
 from typing import TYPE_CHECKING
 
 import mlx.core as mx
@@ -23,14 +24,13 @@ if TYPE_CHECKING:
 class Sequence:
     """One request being generated: a token at a time in, its events out; ``finish`` sends the last one."""
 
-    def __init__(
-        self, job: "Job", tokenizer: "TokenizerWrapper", reasoning: ReasoningMode, cached_tokens: int = 0, *, caches: bool = False
-    ):
+    def __init__(self, job: "Job", tokenizer: "TokenizerWrapper", reasoning: ReasoningMode, *, caches: bool = False):
         self.job = job
-        self.cached_tokens = cached_tokens
         self.caches = caches  # the runner leaves this job's KV in the prompt cache when it ends
         self.started = time.perf_counter()
         self.first_token_at: float | None = None
+        self._last_token_at = 0.0
+        self._gaps = array("d")  # between output tokens: one clock read per token, nothing more on this thread
         self.stop_sequence: str | None = None
         self._detokenizer = tokenizer.detokenizer
         self._output = OutputProcessor(job.sampling.stop, job.prompt.plan, reasoning=reasoning)
@@ -38,10 +38,14 @@ class Sequence:
     def add(self, token: int, finish: FinishReason | None = None) -> bool:
         """One generated token; ``finish`` when it is the last (``stop``: an end-of-sequence token, which is
         not output). True once a stop string has ended the answer."""
+        now = time.perf_counter()
         if self.first_token_at is None:
-            self.first_token_at = time.perf_counter()
+            self.first_token_at = now
         eos = finish == "stop"
         if not eos:
+            if self.job.generated_tokens:
+                self._gaps.append(now - self._last_token_at)
+            self._last_token_at = now
             self._detokenizer.add_token(token)
             self.job.generated_tokens += 1
         if finish is not None:
@@ -65,12 +69,13 @@ class Sequence:
             prefill=first_token_at - self.started,
             decode=ended - first_token_at,
             peak_memory_gb=mx.get_peak_memory() / 1e9,
+            token_gaps=self._gaps,
         )
         usage = Usage(
             prompt_tokens=len(self.job.prompt.tokens),
             completion_tokens=self.job.generated_tokens,
-            cached_tokens=self.cached_tokens,
-            cache_write_tokens=len(self.job.prompt.tokens) - self.cached_tokens if self.caches and reason != "cancelled" else 0,
+            cached_tokens=self.job.cached_tokens,
+            cache_write_tokens=len(self.job.prompt.tokens) - self.job.cached_tokens if self.caches and reason != "cancelled" else 0,
             reasoning_tokens=self._output.reasoning_tokens,
         )
         self.job.emit(Finish(reason, usage, timings, self.stop_sequence))

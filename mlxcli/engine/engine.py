@@ -68,6 +68,7 @@ class Job:
     cancelled: threading.Event = field(default_factory=threading.Event)
     generated_tokens: int = 0  # read by tests and /health while it runs
     load_only: bool = False  # a load job (``MlxEngine.load``): nothing to generate
+    cached_tokens: int = 0  # of the prompt, taken from the prompt cache (set when it starts)
 
     def emit(self, item: Event | MlxcliError) -> None:
         self.events.put(item)
@@ -85,6 +86,10 @@ class Generation:
     @property
     def generated_tokens(self) -> int:
         return self.job.generated_tokens
+
+    @property
+    def cached_tokens(self) -> int:
+        return self.job.cached_tokens
 
     def next_event(self, timeout: float | None = None) -> Event | None:
         """The next event, or None if none arrived within ``timeout`` (for keep-alives)."""

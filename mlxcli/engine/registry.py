@@ -72,7 +72,7 @@ class ServedModel:
             self.format = formats.detect(self.tokenizer, self.spec.tool_call_parser, self.spec.reasoning_parser)
         if self.details is None:
             self.details = model_details(self.tokenizer, self.format)
-        if self.format is not None:
+        if self.format is not None:  # an embedding model generates nothing: no format, no stop tokens
             # The format's own stop tokens end generation as end-of-sequence does (gpt-oss's <|call|>).
             self.tokenizer.eos_token_ids = self.tokenizer.eos_token_ids | formats.stop_token_ids(self.format, self.tokenizer)
 

@@ -62,4 +62,5 @@ class Runner:
         raise NotImplementedError
 
     def _new_sequence(self, job: "Job", cached_tokens: int) -> Sequence:
-        return Sequence(job, self.model.tokenizer, self._settings.reasoning, cached_tokens, caches=self._prompt_cache.enabled)
+        job.cached_tokens = cached_tokens
+        return Sequence(job, self.model.tokenizer, self._settings.reasoning, caches=self._prompt_cache.enabled)

@@ -1,10 +1,11 @@
-"""What every resource of the server shares: the engine, the settings, admission, the store, shutdown hooks."""
+"""What every resource of the server shares: the engine, the settings, admission, metrics, the store, shutdown hooks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from mlxcli.core.engine import Engine, ModelKind
+from mlxcli.server.metrics import Metrics
 from mlxcli.server.middleware import Admission
 from mlxcli.server.settings import ServerSettings
 from mlxcli.server.shutdown import ShutdownHooks
@@ -16,6 +17,7 @@ class ServerContext:
     engine: Engine
     settings: ServerSettings
     admission: Admission
+    metrics: Metrics
     store: ConversationStore = field(default_factory=ConversationStore.memory)
     shutdown: ShutdownHooks = field(default_factory=ShutdownHooks)  # flush/close what the server holds
 

@@ -69,8 +69,9 @@ def from_status(status: int, message: str) -> MlxcliError:
     return MlxcliError(message or "Server error.")
 
 
-def handle(req: falcon.Request, resp: falcon.Response, exc: BaseException, _params: Any) -> None:
-    """Falcon error handler for every route: the provider's shape, never a traceback."""
+def handle(req: falcon.Request, resp: falcon.Response, exc: BaseException, _params: Any) -> MlxcliError:
+    """Falcon error handler for every route: the provider's shape, never a traceback. Returns the
+    neutral error written (for the metrics)."""
     err = from_exception(exc)
     if not isinstance(exc, (MlxcliError, falcon.HTTPError)):
         log.exception("unhandled error on %s %s", req.method, req.path, exc_info=exc)
@@ -84,3 +85,4 @@ def handle(req: falcon.Request, resp: falcon.Response, exc: BaseException, _para
     resp.data = body
     for name, value in headers:
         resp.set_header(name, value)
+    return err

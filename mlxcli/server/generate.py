@@ -39,7 +39,9 @@ class Generate:
         request.request_id = req.context.request_id
         request.model = deployment or request.model
         model = self.ctx.model_name(request.model)
-        generation = self.ctx.engine.submit(request)  # errors before the 200 are plain HTTP errors
+        generation = self.ctx.metrics.track(  # errors before the 200 are plain HTTP errors
+            self.ctx.engine.submit(request), api=self.provider.name, model=self.ctx.engine.resolve(request.model)
+        )
         record = self._recorder(call, model)
         if call.stream:
             req.context.streaming = True

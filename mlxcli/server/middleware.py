@@ -24,7 +24,8 @@ from mlxcli.server import disconnect
 
 log = logging.getLogger("mlxcli.access")
 
-# Paths open without an API key (health checks from load balancers and orchestrators).
+# Paths open without an API key (health checks from load balancers and orchestrators); the server
+# adds the web page's files (a browser cannot send a key to load them) and, if told, /metrics.
 OPEN_PATHS = frozenset({"/health"})
 
 
@@ -146,24 +147,35 @@ def origin_allowed(origin: str, patterns: Iterable[str]) -> bool:
     return False
 
 
+def same_origin(origin: str, host: str | None) -> bool:
+    """Whether ``origin`` names this server as the request reached it (its ``Host``). The scheme is
+    left out: behind a TLS proxy the page is https and this server http."""
+    return host is not None and origin.partition("://")[2].lower() == host.strip().lower()
+
+
 class Cors:
     """Cross-origin requests from allowed origins only; preflights answered here, without an API key.
 
     A request carrying a disallowed ``Origin`` is refused (403) before any work:
     browsers send some cross-origin POSTs without a preflight, and the answer
     being unreadable would not stop the generation.
+
+    A request from the server's own origin (the /ui page, as the browser reached it) is not
+    cross-origin, when ``trust_host``: the Host check vetted the name, or an API key is required
+    (a DNS-rebinding page is an origin of its own, without the key the real page keeps).
     """
 
     METHODS = "GET, POST, DELETE, OPTIONS"
     EXPOSED = "X-Request-Id, Retry-After"
 
-    def __init__(self, origins: Iterable[str]):
+    def __init__(self, origins: Iterable[str], *, trust_host: bool = False):
         self.origins = [o.strip() for o in origins if o.strip()]
         self.any = "*" in self.origins
+        self.trust_host = trust_host
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         origin = req.get_header("Origin")
-        if origin is None:
+        if origin is None or (self.trust_host and same_origin(origin, req.get_header("Host"))):
             return
         if not origin_allowed(origin, self.origins):
             raise PermissionDenied(
@@ -207,10 +219,11 @@ def presented_keys(req: falcon.Request) -> list[str]:
 
 
 class ApiKeyAuth:
-    """When keys are configured, every route but ``OPEN_PATHS`` needs one of them."""
+    """When keys are configured, every route but ``open_paths`` needs one of them."""
 
-    def __init__(self, keys: Iterable[str]):
+    def __init__(self, keys: Iterable[str], open_paths: Iterable[str] = OPEN_PATHS):
         self.keys = [k.encode() for k in keys if k]
+        self.open_paths = frozenset(open_paths)
 
     def accepts(self, offered: list[str]) -> bool:
         # compare_digest against every key: no early exit that would time the match
@@ -218,7 +231,7 @@ class ApiKeyAuth:
         return any(results)
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if not self.keys or req.method == "OPTIONS" or req.path in OPEN_PATHS:
+        if not self.keys or req.method == "OPTIONS" or req.path in self.open_paths:
             return
         offered = presented_keys(req)
         if not offered:

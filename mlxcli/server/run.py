@@ -77,6 +77,8 @@ def run_server(engine: Engine, settings: ServerSettings, store: ConversationStor
     names = ", ".join(m.name + (f" (aliases: {', '.join(m.aliases)})" if m.aliases else "") for m in engine.models())
     host, port = settings.host, server.http.port
     log.info("serving %s on http://%s:%d (OpenAI base URL http://%s:%d/v1)", names, host, port, host, port)
+    if settings.ui:
+        log.info("chat in a browser: http://%s:%d/ui", host, port)
     try:
         server.serve()
     finally:

@@ -35,6 +35,8 @@ class ServerSettings:
     store_chat: bool = False
     allow_delete: bool = False  # let clients delete installed models over HTTP (never the ones served)
     shutdown_timeout: float = 10.0  # in-flight requests get this long to finish on SIGINT/SIGTERM
+    ui: bool = True  # the web chat page at /ui
+    metrics_auth: bool = True  # /metrics needs the API key (when keys are set), like the API
 
     def worker_threads(self, in_flight: int) -> int:
         """The threads for ``in_flight`` generation requests at once (see ``middleware.Admission``)."""

@@ -18,6 +18,7 @@ from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.engine.registry import served_model
 from tests.support.http import openai_error, wait_for
 from tests.support.models import scripted_model
+from tests.support.prometheus import delta, moved, scrape, value
 from tests.support.server import RunningServer
 
 URL = "/v1/embeddings"
@@ -180,3 +181,25 @@ def test_azure_routes_embed_too(server):
     assert by_deployment.data[0].embedding == by_v1.data[0].embedding
     r = httpx.post(server.url + "/openai/deployments/tiny/embeddings", params={"api-version": "2024-10-21"}, json={"input": ""})
     assert r.status_code == 400 and r.json()["error"]["param"] == "input"
+
+
+def test_metrics_count_embeddings_requests_by_api_and_model(server, client):
+    before = scrape(server)
+    by_openai = client.embeddings.create(model="tiny", input=["one text", "and a second one"])
+    azure = openai.AzureOpenAI(azure_endpoint=server.url, api_version="2024-10-21", api_key="unused", max_retries=0)
+    by_azure = azure.embeddings.create(model="tiny", input="hello")
+    openai_error(httpx.post(server.url + URL, json={"model": "tiny", "input": "word " * 60}), 400)  # over the window
+    after = scrape(server)
+
+    assert moved(before, after, "mlxcli:requests_total") == {
+        (("api", "openai"), ("model", "tiny"), ("outcome", "embedded")): 1,
+        (("api", "azure"), ("model", "tiny"), ("outcome", "embedded")): 1,
+    }
+    assert delta(before, after, "mlxcli:requests_rejected_total", reason="invalid_request") == 1
+    prompt = by_openai.usage.prompt_tokens + by_azure.usage.prompt_tokens
+    assert delta(before, after, "mlxcli:prompt_tokens_total", model="tiny") == prompt
+    assert delta(before, after, "mlxcli:e2e_request_latency_seconds_count", model="tiny") == 2
+    assert delta(before, after, "mlxcli:e2e_request_latency_seconds_sum", model="tiny") > 0
+    # Nothing is generated: an embedding model has no token series to mislead a dashboard.
+    assert not [key for key in after if key[0].startswith("mlxcli:time_to_first_token") and ("model", "tiny") in key[1]]
+    assert value(after, "mlxcli:model_loaded", model="tiny") == 1.0

@@ -107,6 +107,18 @@ def test_api_keys_from_env_and_file(tiny_model_dir, test_home, tmp_path):
             assert httpx.get(proc.url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
         openai_error(httpx.get(proc.url + "/v1/models", headers={"Authorization": "Bearer # team keys"}), 401)
         openai_error(httpx.get(proc.url + "/v1/models"), 401)
+        openai_error(httpx.get(proc.url + "/metrics"), 401)  # like the API, by default
+        assert httpx.get(proc.url + "/ui").status_code == 200  # the page asks for the key itself
+        assert "chat in a browser: http://127.0.0.1:" in proc.log()
+
+
+def test_no_ui_and_no_metrics_auth(tiny_model_dir, test_home):
+    args = ("--model", str(tiny_model_dir), "--api-key", "sk-1", "--no-ui", "--no-metrics-auth")
+    with ServeProcess(*args, home=test_home) as proc:
+        assert "mlxcli:requests_total" in httpx.get(proc.url + "/metrics").text
+        openai_error(httpx.get(proc.url + "/ui", headers={"Authorization": "Bearer sk-1"}), 404)
+        openai_error(httpx.get(proc.url + "/v1/models"), 401)
+        assert "chat in a browser" not in proc.log()
 
 
 def test_sigterm_cancels_a_stream_that_outlives_the_timeout(tiny_model_dir, test_home):

@@ -27,6 +27,10 @@ class EchoGeneration:
     def generated_tokens(self) -> int:
         return 0
 
+    @property
+    def cached_tokens(self) -> int:
+        return 0
+
     def next_event(self, timeout: float | None = None) -> Event | None:
         if not self._events:
             raise StopIteration
@@ -98,7 +102,13 @@ class EchoEngine:
         return LengthEmbedding(request)
 
     def stats(self) -> dict[str, Any]:
-        return {"queue_depth": 0, "active_requests": 0}
+        return {
+            "queue_depth": 0,
+            "active_requests": 0,
+            "prompt_cache": {"entries": 0, "bytes": 0},
+            "loaded_models": [self.name],
+            "loading_models": [],
+        }
 
     def reset_peak_memory(self) -> None:
         pass

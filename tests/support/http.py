@@ -58,12 +58,15 @@ def raw_http(port: int, data: bytes, timeout: float = 15) -> tuple[int, dict[str
     return int(lines[0].split()[1]), headers, body
 
 
-def open_stream(port: int, content: str, path: str = CHAT, stream: bool = True, **fields) -> socket.socket:
+def open_stream(
+    port: int, content: str, path: str = CHAT, stream: bool = True, headers: dict[str, str] | None = None, **fields
+) -> socket.socket:
     """A raw chat request left open, so that the test decides when the client hangs up."""
     body = json.dumps({"messages": [{"role": "user", "content": content}], "stream": stream, **fields}).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     sock.sendall(
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n{extra}"
         f"Content-Length: {len(body)}\r\n\r\n".encode() + body
     )
     return sock

@@ -102,6 +102,9 @@ class Embed:
         request.request_id = req.context.request_id
         request.model = deployment or request.model
         model = self.ctx.model_name(request.model, "embedding")
-        result = disconnect.embeddings(self.ctx.engine.embed(request))
+        job = self.ctx.metrics.track_embeddings(  # errors before the vectors are plain HTTP errors
+            self.ctx.engine.embed(request), api=self.provider.name, model=self.ctx.engine.resolve(request.model, "embedding")
+        )
+        result = disconnect.embeddings(job)
         req.context.usage_tokens = str(result.prompt_tokens)
         send_json(resp, call.response(result, model))
