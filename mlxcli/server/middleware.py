@@ -26,7 +26,7 @@ log = logging.getLogger("mlxcli.access")
 
 # Paths open without an API key (health checks from load balancers and orchestrators); the server
 # adds the web page's files (a browser cannot send a key to load them) and, if told, /metrics.
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/", "/health"})  # the root says only that a server runs (and sends a browser to /ui)
 
 
 class RequestContext:

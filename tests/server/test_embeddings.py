@@ -188,17 +188,19 @@ def test_metrics_count_embeddings_requests_by_api_and_model(server, client):
     by_openai = client.embeddings.create(model="tiny", input=["one text", "and a second one"])
     azure = openai.AzureOpenAI(azure_endpoint=server.url, api_version="2024-10-21", api_key="unused", max_retries=0)
     by_azure = azure.embeddings.create(model="tiny", input="hello")
+    by_ollama = httpx.post(server.url + "/api/embed", json={"model": "tiny", "input": "hello there"}).json()
     openai_error(httpx.post(server.url + URL, json={"model": "tiny", "input": "word " * 60}), 400)  # over the window
     after = scrape(server)
 
     assert moved(before, after, "mlxcli:requests_total") == {
         (("api", "openai"), ("model", "tiny"), ("outcome", "embedded")): 1,
         (("api", "azure"), ("model", "tiny"), ("outcome", "embedded")): 1,
+        (("api", "ollama"), ("model", "tiny"), ("outcome", "embedded")): 1,
     }
     assert delta(before, after, "mlxcli:requests_rejected_total", reason="invalid_request") == 1
-    prompt = by_openai.usage.prompt_tokens + by_azure.usage.prompt_tokens
+    prompt = by_openai.usage.prompt_tokens + by_azure.usage.prompt_tokens + by_ollama["prompt_eval_count"]
     assert delta(before, after, "mlxcli:prompt_tokens_total", model="tiny") == prompt
-    assert delta(before, after, "mlxcli:e2e_request_latency_seconds_count", model="tiny") == 2
+    assert delta(before, after, "mlxcli:e2e_request_latency_seconds_count", model="tiny") == 3
     assert delta(before, after, "mlxcli:e2e_request_latency_seconds_sum", model="tiny") > 0
     # Nothing is generated: an embedding model has no token series to mislead a dashboard.
     assert not [key for key in after if key[0].startswith("mlxcli:time_to_first_token") and ("model", "tiny") in key[1]]

@@ -63,11 +63,21 @@ def test_a_browser_revalidates_the_page_cheaply(server):
     assert first.headers["cache-control"] == "no-cache"
 
 
+def test_a_browser_at_the_root_is_sent_to_the_page_and_clients_get_ollama_s_answer(server):
+    browser = httpx.get(server.url + "/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert browser.status_code == 303 and browser.headers["location"].endswith("/ui")
+    assert httpx.get(server.url + "/", follow_redirects=True, headers={"Accept": "text/html"}).text.startswith("<!")
+    client = httpx.get(server.url + "/")  # Ollama's clients and curl: */*
+    assert client.status_code == 200 and client.text == "Ollama is running"
+    assert httpx.head(server.url + "/").status_code == 200
+
+
 def test_no_ui_turns_the_page_off():
     with RunningServer(EchoEngine(), ServerSettings(port=0, ui=False)) as srv:
         assert openai_error(httpx.get(srv.url + "/ui"), 404)
         assert openai_error(httpx.get(srv.url + "/ui/app.js"), 404)
         assert httpx.get(srv.url + "/v1/models").status_code == 200
+        assert httpx.get(srv.url + "/", headers={"Accept": "text/html"}).text == "Ollama is running"
 
 
 def post_from(app, origin: str, host: str, **headers):

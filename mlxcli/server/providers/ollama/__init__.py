@@ -24,6 +24,7 @@ from mlxcli.server.providers.ollama import models, request
 from mlxcli.server.providers.ollama.pull import Pull
 from mlxcli.server.providers.ollama.embed import Embed
 from mlxcli.server.providers.ollama.resources import Chat, Root, Version
+from mlxcli.server import ui
 
 if TYPE_CHECKING:
     from mlxcli.server.context import ServerContext
@@ -35,7 +36,7 @@ def error_body(err: MlxcliError) -> dict[str, Any]:
 
 def routes(ctx: "ServerContext") -> list[Route]:
     return [
-        Route("/", Root()),
+        Route("/", Root(page=ui.PAGE if ctx.settings.ui else None)),
         Route("/api/chat", Chat(ctx, request.parse_chat, PROVIDER)),
         Route("/api/generate", Chat(ctx, request.parse_generate, PROVIDER)),
         Route("/api/tags", models.Tags(ctx)),

@@ -99,7 +99,10 @@ class Embed:
         result = None
         if request.inputs:
             try:
-                result = disconnect.embeddings(self.ctx.engine.embed(request))
+                job = self.ctx.metrics.track_embeddings(
+                    self.ctx.engine.embed(request), api="ollama", model=self.ctx.engine.resolve(request.model, "embedding")
+                )
+                result = disconnect.embeddings(job)
             except InvalidRequest as err:  # the engine names the neutral field; the legacy route calls it prompt
                 if call.legacy and err.param == "input":
                     raise InvalidRequest(err.message.replace("'input'", "'prompt'"), param="prompt") from err

@@ -43,9 +43,15 @@ class Chat(Generate):
 
 
 class Root:
-    """``GET /`` and ``HEAD /``: what Ollama's root says, which clients check for."""
+    """``GET /`` and ``HEAD /``: what Ollama's root says, which clients check for; a browser (which
+    asks for HTML) is sent on to the chat page when the server has one."""
+
+    def __init__(self, page: str | None = None) -> None:
+        self.page = page
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.page and "text/html" in (req.accept or ""):
+            raise falcon.HTTPSeeOther(self.page)
         resp.content_type = falcon.MEDIA_TEXT
         resp.text = "Ollama is running"
 
