@@ -312,7 +312,7 @@ def test_tools_and_sampling_are_accepted_and_echoed(client):
         ({"input": "x", "text": {"format": {"type": "json_schema", "schema": {}}}}, "text.format.name"),
         ({"input": "x", "text": {"format": {"type": "json_schema", "name": "s"}}}, "text.format.schema"),
         ({"input": "x", "text": {"format": {"type": "xml"}}}, "text.format.type"),
-        ({"input": "x", "tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"input": "x", "tools": [{"type": "teleport"}]}, "tools[0].type"),
         ({"input": "x", "tools": [{"type": "function", "name": "bad name"}]}, "tools[0].name"),
         ({"input": "x", "tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "function", "name": "g"}}, "tool_choice"),
         ({"input": "x", "previous_response_id": 12}, "previous_response_id"),

@@ -94,7 +94,7 @@ def parse(body: dict[str, Any]) -> ChatCall:
         reasoning=effort,
         template_kwargs=template_kwargs,
         response_format=_response_format(o),
-        **tools.tool_fields(o, nested=True),
+        **tools.tool_fields(o, tools.chat_tools(o), nested=True),
     )
     return ChatCall(request, stream=stream, include_usage=include_usage, id=new_id("chatcmpl-"), store=o.bool("store"))
 
