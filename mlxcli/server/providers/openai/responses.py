@@ -115,6 +115,7 @@ def parse(body: dict[str, Any], store: ConversationStore) -> ResponsesCall:
         user=o.str("user", max_len=256),
         call_shapes=call_shapes,
     )
+    state.input = input_messages = _resolve(store, input_messages)
     messages: list[Message] = [Message(role="system", content=instructions)] if instructions else []
     messages += merge_assistant_runs(_history(store, previous_id) + input_messages)
     request = ChatRequest(
@@ -137,13 +138,13 @@ def _history(store: ConversationStore, previous_id: str | None) -> list[Message]
     return [m for turn in chain for m in turn.input + turn.output]
 
 
-def _input(o: Obj) -> list[StoredMessage]:
+def _input(o: Obj) -> list[StoredMessage | Reference]:
     if isinstance(o.raw("input"), str):
         return [StoredMessage(role="user", content=o.str("input"))]
     return [_item(i) for i in objects(o.list("input", required=True, min_items=1, max_items=MAX_ITEMS))]
 
 
-def _item(i: Obj) -> StoredMessage:
+def _item(i: Obj) -> StoredMessage | Reference:
     kind = i.str("type", choices=ITEM_TYPES)
     if kind is None:
         if not i.has("role"):
@@ -169,11 +170,32 @@ def _item(i: Obj) -> StoredMessage:
     if kind == "reasoning":
         text = _text(i, "content", required=False) or _text(i, "summary", required=False)
         return StoredMessage(id=item_id or new_id("rs_"), role="assistant", content=None, reasoning=text or "")
-    raise InvalidRequest(
-        "Input items of type 'item_reference' are not supported by this server: send the item itself, "
-        "or continue with 'previous_response_id'.",
-        param=i.param("type"),
-    )
+    return Reference(i.str("id", required=True, max_len=256, allow_empty=False), i.param("id"))
+
+
+@dataclass
+class Reference:
+    """An ``item_reference`` input item: resolved once the whole request is valid (it reads the store)."""
+
+    id: str
+    param: str
+
+
+def _resolve(store: ConversationStore, items: list[StoredMessage | Reference]) -> list[StoredMessage]:
+    """Each reference as the stored item it names: any stored turn's input or output item."""
+    return [_referenced(store, i) if isinstance(i, Reference) else i for i in items]
+
+
+def _referenced(store: ConversationStore, ref: Reference) -> StoredMessage:
+    turn = store.turn_with_item(ref.id)
+    if turn is not None:
+        for n, wire in enumerate((turn.response or {}).get("output", [])):  # as the client saw it
+            if wire.get("id") == ref.id:
+                return _item(Obj(wire, f"{turn.id}.output[{n}]"))
+        for message in turn.input + turn.output:
+            if message.id == ref.id:
+                return message
+    raise InvalidRequest(f"Item with id {ref.id!r} not found.", param=ref.param, code="item_not_found")
 
 
 def _shell_output(i: Obj) -> str:
