@@ -107,6 +107,11 @@ class ChatRequest:
     reasoning: Effort | None = None  # None: the model's default
     # Extra keyword arguments for the chat template, as a client gave them (they win over ``reasoning``).
     template_kwargs: dict[str, Any] = field(default_factory=dict)
+    # A raw prompt (legacy Completions): tokenized as it is, no chat template, the answer read as plain
+    # text; ``suffix`` asks for the text between the two (fill-in-the-middle). ``messages`` is then empty.
+    prompt: str | None = None
+    suffix: str | None = None
+    logprobs: int | None = None  # each generated token's logprob, with this many alternatives (0–20); None: not asked
     request_id: str = field(default_factory=lambda: new_id("req_"))
 
 
