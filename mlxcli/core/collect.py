@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta
+from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, TokenLogprob, ToolCallDelta
 from mlxcli.core.request import ToolCall
 
 
@@ -15,6 +15,7 @@ class Completion:
     reasoning: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     finish: Finish | None = None
+    logprobs: list[TokenLogprob] = field(default_factory=list)  # when the request asked for them
     # Every event in arrival order, for encoders whose output is an ordered list of items.
     events: list[Event] = field(default_factory=list)
 
@@ -44,6 +45,8 @@ class Collector:
                 call.id = event.id or call.id
                 call.name = event.name or call.name
                 call.arguments += event.arguments
+            elif isinstance(event, TokenLogprob):
+                out.logprobs.append(event)
             elif isinstance(event, Finish):
                 out.finish = event
         out.text = "".join(text)

@@ -57,6 +57,16 @@ class ToolCallDelta:
 
 
 @dataclass
+class TokenLogprob:
+    """A generated token's log probability and the likeliest alternatives: sent, before the text the
+    token makes, only to a request that asks (``ChatRequest.logprobs``)."""
+
+    token: str
+    logprob: float
+    top: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass
 class Finish:
     reason: FinishReason
     usage: Usage = field(default_factory=Usage)
@@ -64,4 +74,4 @@ class Finish:
     stop_sequence: str | None = None  # the stop string that ended the text, if any
 
 
-Event = Union[TextDelta, ReasoningDelta, ToolCallDelta, Finish]
+Event = Union[TextDelta, ReasoningDelta, ToolCallDelta, TokenLogprob, Finish]

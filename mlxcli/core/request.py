@@ -112,6 +112,11 @@ class ChatRequest:
     keep_alive: float | None = None
     # A context window for this request only, at most the model's (None: the model's).
     context_window: int | None = None
+    # A raw prompt (legacy Completions): tokenized as it is, no chat template, the answer read as plain
+    # text; ``suffix`` asks for the text between the two (fill-in-the-middle). ``messages`` is then empty.
+    prompt: str | None = None
+    suffix: str | None = None
+    logprobs: int | None = None  # each generated token's logprob, with this many alternatives (0–20); None: not asked
     request_id: str = field(default_factory=lambda: new_id("req_"))
 
 

@@ -91,7 +91,7 @@ class Batch(Runner):
             return
         stopped = []
         for r in responses:
-            hit_stop_string = self._members[r.uid].add(r.token, r.finish_reason)
+            hit_stop_string = self._members[r.uid].add(r.token, r.finish_reason, r.logprobs)
             if r.finish_reason is not None:
                 self._prompt_cache.store(self.served.name, r.all_tokens, r.prompt_cache)
                 self._members.pop(r.uid).finish(r.finish_reason)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import mlx.core as mx
 
-from mlxcli.core.events import Finish, FinishReason, Timings, Usage
+from mlxcli.core.events import Finish, FinishReason, Timings, TokenLogprob, Usage
 from mlxcli.engine.output import OutputProcessor, ReasoningMode
 
 if TYPE_CHECKING:
@@ -32,12 +32,15 @@ class Sequence:
         self._last_token_at = 0.0
         self._gaps = array("d")  # between output tokens: one clock read per token, nothing more on this thread
         self.stop_sequence: str | None = None
+        self._tokenizer = tokenizer
         self._detokenizer = tokenizer.detokenizer
+        if job.request.prompt is not None:
+            _keep_leading_space(self._detokenizer)
         self._output = OutputProcessor(job.sampling.stop, job.prompt.plan, reasoning=reasoning)
 
-    def add(self, token: int, finish: FinishReason | None = None) -> bool:
-        """One generated token; ``finish`` when it is the last (``stop``: an end-of-sequence token, which is
-        not output). True once a stop string has ended the answer."""
+    def add(self, token: int, finish: FinishReason | None = None, logprobs: mx.array | None = None) -> bool:
+        """One generated token (``logprobs``: the distribution it was drawn from); ``finish`` when it is the
+        last (``stop``: an end-of-sequence token, which is not output). True once a stop string has ended the answer."""
         now = time.perf_counter()
         if self.first_token_at is None:
             self.first_token_at = now
@@ -46,6 +49,8 @@ class Sequence:
             if self.job.generated_tokens:
                 self._gaps.append(now - self._last_token_at)
             self._last_token_at = now
+            if self.job.request.logprobs is not None and logprobs is not None:
+                self.job.emit(self._logprob(token, logprobs, self.job.request.logprobs))
             self._detokenizer.add_token(token)
             self.job.generated_tokens += 1
         if finish is not None:
@@ -54,6 +59,16 @@ class Sequence:
         for event in events:
             self.job.emit(event)
         return self.stop_sequence is not None
+
+    def _logprob(self, token: int, logprobs: mx.array, top: int) -> TokenLogprob:
+        logprobs = logprobs.reshape(-1).astype(mx.float32)
+        alternatives: list[tuple[str, float]] = []
+        if top:
+            ids = mx.argpartition(-logprobs, top - 1)[:top]
+            values = logprobs[ids].tolist()
+            ranked = sorted(zip(ids.tolist(), values), key=lambda pair: -pair[1])
+            alternatives = [(self._tokenizer.decode([i]), v) for i, v in ranked]
+        return TokenLogprob(self._tokenizer.decode([token]), logprobs[token].item(), alternatives)
 
     def finish(self, reason: FinishReason) -> None:
         if self.stop_sequence is not None:
@@ -79,3 +94,12 @@ class Sequence:
             reasoning_tokens=self._output.reasoning_tokens,
         )
         self.job.emit(Finish(reason, usage, timings, self.stop_sequence))
+
+
+def _keep_leading_space(detokenizer) -> None:
+    """A raw prompt's continuation keeps its leading space (" Paris"); mlx-lm's streaming detokenizers
+    drop it, which suits a chat answer only."""
+    if hasattr(detokenizer, "trim_space"):  # SPM
+        detokenizer.trim_space = False
+    if hasattr(detokenizer, "_maybe_trim_space"):  # BPE
+        detokenizer._maybe_trim_space = lambda text: text

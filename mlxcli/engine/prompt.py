@@ -60,7 +60,14 @@ class RenderedPrompt:
     plan: OutputPlan = field(default_factory=OutputPlan)
 
 
+# Fill-in-the-middle markers (prefix, suffix, middle) as models' vocabularies spell them: Qwen2.5-Coder's
+# and StarCoder's (SmolLM's, DeepSeek-Coder's own are different again and not listed: no model here uses them).
+FIM_MARKERS = (("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"), ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"))
+
+
 def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: OutputFormat | None = None) -> RenderedPrompt:
+    if request.prompt is not None:
+        return _raw(tokenizer, request.prompt, request.suffix)
     fmt = fmt or OutputFormat()
     tools = _active_tools(request, fmt)
     specs = [tool_json(t) for t in request.tools] if tools is not None else []
@@ -109,6 +116,19 @@ def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: OutputFormat 
     )
     tokens = tokenizer.encode(text, add_special_tokens=False)
     return RenderedPrompt(text=text, tokens=list(tokens), plan=plan)
+
+
+def _raw(tokenizer: TokenizerWrapper, prompt: str, suffix: str | None) -> RenderedPrompt:
+    """A legacy completion's prompt: the text itself (with the tokenizer's BOS, if it adds one), or
+    with ``suffix``, the model's fill-in-the-middle form; the answer is plain text."""
+    if suffix is not None:
+        vocab = tokenizer.get_vocab()
+        markers = next((m for m in FIM_MARKERS if all(t in vocab for t in m)), None)
+        if markers is None:
+            raise InvalidRequest("This model does not support fill-in-the-middle (no FIM tokens): send no 'suffix'.", param="suffix")
+        prefix_marker, suffix_marker, middle_marker = markers
+        prompt = f"{prefix_marker}{prompt}{suffix_marker}{suffix}{middle_marker}"
+    return RenderedPrompt(text=prompt, tokens=list(tokenizer.encode(prompt)))
 
 
 def _active_tools(request: ChatRequest, fmt: OutputFormat) -> ToolFormat | None:

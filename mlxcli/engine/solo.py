@@ -88,7 +88,7 @@ class Solo(Runner):
         if sequence.job.cancelled.is_set():
             return self._end("cancelled")
         try:
-            token, _ = next(self._steps)
+            token, logprobs = next(self._steps)
         except _Cancelled:
             return self._end("cancelled")
         except Exception as exc:  # one request's failure must not stop the engine
@@ -101,7 +101,7 @@ class Solo(Runner):
             finish = "stop"
         elif sequence.job.generated_tokens + 1 >= sequence.job.max_tokens:
             finish = "length"
-        if sequence.add(token, finish) and finish is None:
+        if sequence.add(token, finish, logprobs) and finish is None:
             finish = "stop"  # a stop string
         if finish is not None:
             self._prompt_cache.store(self.served.name, self._tokens, self._cache)

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from mlxcli.core.errors import MlxcliError
+from mlxcli.store import items
 
 log = logging.getLogger("mlxcli.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the item index (items.py)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
     id TEXT PRIMARY KEY,
@@ -82,8 +83,12 @@ class Database:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreFailure(f"the conversation store {path} was written by a newer mlxcli (schema {version})")
-            db.executescript(SCHEMA)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.executescript(SCHEMA + items.SCHEMA)
+            if version < SCHEMA_VERSION:
+                db.execute("BEGIN IMMEDIATE")
+                items.backfill(db)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.execute("COMMIT")
         except (sqlite3.Error, OSError) as exc:
             raise StoreFailure(f"cannot open the conversation store {path}: {exc}") from exc
         return db

@@ -12,9 +12,8 @@ the SQLite write lock while it writes the file durably, and only then deletes
 the rows in the same transaction: a crash before the commit leaves the rows
 (and at worst a file they shadow), after it the file. Loading back inserts the
 rows and keeps the file (it is shadowed, and overwritten when archived again),
-so no step ever deletes the last copy of an acknowledged turn. Writers in other
-processes serialize on SQLite's lock (``BEGIN IMMEDIATE``, database.py), so several
-servers may share one store.
+so no step ever deletes the last copy of an acknowledged turn. Several servers
+may share one store (database.py).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from typing import Callable, Iterator
 import orjson
 
 from mlxcli.core.request import new_id as random_id
+from mlxcli.store import items as item_index
 from mlxcli.store.archive import ArchiveDir
 from mlxcli.store.records import Conversation, ConversationSummary, Turn, summarize, turn_from_json, turn_json
 from mlxcli.store.database import Database, StoreFailure
@@ -118,6 +118,7 @@ class ConversationStore:
                     "INSERT INTO turns(id, conversation_id, seq, items, bytes, data) VALUES (?, ?, ?, ?, ?, ?)",
                     (turn.id, conversation_id, seq, turn.items, len(data), data),
                 )
+                item_index.index(db, turn_json(turn))
                 db.execute(
                     "UPDATE conversations SET updated_at = ?, turns = turns + 1, items = items + ?, bytes = bytes + ? "
                     "WHERE id = ?",
@@ -137,6 +138,7 @@ class ConversationStore:
                 return False
             items, size, data = db.execute("SELECT items, bytes, data FROM turns WHERE id = ?", (turn_id,)).fetchone()
             db.execute("DELETE FROM turns WHERE id = ?", (turn_id,))
+            item_index.unindex(db, [turn_id])
             self._relink_children(db, conversation_id, turn_id, turn_from_json(orjson.loads(data)).previous_id)
             db.execute(
                 "UPDATE conversations SET turns = turns - 1, items = items - ?, bytes = bytes - ? WHERE id = ?",
@@ -204,6 +206,10 @@ class ConversationStore:
             return turn_from_json(orjson.loads(row[0]))
         conversation = self.conversation(turn_id)
         return conversation.turn(turn_id) if conversation else None
+
+    def turn_with_item(self, item_id: str) -> Turn | None:
+        """The turn holding an input or output item (a Responses item id), wherever it lives."""
+        return self.get(turn_id) if (turn_id := item_index.turn_of(self._database, item_id)) else None
 
     def history(self, turn_id: str) -> list[Turn] | None:
         """The turns leading up to and including ``turn_id`` (oldest first), or None if unknown."""

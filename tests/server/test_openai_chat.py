@@ -195,3 +195,37 @@ def test_context_length_error(scripted_engine, serve):
         httpx.post(srv.url + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "word " * 100}]}), 400
     )
     assert err["code"] == "context_length_exceeded"
+
+
+# ---- logprobs ------------------------------------------------------------------
+
+ANSWER = "The capital of France is Paris."
+
+
+def test_logprobs_cover_every_token_of_the_answer_with_its_alternatives(client):
+    r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Capital?"}], logprobs=True, top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    assert "".join(t.token for t in content) == ANSWER and len(content) == r.usage.completion_tokens
+    for t in content:
+        assert bytes(t.bytes).decode() == t.token and t.logprob <= 0
+        assert len(t.top_logprobs) == 3 and t.top_logprobs[0].token == t.token  # the scripted token is the likeliest
+        assert [a.logprob for a in t.top_logprobs] == sorted((a.logprob for a in t.top_logprobs), reverse=True)
+    plain = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Capital?"}], logprobs=True)
+    assert all(t.top_logprobs == [] for t in plain.choices[0].logprobs.content)
+
+
+def test_streamed_logprobs_ride_on_the_chunks_of_their_text_beside_a_request_without(client):
+    """Two requests batched together: only the one that asks pays for logprobs."""
+    import concurrent.futures
+
+    def ask(logprobs: bool) -> list:
+        stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Capital?"}], stream=True,
+                                                logprobs=logprobs, top_logprobs=2 if logprobs else None)
+        return list(stream)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        with_lp, without = pool.map(ask, [True, False])
+    assert all(c.choices[0].logprobs is None for c in without if c.choices)
+    tokens = [t.token for c in with_lp if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    text = "".join(c.choices[0].delta.content or "" for c in with_lp if c.choices)
+    assert "".join(tokens) == text == ANSWER

@@ -318,3 +318,25 @@ def test_archive_format(store, settings, clock):
     assert t["usage"] == {"input_tokens": 3, "output_tokens": 4, "cached_tokens": 0, "reasoning_tokens": 0}
     assert set(t["input"][0]) == {"id", "role", "content", "reasoning", "tool_calls", "tool_call_id", "name"}
 
+
+
+def test_items_are_found_by_id_hot_archived_and_not_once_deleted(store, settings, clock):
+    first = store.record(turn("resp_1", "one"))
+    item = first.input[0].id
+    assert store.turn_with_item(item).id == "resp_1" and store.turn_with_item("msg_none") is None
+    assert store.archive(first.conversation_id)
+    assert store.turn_with_item(item).id == "resp_1"  # from its archive
+    assert store.delete("resp_1")
+    assert store.turn_with_item(item) is None
+
+
+def test_a_store_from_before_the_item_index_is_indexed_when_opened(settings, clock):
+    import sqlite3
+
+    with ConversationStore(settings, clock=clock) as old:
+        item = old.record(turn("resp_1", "one")).output[0].id
+    db = sqlite3.connect(settings.path)
+    db.executescript("DROP TABLE items; PRAGMA user_version = 1;")
+    db.close()
+    with ConversationStore(settings, clock=clock) as again:
+        assert again.turn_with_item(item).id == "resp_1"

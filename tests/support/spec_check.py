@@ -1,7 +1,7 @@
 """Every answer a test server sends, checked against the official SDKs' own models.
 
 A Falcon middleware for test servers: successful Chat Completions, Responses and Anthropic Messages
-bodies (JSON, and each event of a stream) must validate as ``ChatCompletion``/``ChatCompletionChunk``,
+bodies (JSON, and each event of a stream) must validate as ``ChatCompletion``/``ChatCompletionChunk``, ``Completion``,
 ``Response``/``ResponseStreamEvent`` and ``Message``/``RawMessageStreamEvent``. What fails is kept in
 ``problems``; the test server raises them when it closes, so the test that caused them fails.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, List, Literal, Optional
 
 import anthropic.types
 import falcon
@@ -22,6 +22,18 @@ from pydantic import TypeAdapter, ValidationError
 RESPONSE = TypeAdapter(openai.types.responses.Response)
 RESPONSE_EVENT = TypeAdapter(openai.types.responses.ResponseStreamEvent)
 COMPLETION = TypeAdapter(openai.types.chat.ChatCompletion)
+LEGACY = TypeAdapter(openai.types.Completion)
+
+
+class _LegacyChunkChoice(openai.types.CompletionChoice):
+    finish_reason: Optional[Literal["stop", "length", "content_filter"]] = None  # null until the last chunk, as OpenAI streams it
+
+
+class _LegacyChunk(openai.types.Completion):
+    choices: List[_LegacyChunkChoice]
+
+
+LEGACY_CHUNK = TypeAdapter(_LegacyChunk)  # the SDK has no chunk model of its own: Completion, with finish_reason null
 CHUNK = TypeAdapter(openai.types.chat.ChatCompletionChunk)
 MESSAGE = TypeAdapter(anthropic.types.Message)
 MESSAGE_EVENT = TypeAdapter(anthropic.types.RawMessageStreamEvent)
@@ -29,6 +41,7 @@ MESSAGE_EVENT = TypeAdapter(anthropic.types.RawMessageStreamEvent)
 # (method, path) → (the model of a JSON answer, the model of each stream event)
 ROUTES: list[tuple[str, re.Pattern, TypeAdapter, TypeAdapter | None]] = [
     ("POST", re.compile(r".*/chat/completions"), COMPLETION, CHUNK),
+    ("POST", re.compile(r".*/v1/completions"), LEGACY, LEGACY_CHUNK),
     ("POST", re.compile(r".*/responses"), RESPONSE, RESPONSE_EVENT),
     ("GET", re.compile(r".*/responses/[^/]+"), RESPONSE, None),
     ("POST", re.compile(r".*/v1/messages"), MESSAGE, MESSAGE_EVENT),

@@ -45,6 +45,7 @@ def parse_sse(raw: str) -> list[SseEvent]:
     return events
 
 
+WHOLE = ("local_shell_call", "shell_call")  # client-run shell calls have no delta events
 TERMINAL = {"response.completed": "completed", "response.incomplete": "incomplete", "response.failed": "failed"}
 DELTAS = {"message": ("response.output_text.delta", "response.output_text.done", "output_text"),
           "reasoning": ("response.reasoning_text.delta", "response.reasoning_text.done", "reasoning_text")}
@@ -86,7 +87,7 @@ def check_responses_stream(raw: str) -> dict[str, Any]:
             assert d["output_index"] == len(done_items), f"{where}: output_index {d['output_index']}"
             item, parts, part, text, text_done = copy.deepcopy(d["item"]), [], None, "", False
             assert item["id"], f"{where}: item without id"
-            assert item["type"] in ("message", "function_call", "custom_tool_call", "reasoning"), f"{where}: type {item['type']}"
+            assert item["type"] in ("message", "function_call", "custom_tool_call", "reasoning", *WHOLE), f"{where}: type {item['type']}"
             assert item.get("content", []) == [], f"{where}: an item starts with empty content"
             if item["type"] == "message":
                 assert item["content"] == [] and item["role"] == "assistant" and item["status"] == "in_progress"
@@ -138,7 +139,9 @@ def check_responses_stream(raw: str) -> dict[str, Any]:
             final = d["item"]
             assert final["id"] == item["id"] and final["type"] == item["type"], f"{where}: item changed identity"
             assert final["status"] in ("completed", "incomplete"), f"{where}: status {final['status']}"
-            if item["type"] in ("function_call", "custom_tool_call"):
+            if item["type"] in WHOLE:  # sent whole: added with its action, then done
+                assert final["action"] == item["action"] and final["call_id"] == item["call_id"], f"{where}: {final}"
+            elif item["type"] in ("function_call", "custom_tool_call"):
                 value = final["arguments"] if item["type"] == "function_call" else final["input"]
                 assert text_done and value == text and final["call_id"] == item["call_id"]
             else:

@@ -44,3 +44,6 @@ def round_trip(prompt: str) -> str:
     """Call the weather tool; once its result is in the prompt, answer."""
     return ANSWER if "<tool_response>" in prompt else CALL
 
+
+# The weather tool as Responses' flat function tool.
+QUESTION_TOOLS = [{"type": "function", **WEATHER_TOOL}]

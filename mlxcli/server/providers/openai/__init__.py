@@ -1,4 +1,5 @@
-"""The OpenAI API: Chat Completions, Responses (stored, with previous_response_id), Embeddings and the model list.
+"""The OpenAI API: Chat Completions, legacy Completions, Responses (stored, with previous_response_id), Embeddings
+and the model list.
 
 ``api_routes`` mounts them under a prefix: ``/v1`` here, and Azure's own prefixes (azure.py).
 """
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 from mlxcli.server.framing import SSE
 from mlxcli.server.generate import Generate
 from mlxcli.server.providers.base import Provider, Route
-from mlxcli.server.providers.openai import chat, responses
+from mlxcli.server.providers.openai import chat, completions, responses
 from mlxcli.server.providers.openai.embeddings import Embed
 from mlxcli.server.providers.openai.errors import error_body
 from mlxcli.server.providers.openai.models import Models
@@ -26,6 +27,7 @@ def api_routes(ctx: "ServerContext", prefix: str, provider: Provider | None = No
     models = Models(ctx.engine)
     return [
         Route(f"{prefix}/chat/completions", chat_resource(ctx, provider)),
+        Route(f"{prefix}/completions", Generate(ctx, completions.parse, provider or PROVIDER)),
         Route(f"{prefix}/responses", responses_resource(ctx, provider)),
         Route(f"{prefix}/responses/{{response_id}}", stored),
         Route(f"{prefix}/responses/{{response_id}}/input_items", stored, "input_items"),

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 from mlxcli.core.collect import Completion
 from mlxcli.core.errors import InvalidRequest, MlxcliError
-from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, TokenLogprob, ToolCallDelta, Usage
 from mlxcli.core.request import ChatRequest, Grammar, Message, Sampling, ToolCall, new_id, now
 from mlxcli.server.framing import sse_data
 from mlxcli.server.providers import common
@@ -43,10 +43,13 @@ class ChatCall:
     store: bool | None
 
     def response(self, completion: Completion, model: str) -> dict[str, Any]:
-        return completion_json(completion, model, self.id)
+        body = completion_json(completion, model, self.id)
+        if self.request.logprobs is not None:
+            body["choices"][0]["logprobs"] = logprobs_json(completion.logprobs)
+        return body
 
     def encoder(self, model: str, prompt_tokens: int) -> "ChatStreamEncoder":
-        return ChatStreamEncoder(model, self.include_usage, self.id)
+        return ChatStreamEncoder(model, self.include_usage, self.id, logprobs=self.request.logprobs is not None)
 
     def turn(self, completion: Completion, model: str) -> Turn:
         # Stateless: every request carries the whole conversation, so it is a conversation of its own.
@@ -69,9 +72,10 @@ def parse(body: dict[str, Any]) -> ChatCall:
     include_usage = bool(stream_options and stream_options.bool("include_usage", default=False))
 
     o.int("n", lo=1, hi=1, default=1)  # one choice per request; see README
-    if o.bool("logprobs", default=False):
-        raise InvalidRequest("'logprobs' is not supported by this server.", param="logprobs")
-    o.int("top_logprobs", lo=0, hi=20)
+    logprobs = o.bool("logprobs", default=False)
+    top_logprobs = o.int("top_logprobs", lo=0, hi=20)
+    if top_logprobs is not None and not logprobs:
+        raise InvalidRequest("'top_logprobs' needs 'logprobs': true.", param="top_logprobs")
     _check_passive_fields(o)
 
     limit = common.max_tokens(o, "max_completion_tokens")
@@ -94,7 +98,8 @@ def parse(body: dict[str, Any]) -> ChatCall:
         reasoning=effort,
         template_kwargs=template_kwargs,
         response_format=_response_format(o),
-        **tools.tool_fields(o, nested=True),
+        logprobs=(top_logprobs or 0) if logprobs else None,
+        **tools.tool_fields(o, tools.chat_tools(o), nested=True),
     )
     return ChatCall(request, stream=stream, include_usage=include_usage, id=new_id("chatcmpl-"), store=o.bool("store"))
 
@@ -184,6 +189,16 @@ def usage_json(usage: Usage) -> dict[str, Any]:
     }
 
 
+def logprobs_json(tokens: list[TokenLogprob]) -> dict[str, Any]:
+    """A choice's ``logprobs``: every generated token (reasoning and tool-call markup included) with its alternatives."""
+
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    content = [{**entry(t.token, t.logprob), "top_logprobs": [entry(*alt) for alt in t.top]} for t in tokens]
+    return {"content": content, "refusal": None}
+
+
 def tool_calls_json(calls: list[ToolCall]) -> list[dict[str, Any]]:
     return [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]
 
@@ -215,20 +230,24 @@ def completion_json(completion: Completion, model: str, id: str | None = None) -
 class ChatStreamEncoder:
     """Chunks per §1.4: role once, a finish chunk, optional usage chunk, ``[DONE]``."""
 
-    def __init__(self, model: str, include_usage: bool, id: str | None = None):
+    def __init__(self, model: str, include_usage: bool, id: str | None = None, *, logprobs: bool = False):
         self.id = id or new_id("chatcmpl-")
         self.created = now()
         self.model = model
         self.include_usage = include_usage
+        self.logprobs = logprobs
+        self.pending: list[TokenLogprob] = []  # logprobs of tokens whose text is not out yet: on the next chunk
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        logprobs = logprobs_json(self.pending) if self.logprobs and self.pending else None
+        self.pending = []
         chunk: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion.chunk",
             "created": self.created,
             "model": self.model,
             "system_fingerprint": FINGERPRINT,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}],
         }
         if self.include_usage:
             chunk["usage"] = None
@@ -238,7 +257,9 @@ class ChatStreamEncoder:
         yield self._chunk({"role": "assistant", "content": ""})
 
     def event(self, event: Event) -> Iterable[bytes]:
-        if isinstance(event, TextDelta):
+        if isinstance(event, TokenLogprob):
+            self.pending.append(event)
+        elif isinstance(event, TextDelta):
             yield self._chunk({"content": event.text})
         elif isinstance(event, ReasoningDelta):
             yield self._chunk({"reasoning_content": event.text})

@@ -16,6 +16,7 @@ from mlxcli.core.errors import EngineFailure, MlxcliError
 from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from mlxcli.core.request import new_id, now
 from mlxcli.server.framing import sse_event
+from mlxcli.server.providers.openai.responses_tools import output_item
 from mlxcli.store import StoredMessage
 
 
@@ -39,6 +40,7 @@ class ResponseState:
     text_format: dict[str, Any] = field(default_factory=lambda: {"type": "text"})
     metadata: dict[str, str] = field(default_factory=dict)
     user: str | None = None
+    call_shapes: dict[str, dict[str, Any]] = field(default_factory=dict)  # tool name → its call's shape (responses_tools)
     _item_ids: dict[int, str] = field(default_factory=dict, init=False, repr=False)
     _call_ids: dict[int, str] = field(default_factory=dict, init=False, repr=False)
     _completed_at: int | None = field(default=None, init=False, repr=False)
@@ -71,6 +73,7 @@ class OutputBuilder:
         self.items: list[dict[str, Any]] = []
         self._open: dict[str, Any] | None = None
         self._open_key: Any = None  # "message", "reasoning" or ("call", tool index)
+        self._shape: dict[str, Any] | None = None  # the open call's shape, when its tool asks for one
 
     def feed(self, event: Event) -> list[dict[str, Any]]:
         if isinstance(event, TextDelta):
@@ -89,7 +92,11 @@ class OutputBuilder:
         index = len(self.items) - 1
         item["status"] = status
         events: list[dict[str, Any]] = []
-        if item["type"] == "function_call":
+        shape, self._shape = self._shape, None
+        if shape is not None and "type" in shape:  # a shell call: sent whole, once its command is known
+            item = self.items[index] = output_item(item, shape)
+            events.append({"type": "response.output_item.added", "output_index": index, "item": {**_copy(item), "status": "in_progress"}})
+        elif item["type"] == "function_call":
             events.append(
                 {"type": "response.function_call_arguments.done", "item_id": item["id"], "output_index": index,
                  "name": item["name"], "arguments": item["arguments"]}
@@ -155,7 +162,10 @@ class OutputBuilder:
             else:
                 item = {"id": self.state.item_id(index, "fc_"), "type": "function_call", "status": "in_progress",
                         "call_id": call_id, "name": event.name or "", "arguments": ""}
-            events.append({"type": "response.output_item.added", "output_index": index, "item": _copy(item)})
+            self._shape = self.state.call_shapes.get(item["name"])
+            if self._shape is None or "namespace" in self._shape:
+                item = output_item(item, self._shape)
+                events.append({"type": "response.output_item.added", "output_index": index, "item": _copy(item)})
             self.items.append(item)
             self._open, self._open_key = item, key
         item = self._open
@@ -166,7 +176,8 @@ class OutputBuilder:
             custom = item["type"] == "custom_tool_call"
             item["input" if custom else "arguments"] += event.arguments
             kind = "response.custom_tool_call_input.delta" if custom else "response.function_call_arguments.delta"
-            events.append({"type": kind, "item_id": item["id"], "output_index": len(self.items) - 1, "delta": event.arguments})
+            if self._shape is None or "namespace" in self._shape:
+                events.append({"type": kind, "item_id": item["id"], "output_index": len(self.items) - 1, "delta": event.arguments})
         return events
 
 

@@ -16,9 +16,9 @@ from typing import Any
 from mlxcli.core.collect import Completion
 from mlxcli.core.errors import EngineFailure, InvalidRequest
 from mlxcli.core.events import Usage
-from mlxcli.core.request import ChatRequest, Grammar, Message, Sampling, ToolCall, new_id, now
+from mlxcli.core.request import ChatRequest, Grammar, Message, Sampling, new_id, now
 from mlxcli.server.providers import common
-from mlxcli.server.providers.openai import tools
+from mlxcli.server.providers.openai import responses_tools, tools
 from mlxcli.server.providers.openai.response_object import ResponsesStreamEncoder, ResponseState, replay
 from mlxcli.server.validate import Obj, objects
 from mlxcli.store import ConversationStore, StoredMessage, Turn
@@ -28,9 +28,9 @@ MAX_ITEMS = 4096
 MAX_METADATA_KEYS = 16
 INPUT_ROLES = ("user", "system", "developer", "assistant")
 TEXT_PARTS = {kind: "text" for kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text")} | {"refusal": "refusal"}
-ITEM_TYPES = (
-    "message", "function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output", "reasoning", "item_reference",
-)
+CALL_TYPES = ("function_call", "custom_tool_call", "local_shell_call", "shell_call")
+OUTPUT_TYPES = ("function_call_output", "custom_tool_call_output", "local_shell_call_output", "shell_call_output")
+ITEM_TYPES = ("message", *CALL_TYPES, *OUTPUT_TYPES, "reasoning", "item_reference")
 
 
 @dataclass
@@ -58,10 +58,8 @@ class ResponsesCall:
         response = replay(state, model, completion)
         message_id = next((i["id"] for i in response["output"] if i["type"] == "message"), None)
         answer = answer_message(completion, id=message_id)
-        answer.tool_calls = [  # with the call ids the client saw
-            ToolCall(id=i["call_id"], name=i["name"], arguments=i.get("arguments", i.get("input", "")), custom="input" in i)
-            for i in response["output"]
-            if i["type"] in ("function_call", "custom_tool_call")
+        answer.tool_calls = [  # with the call ids the client saw, under the names the model was offered
+            call for i in response["output"] if (call := responses_tools.call_from_output(i)) is not None
         ]
         return Turn(
             id=state.id,
@@ -92,7 +90,8 @@ def parse(body: dict[str, Any], store: ConversationStore) -> ResponsesCall:
         raise InvalidRequest("'top_logprobs' is not supported by this server.", param="top_logprobs")
     sampling = Sampling(**common.sampling_fields(o, ("temperature", "top_p")), max_tokens=common.max_tokens(o, "max_output_tokens"))
     response_format, text_format = _text_format(o)
-    tool_fields = tools.tool_fields(o, nested=False)
+    specs, call_shapes = responses_tools.tools(o)
+    tool_fields = tools.tool_fields(o, specs, nested=False)
     reasoning: dict[str, Any] = {"effort": None, "summary": None}
     if (r := o.obj("reasoning")) is not None:
         reasoning = {"effort": r.str("effort", choices=tools.EFFORTS), "summary": r.str("summary", choices=("auto", "concise", "detailed"))}
@@ -114,7 +113,9 @@ def parse(body: dict[str, Any], store: ConversationStore) -> ResponsesCall:
         text_format=text_format,
         metadata=_metadata(o),
         user=o.str("user", max_len=256),
+        call_shapes=call_shapes,
     )
+    state.input = input_messages = _resolve(store, input_messages)
     messages: list[Message] = [Message(role="system", content=instructions)] if instructions else []
     messages += merge_assistant_runs(_history(store, previous_id) + input_messages)
     request = ChatRequest(
@@ -137,13 +138,13 @@ def _history(store: ConversationStore, previous_id: str | None) -> list[Message]
     return [m for turn in chain for m in turn.input + turn.output]
 
 
-def _input(o: Obj) -> list[StoredMessage]:
+def _input(o: Obj) -> list[StoredMessage | Reference]:
     if isinstance(o.raw("input"), str):
         return [StoredMessage(role="user", content=o.str("input"))]
     return [_item(i) for i in objects(o.list("input", required=True, min_items=1, max_items=MAX_ITEMS))]
 
 
-def _item(i: Obj) -> StoredMessage:
+def _item(i: Obj) -> StoredMessage | Reference:
     kind = i.str("type", choices=ITEM_TYPES)
     if kind is None:
         if not i.has("role"):
@@ -157,30 +158,52 @@ def _item(i: Obj) -> StoredMessage:
         return StoredMessage(
             id=item_id or new_id("msg_"), role="system" if role == "developer" else role, content=_text(i, "content")
         )
-    if kind in ("function_call", "custom_tool_call"):
-        custom = kind == "custom_tool_call"
-        call = ToolCall(
-            id=i.str("call_id", required=True, max_len=256),
-            name=i.str("name", required=True, max_len=64),
-            arguments=i.str("input" if custom else "arguments", required=True),
-            custom=custom,
-        )
-        return StoredMessage(id=item_id or new_id("ctc_" if custom else "fc_"), role="assistant", content=None, tool_calls=[call])
-    if kind in ("function_call_output", "custom_tool_call_output"):
-        return StoredMessage(
-            id=item_id or new_id("fco_"),
-            role="tool",
-            content=_text(i, "output"),
-            tool_call_id=i.str("call_id", required=True, max_len=256),
-        )
+    if kind in CALL_TYPES:
+        call = responses_tools.call_of(i, kind)
+        return StoredMessage(id=item_id or new_id("ctc_" if call.custom else "fc_"), role="assistant", content=None, tool_calls=[call])
+    if kind in OUTPUT_TYPES:
+        # a local shell's output names its call by ``id``; a shell call's output is a list of command outcomes
+        call_id = i.str("id" if kind == "local_shell_call_output" else "call_id", required=True, max_len=256)
+        output = _shell_output(i) if kind == "shell_call_output" else _text(i, "output")
+        return StoredMessage(id=new_id("fco_") if kind == "local_shell_call_output" else item_id or new_id("fco_"),
+                             role="tool", content=output, tool_call_id=call_id)
     if kind == "reasoning":
         text = _text(i, "content", required=False) or _text(i, "summary", required=False)
         return StoredMessage(id=item_id or new_id("rs_"), role="assistant", content=None, reasoning=text or "")
-    raise InvalidRequest(
-        "Input items of type 'item_reference' are not supported by this server: send the item itself, "
-        "or continue with 'previous_response_id'.",
-        param=i.param("type"),
-    )
+    return Reference(i.str("id", required=True, max_len=256, allow_empty=False), i.param("id"))
+
+
+@dataclass
+class Reference:
+    """An ``item_reference`` input item: resolved once the whole request is valid (it reads the store)."""
+
+    id: str
+    param: str
+
+
+def _resolve(store: ConversationStore, items: list[StoredMessage | Reference]) -> list[StoredMessage]:
+    """Each reference as the stored item it names: any stored turn's input or output item."""
+    return [_referenced(store, i) if isinstance(i, Reference) else i for i in items]
+
+
+def _referenced(store: ConversationStore, ref: Reference) -> StoredMessage:
+    turn = store.turn_with_item(ref.id)
+    if turn is not None:
+        for n, wire in enumerate((turn.response or {}).get("output", [])):  # as the client saw it
+            if wire.get("id") == ref.id:
+                return _item(Obj(wire, f"{turn.id}.output[{n}]"))
+        for message in turn.input + turn.output:
+            if message.id == ref.id:
+                return message
+    raise InvalidRequest(f"Item with id {ref.id!r} not found.", param=ref.param, code="item_not_found")
+
+
+def _shell_output(i: Obj) -> str:
+    """A ``shell_call_output``'s outcomes as one text: each command's stdout, then its stderr."""
+    texts = []
+    for part in objects(i.list("output", required=True)):
+        texts += [t for t in (part.str("stdout"), part.str("stderr")) if t]
+    return "\n".join(texts)
 
 
 def _text(i: Obj, key: str, *, required: bool = True) -> str | None:

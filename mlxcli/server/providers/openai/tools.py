@@ -1,7 +1,8 @@
 """Tools, tool_choice and reasoning effort as both OpenAI APIs write them.
 
 Chat Completions nests a function under ``function`` (``{"type": "function", "function": {"name"}}``),
-Responses does not (``{"type": "function", "name"}``); otherwise the rules are the same.
+Responses does not (``{"type": "function", "name"}``); otherwise the rules are the same. Responses' own
+tool types (namespaces, shells, hosted tools) are read in ``responses_tools``.
 """
 
 from __future__ import annotations
@@ -17,24 +18,20 @@ MAX_TOOLS = 128
 EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 
 
-def tool_fields(o: Obj, *, nested: bool) -> dict[str, Any]:
-    """The ChatRequest fields a request's tools decide: ``tools``, ``tool_choice``, ``parallel_tool_calls``."""
-    specs = tools(o, nested=nested)
+def tool_fields(o: Obj, specs: list[ToolSpec], *, nested: bool) -> dict[str, Any]:
+    """The ChatRequest fields a request's tools (``specs``) decide: ``tools``, ``tool_choice``, ``parallel_tool_calls``."""
     choice, specs = tool_choice(o, specs, nested=nested)
     return {"tools": specs, "tool_choice": choice, "parallel_tool_calls": o.bool("parallel_tool_calls", default=True)}
 
 
-def tools(o: Obj, *, nested: bool) -> list[ToolSpec]:
+def chat_tools(o: Obj) -> list[ToolSpec]:
+    """Chat Completions' tools: functions only (Responses' tool types are in ``responses_tools``)."""
     specs = []
     for t in objects(o.list("tools", max_items=MAX_TOOLS)):
         kind = t.str("type", required=True)
-        if kind == "custom" and not nested:  # Responses: free text in, or text in a grammar
-            specs.append(common.custom_tool(t))
-        elif kind == "function":
-            specs.append(common.tool(t.obj("function", required=True) if nested else t))
-        else:
-            kinds = "'function' tools" if nested else "'function' and 'custom' tools"
-            raise InvalidRequest(f"Tool type {kind!r} is not supported by this server: only {kinds}.", param=t.param("type"))
+        if kind != "function":
+            raise InvalidRequest(f"Tool type {kind!r} is not supported by this server: only 'function' tools.", param=t.param("type"))
+        specs.append(common.tool(t.obj("function", required=True)))
     return specs
 
 
