@@ -40,7 +40,7 @@ from mlxcli.engine.settings import ModelSpec
 SAMPLING_KEYS = SAMPLING_BOUNDS
 TEXT_KEYS = ("model", "served_name", "chat_template", "tool_call_parser", "reasoning_parser")
 MODEL_KEYS = (*TEXT_KEYS, "aliases", "context_length", *SAMPLING_KEYS)
-PATH_KEYS = ("chat_template",)  # server settings holding a file path
+PATH_KEYS = ("chat_template", "prompt_cache_dir")  # server settings holding a path ("none" stays none)
 MIN_CONTEXT = 16
 
 
@@ -179,6 +179,6 @@ def _flag_name(key: Any, source: str) -> str:
 
 
 def _server_value(key: str, value: Any, base_dir: Path) -> Any:
-    if key.replace("-", "_") in PATH_KEYS and isinstance(value, str):
+    if key.replace("-", "_") in PATH_KEYS and isinstance(value, str) and value.strip().lower() != "none":
         return _path(value, base_dir)
     return value

@@ -63,7 +63,7 @@ class Batch(Runner):
 
     def join(self, job: "Job") -> None:
         tokens = job.prompt.tokens
-        reuse = self._prompt_cache.fetch(self.served.name, tokens)
+        reuse = self._prompt_cache.fetch(self._cache_key, tokens)
         (uid,) = self._generator.insert(
             [reuse.rest],
             max_tokens=[job.max_tokens],
@@ -93,7 +93,7 @@ class Batch(Runner):
         for r in responses:
             hit_stop_string = self._members[r.uid].add(r.token, r.finish_reason)
             if r.finish_reason is not None:
-                self._prompt_cache.store(self.served.name, r.all_tokens, r.prompt_cache)
+                self._prompt_cache.store(self._cache_key, r.all_tokens, r.prompt_cache)
                 self._members.pop(r.uid).finish(r.finish_reason)
             elif hit_stop_string:
                 stopped.append(r.uid)
@@ -101,7 +101,7 @@ class Batch(Runner):
             caches = self._generator.remove(stopped, return_prompt_caches=True)
             for uid in stopped:
                 cache, tokens = caches[uid]
-                self._prompt_cache.store(self.served.name, tokens, cache)
+                self._prompt_cache.store(self._cache_key, tokens, cache)
                 self._members.pop(uid).finish("stop")
 
     def _fail(self, error: Exception) -> None:

@@ -45,6 +45,8 @@ log = logging.getLogger("mlxcli.engine")
 # How long the worker waits for another arrival after admitting a job, before it steps: the prompts of
 # clients that send together are then read together, in one forward pass.
 GATHER_SECONDS = 0.02
+# How long stop() waits for the worker, which writes the prompt cache to its disk tier as it leaves.
+PERSIST_SECONDS = 120
 
 
 @dataclass
@@ -124,7 +126,7 @@ class MlxEngine:
         self._queue: BoundedQueue[Job] = BoundedQueue(self.settings.max_queue)
         self._runner: Runner | None = None  # the jobs generating now, all for one model (Batch or Solo)
         self._waiting: Job | None = None  # taken from the queue, not started yet: keeps arrival order
-        self.prompt_cache = PromptCache(self.settings.prompt_cache_bytes, self.settings.prompt_cache_entries)
+        self.prompt_cache = PromptCache.from_settings(self.settings)
         self.registry.on_unload = lambda _model: self.prompt_cache.clear()
         self._stopping = threading.Event()
         self._ready = threading.Event()
@@ -159,7 +161,7 @@ class MlxEngine:
         for job in self._running():  # their readers get an error, not an answer that merely looks finished
             job.emit(EngineFailure("the server is shutting down"))
             job.cancelled.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=PERSIST_SECONDS)
 
     def _take_pending(self) -> list[Job]:
         """Remove and return every job not started yet."""
@@ -196,7 +198,7 @@ class MlxEngine:
         return {
             "queue_depth": len(self._queue) + (self._waiting is not None),
             "active_requests": len(self._running()),
-            "prompt_cache": {"entries": len(self.prompt_cache), "bytes": self.prompt_cache.nbytes},
+            "prompt_cache": self.prompt_cache.stats(),
             "loaded_models": [m.name for m in states if m.state == "loaded"],
             "loading_models": [m.name for m in states if m.state == "loading"],
         }
@@ -255,6 +257,7 @@ class MlxEngine:
         self._ready.set()
         try:
             self._serve()
+            self.prompt_cache.clear()  # to the disk tier, if there is one: the next start is warm
         except BaseException as exc:
             self._failure = exc
             log.critical("the engine thread died: %r", exc)

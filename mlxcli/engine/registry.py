@@ -49,6 +49,7 @@ class ServedModel:
     ids: tuple[str, ...] = ()  # further names that reach it: the model as configured, its canonical id
     spec: ModelSpec | None = None  # sampling defaults, parser overrides
     format: formats.OutputFormat | None = None  # reasoning and tool-call formats; detected from the tokenizer when None
+    identity: str = ""  # its files and template (loading.fingerprint), for the prompt cache; "" : its name
 
     state: ModelState = "unloaded"
     loaded: loading.LoadedModel | None = None
@@ -289,6 +290,7 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
         ids=tuple(i for i in dict.fromkeys(ids) if _key(i) != _key(name)),
         spec=spec,
         format=fmt,
+        identity=loading.fingerprint(path, tokenizer.chat_template),
     )
 
 

@@ -39,6 +39,7 @@ class Runner:
         self._prompt_cache = prompt_cache
         self._stream = stream
         self._samplers = Samplers(model)
+        self._cache_key = cache_key(served, model, settings)
 
     @property
     def jobs(self) -> list["Job"]:
@@ -63,3 +64,9 @@ class Runner:
 
     def _new_sequence(self, job: "Job", cached_tokens: int) -> Sequence:
         return Sequence(job, self.model.tokenizer, self._settings.reasoning, cached_tokens, caches=self._prompt_cache.enabled)
+
+
+def cache_key(served: "ServedModel", model: "LoadedModel", settings: "EngineSettings") -> str:
+    """Which stored KV caches this runner can use: the model's files and template, what its weights run
+    as (the CPU fast path runs them as float32), and the KV format (``--kv-bits``)."""
+    return f"{served.identity or served.name}|{model.dtype}|kv={settings.kv_bits}"

@@ -19,6 +19,8 @@ class EngineSettings:
     max_batch: int = 16  # requests decoding together; more wait in the queue
     prompt_cache_bytes: int = 2 << 30  # KV caches of earlier prompts kept for reuse (0: off)
     prompt_cache_entries: int = 64
+    prompt_cache_dir: str | None = None  # the disk tier (None: off; `mlxcli serve` defaults to DATA_DIR/prompt-cache)
+    prompt_cache_disk_bytes: int = 16 << 30
     kv_bits: int | None = None  # quantize the KV cache (4 or 8); such requests run one at a time
     context_length: int | None = None  # lowers every model's own window
     chat_template: str | None = None  # a Jinja file for models whose spec names none

@@ -57,7 +57,7 @@ class Solo(Runner):
         return False  # one job; the next waits for the runner to finish
 
     def join(self, job: "Job") -> None:
-        reuse = self._prompt_cache.fetch(self.served.name, job.prompt.tokens)
+        reuse = self._prompt_cache.fetch(self._cache_key, job.prompt.tokens)
         self._cache = reuse.cache if reuse.cache is not None else make_prompt_cache(self.model.model)
         self._tokens = list(job.prompt.tokens)
         history = mx.array(job.prompt.tokens[max(0, reuse.cached - PENALTY_CONTEXT) : reuse.cached])
@@ -104,7 +104,7 @@ class Solo(Runner):
         if sequence.add(token, finish) and finish is None:
             finish = "stop"  # a stop string
         if finish is not None:
-            self._prompt_cache.store(self.served.name, self._tokens, self._cache)
+            self._prompt_cache.store(self._cache_key, self._tokens, self._cache)
             self._end(finish)
 
     def _end(self, reason: FinishReason | None) -> None:
