@@ -218,9 +218,9 @@ class MlxEngine:
     def render(self, request: ChatRequest) -> prompt.RenderedPrompt:
         return self._render(self.registry.resolve(request.model), request)
 
-    def _render(self, model: ServedModel, request: ChatRequest) -> prompt.RenderedPrompt:
+    def _render(self, model: ServedModel, request: ChatRequest, *, boundaries: bool = False) -> prompt.RenderedPrompt:
         with self._render_lock:
-            return prompt.render(model.tokenizer, request, model.format)
+            return prompt.render(model.tokenizer, request, model.format, boundaries=boundaries and model.checkpoints is not False)
 
     def submit(self, request: ChatRequest) -> Generation:
         """Check and enqueue a request for the model it names.
@@ -230,7 +230,7 @@ class MlxEngine:
         if not self.alive or self._stopping.is_set():
             raise EngineFailure("the engine is not running")
         model = self.registry.resolve(request.model)
-        rendered = self._render(model, request)
+        rendered = self._render(model, request, boundaries=True)
         n_prompt = len(rendered.tokens)
         room = model.context_window - n_prompt
         if room <= 0:

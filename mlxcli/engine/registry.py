@@ -56,6 +56,7 @@ class ServedModel:
     in_use: int = 0  # generations in progress
     loaded_at: float | None = None
     last_used: float | None = None
+    checkpoints: bool | None = None  # whether its prompts keep message-boundary checkpoints (None: not loaded yet)
 
     def __post_init__(self) -> None:
         if self.spec is None:
