@@ -12,6 +12,7 @@ the logits that sample the first new token). Called on the engine thread only (`
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -23,6 +24,8 @@ from mlxcli.engine.disk_cache import DiskCache
 
 if TYPE_CHECKING:
     from mlxcli.engine.settings import EngineSettings
+
+log = logging.getLogger("mlxcli.engine")
 
 # Entry kinds, in mlx-lm's eviction order: final entries go before message-boundary checkpoints.
 FINAL, CHECKPOINT = "assistant", "user"
@@ -120,7 +123,16 @@ class PromptCache:
 
     def clear(self) -> None:
         """Empty the memory tier; its entries go to the disk tier, if there is one."""
+        if self.disk is None:
+            return self._lru.trim_to(n_sequences=0)
+        s = self.disk.stats
+        writes, written, seconds = s.writes, s.bytes_written, s.write_seconds
         self._lru.trim_to(n_sequences=0)
+        if s.writes > writes:
+            log.info(
+                "prompt cache: wrote %d entries (%.1f MB) to %s in %.2f s",
+                s.writes - writes, (s.bytes_written - written) / 1e6, self.disk.directory, s.write_seconds - seconds,
+            )
 
     def _evicted(self, model: str, tokens: list[int], cache: list[Any]) -> None:
         if self.disk is not None:
@@ -128,7 +140,13 @@ class PromptCache:
 
     def stats(self) -> dict[str, Any]:
         """For /health and `mlxcli ps` (any thread: counters and a directory listing)."""
-        out: dict[str, Any] = {"entries": len(self), "bytes": self.nbytes}
+        checkpoints = self._lru.stats_by_type()[CHECKPOINT]
+        out: dict[str, Any] = {
+            "entries": len(self),
+            "bytes": self.nbytes,
+            "checkpoints": checkpoints["n_sequences"],  # message-boundary checkpoints among the entries
+            "checkpoint_bytes": checkpoints["n_bytes"],
+        }
         if self.disk is not None:
             entries, size = self.disk.usage()
             s = self.disk.stats
