@@ -12,7 +12,7 @@ from mlxcli.cli import app
 from mlxcli.cli.common import FastPathOption, exit_process, fail, start_engine
 from mlxcli.cli.store_options import SIZE_HELP, ConversationDirOption, StorePathOption, size_option, store_settings
 from mlxcli.core.errors import MlxcliError
-from mlxcli.engine.settings import EngineSettings, ModelSpec
+from mlxcli.engine.settings import POLICIES, EngineSettings, ModelSpec
 from mlxcli.server.settings import ServerSettings
 from mlxcli.store.settings import StoreSettings
 
@@ -127,6 +127,12 @@ def serve(
     prompt_cache_disk_bytes: str = typer.Option(_bytes(ENGINE.prompt_cache_disk_bytes), envvar="MLXCLI_PROMPT_CACHE_DISK_BYTES", callback=size_option, help=f"Most disk the prompt cache's directory holds; the least recently used files go first; {SIZE_HELP}."),
     kv_bits: int = typer.Option(ENGINE.kv_bits, envvar="MLXCLI_KV_BITS", callback=_kv_bits, help="Quantize the KV cache to 2, 3, 4, 5, 6 or 8 bits: less memory for long contexts, slightly different output; requests then run one at a time."),
     context_length: int = typer.Option(ENGINE.context_length, envvar="MLXCLI_CONTEXT_LENGTH", min=16, help="Lower every model's context window."),
+    context_overflow: str = typer.Option(
+        ENGINE.context_overflow, envvar="MLXCLI_CONTEXT_OVERFLOW", callback=lambda v: _choice(v, POLICIES),
+        help="A conversation that outgrows the window: 'error' (the API's context-length error), 'truncate' (drop the oldest "
+        "messages), 'summarize' (the model summarizes the older messages into a note). For models whose config sets none.",
+    ),
+    context_keep_turns: int = typer.Option(ENGINE.context_keep_turns, envvar="MLXCLI_CONTEXT_KEEP_TURNS", min=1, help="With --context-overflow summarize: the last messages kept as they are (tool results count with their calls)."),
     chat_template: Path = typer.Option(
         ENGINE.chat_template, "--chat-template", envvar="MLXCLI_CHAT_TEMPLATE",
         help="Jinja chat template file replacing the tokenizer's (for models whose config names none).",
@@ -211,6 +217,7 @@ def serve(
         max_loaded_models=max_loaded_models, idle_unload=idle_unload or None, strict_model_names=strict_model_names,
         model_aliases=[_alias(a) for a in model_alias],
         tool_call_parser=tool_call_parser or None, reasoning_parser=reasoning_parser or None, reasoning=reasoning,
+        context_overflow=context_overflow, context_keep_turns=context_keep_turns,
     )
     try:
         settings.check(engine_settings.capacity)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Protocol, runtime_checkable
 
-from mlxcli.core.events import Event
+from mlxcli.core.events import Compaction, Event
 from mlxcli.core.request import ChatRequest
 
 ModelState = Literal["unloaded", "loading", "loaded"]
@@ -39,6 +39,7 @@ class Generation(Protocol):
     """
 
     prompt_tokens: int
+    compaction: Compaction | None  # what the context overflow policy did to the conversation, if anything
 
     @property
     def generated_tokens(self) -> int: ...

@@ -51,12 +51,22 @@ class ToolCallDelta:
     arguments: str = ""
 
 
+@dataclass(frozen=True)
+class Compaction:
+    """What the context overflow policy did to a conversation that outgrew the window, before the model saw it."""
+
+    policy: str  # "truncate" | "summarize"
+    dropped: int  # messages after the system messages that the model did not see
+    summary: str | None = None  # the note that stood for them, appended to the system message
+
+
 @dataclass
 class Finish:
     reason: FinishReason
     usage: Usage = field(default_factory=Usage)
     timings: Timings = field(default_factory=Timings)
     stop_sequence: str | None = None  # the stop string that ended the text, if any
+    compaction: Compaction | None = None  # the conversation was shortened to fit the window
 
 
 Event = Union[TextDelta, ReasoningDelta, ToolCallDelta, Finish]

@@ -85,6 +85,7 @@ class ChatRequest:
     reasoning: Effort | None = None  # None: the model's default
     # Extra keyword arguments for the chat template, as a client gave them (they win over ``reasoning``).
     template_kwargs: dict[str, Any] = field(default_factory=dict)
+    context_overflow: str | None = None  # "error" | "truncate" | "summarize"; None: the model's, else the server's
     request_id: str = field(default_factory=lambda: new_id("req_"))
 
 

@@ -73,4 +73,4 @@ class Sequence:
             cache_write_tokens=len(self.job.prompt.tokens) - self.cached_tokens if self.caches and reason != "cancelled" else 0,
             reasoning_tokens=self._output.reasoning_tokens,
         )
-        self.job.emit(Finish(reason, usage, timings, self.stop_sequence))
+        self.job.emit(Finish(reason, usage, timings, self.stop_sequence, self.job.compaction))

@@ -28,11 +28,12 @@ from typing import Any, Iterator, Sequence
 import mlx.core as mx
 
 from mlxcli.core.engine import ModelStatus
-from mlxcli.core.errors import ContextLengthExceeded, EngineFailure, MlxcliError
-from mlxcli.core.events import Event, Finish
+from mlxcli.core.errors import EngineFailure, MlxcliError
+from mlxcli.core.events import Compaction, Event, Finish
 from mlxcli.core.request import ChatRequest, Sampling
 from mlxcli.engine import prompt, sampling
 from mlxcli.engine.batch import Batch, can_batch
+from mlxcli.engine.overflow import ContextPolicy
 from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.queue import BoundedQueue
 from mlxcli.engine.registry import ModelRegistry, ServedModel, served_model
@@ -56,6 +57,7 @@ class Job:
     sampling: Sampling  # resolved: the request's, else the model's, else the server's defaults
     prompt: prompt.RenderedPrompt
     max_tokens: int
+    compaction: Compaction | None = None  # what the overflow policy did to its conversation
     submitted: float = field(default_factory=time.perf_counter)
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -72,6 +74,7 @@ class Generation:
         self._engine = engine
         self.job = job
         self.prompt_tokens = len(job.prompt.tokens)
+        self.compaction = job.compaction  # known before the answer starts: for a response header
         self._done = False
 
     @property
@@ -128,6 +131,12 @@ class MlxEngine:
         self._waiting: Job | None = None  # taken from the queue, not started yet: keeps arrival order
         self.prompt_cache = PromptCache.from_settings(self.settings)
         self.registry.on_unload = lambda _model: self.prompt_cache.clear()
+        self.context = ContextPolicy(
+            lambda model, request: self._render(model, request, boundaries=True),
+            self.submit,
+            self.settings.context_overflow,
+            self.settings.context_keep_turns,
+        )
         self._stopping = threading.Event()
         self._ready = threading.Event()
         self._failure: BaseException | None = None
@@ -230,13 +239,11 @@ class MlxEngine:
         if not self.alive or self._stopping.is_set():
             raise EngineFailure("the engine is not running")
         model = self.registry.resolve(request.model)
-        rendered = self._render(model, request, boundaries=True)
-        n_prompt = len(rendered.tokens)
-        room = model.context_window - n_prompt
-        if room <= 0:
-            raise ContextLengthExceeded(n_prompt, model.context_window)
         settings = sampling.resolve(request.sampling, model.sampling, self.settings.sampling())
-        job = Job(request=request, model=model, sampling=settings, prompt=rendered, max_tokens=min(settings.max_tokens, room))
+        rendered = self._render(model, request, boundaries=True)
+        rendered, compaction = self.context.fit(model, request, rendered, settings.max_tokens)  # or ContextLengthExceeded
+        room = model.context_window - len(rendered.tokens)
+        job = Job(request, model, settings, rendered, min(settings.max_tokens, room), compaction)
         self._queue.put(job)
         return Generation(self, job)
 

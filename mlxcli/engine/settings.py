@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from mlxcli.core.request import Sampling
 
+# What a conversation that outgrows its model's window gets (engine/overflow.py).
+POLICIES = ("error", "truncate", "summarize")
+
 
 @dataclass
 class EngineSettings:
@@ -31,6 +34,8 @@ class EngineSettings:
     tool_call_parser: str | None = None  # for models whose spec names none: overrides detection ("none": off)
     reasoning_parser: str | None = None  # likewise, for reasoning markers ("harmony": gpt-oss's channels)
     reasoning: str = "separate"  # "separate": reasoning as its own events; "strip": dropped
+    context_overflow: str = "error"  # for models whose spec names none: "error", "truncate" or "summarize" (overflow.py)
+    context_keep_turns: int = 6  # "summarize" keeps this many of the last messages (tool results with their calls)
 
     @property
     def capacity(self) -> int:
@@ -59,3 +64,5 @@ class ModelSpec:
     chat_template: str | None = None  # a Jinja file replacing the tokenizer's template
     tool_call_parser: str | None = None
     reasoning_parser: str | None = None
+    context_overflow: str | None = None
+    context_keep_turns: int | None = None

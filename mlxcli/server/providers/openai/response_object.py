@@ -38,6 +38,7 @@ class ResponseState:
     reasoning: dict[str, Any] = field(default_factory=lambda: {"effort": None, "summary": None})
     metadata: dict[str, str] = field(default_factory=dict)
     user: str | None = None
+    truncation: str | None = None  # as the request said it (None: not said)
     _item_ids: dict[int, str] = field(default_factory=dict, init=False, repr=False)
     _call_ids: dict[int, str] = field(default_factory=dict, init=False, repr=False)
     _completed_at: int | None = field(default=None, init=False, repr=False)
@@ -212,7 +213,7 @@ def response_json(
         "tool_choice": state.tool_choice,
         "tools": state.tools,
         "top_p": state.top_p,
-        "truncation": "disabled",
+        "truncation": state.truncation or "disabled",
         "usage": usage_json(usage) if (finished and usage is not None) else None,
         "user": state.user,
         "metadata": state.metadata,

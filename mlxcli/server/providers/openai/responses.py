@@ -28,6 +28,8 @@ MAX_ITEMS = 4096
 MAX_METADATA_KEYS = 16
 INPUT_ROLES = ("user", "system", "developer", "assistant")
 TEXT_PARTS = {kind: "text" for kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text")} | {"refusal": "refusal"}
+# Responses' `truncation`: "auto" drops the oldest items to fit the window, "disabled" answers 400.
+TRUNCATION = {"auto": "truncate", "disabled": "error"}
 ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", "item_reference")
 
 
@@ -75,6 +77,7 @@ class ResponsesCall:
             completed_at=float(state.completed_at),
             metadata=dict(state.metadata),
             response=response,
+            compaction=completion.finish.compaction if completion.finish else None,
         )
 
 
@@ -111,10 +114,12 @@ def parse(body: dict[str, Any], store: ConversationStore) -> ResponsesCall:
         reasoning=reasoning,
         metadata=_metadata(o),
         user=o.str("user", max_len=256),
+        truncation=o.str("truncation", choices=tuple(TRUNCATION)),
     )
     messages: list[Message] = [Message(role="system", content=instructions)] if instructions else []
     messages += merge_assistant_runs(_history(store, previous_id) + input_messages)
     request = ChatRequest(messages, sampling, model, reasoning=tools.neutral_effort(reasoning["effort"]), **tool_fields)
+    request.context_overflow = TRUNCATION.get(state.truncation)  # not said: the server's --context-overflow
     return ResponsesCall(request, stream=o.bool("stream", default=False), state=state)
 
 
