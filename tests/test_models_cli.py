@@ -111,8 +111,8 @@ def test_ps_shows_what_a_running_server_has_loaded(tokenizer_dir, serve):
         result = run("ps", "--url", server.url)
         assert result.exit_code == 0, result.output
         lines = result.output.splitlines()
-        assert lines[0].split() == ["NAME", "STATE", "SIZE", "CONTEXT", "ACTIVE", "LAST", "USED", "UNLOADS"]
-        assert lines[1].split()[:2] == ["alpha", "loaded"] and "1024" in lines[1] and "in 9m" in lines[1]
+        assert lines[0].split() == ["NAME", "KIND", "STATE", "SIZE", "CONTEXT", "ACTIVE", "LAST", "USED", "UNLOADS"]
+        assert lines[1].split()[:3] == ["alpha", "chat", "loaded"] and "1024" in lines[1] and "in 9m" in lines[1]
         assert "beta" not in result.output  # configured, not loaded
         assert "queue: 0 waiting, 0 running" in result.output
         as_json = json.loads(run("ps", "--url", server.url, "--json").stdout)

@@ -72,7 +72,7 @@ server:
 
         ps = CliRunner().invoke(app, ["ps", "--url", proc.url])
         assert ps.exit_code == 0, ps.output
-        assert [line.split()[:2] for line in ps.output.splitlines()[1:-1]] == [["two", "loaded"]]
+        assert [line.split()[:3] for line in ps.output.splitlines()[1:-1]] == [["two", "chat", "loaded"]]
         log = proc.log()
     assert "unloaded one (least recently used; making room for two)" in log
     assert "loading two" in log and "loaded two from" in log
@@ -95,3 +95,18 @@ def test_several_model_flags_serve_under_directory_names(tiny_pair, tmp_path, to
         ask(client, str(one))  # the full path reaches it too
         assert loaded(proc.url) == ["tiny-one", "tiny-two"]  # both fit: nothing was evicted
         assert "unloaded" not in proc.log()
+
+
+def test_a_chat_model_and_the_minilm_alias_from_one_server(tiny_pair, test_home, minilm_dir):
+    one, _ = tiny_pair
+    with ServeProcess("--model", str(one), "--model", "minilm", home=test_home) as proc:
+        client = openai.OpenAI(base_url=proc.url + "/v1", api_key="x", max_retries=0)
+        assert [(m.id, m.kind) for m in client.models.list()] == [("tiny-one", "chat"), ("minilm", "embedding")]
+        assert ask(client, "tiny-one").usage.completion_tokens > 0
+        r = client.embeddings.create(model="text-embedding-3-small", input=["hello", "world"])  # the only embedding model
+        assert r.model == "text-embedding-3-small" and [len(d.embedding) for d in r.data] == [384, 384]
+        assert loaded(proc.url) == ["tiny-one", "minilm"]  # one of each kind, under --max-loaded-models 1
+        ps = CliRunner().invoke(app, ["ps", "--url", proc.url])
+        assert [line.split()[:3] for line in ps.output.splitlines()[1:-1]] == [["tiny-one", "chat", "loaded"],
+                                                                               ["minilm", "embedding", "loaded"]]
+        assert "minilm: embeddings, mean_tokens pooling, normalised, 384 dimensions" in proc.log()

@@ -13,6 +13,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from mlxcli.bench.embeddings import BatchCell
 from mlxcli.bench.scenarios import LoadCell, MatrixCell, TurnCell
 from mlxcli.bench.stats import ratio
 
@@ -27,10 +28,10 @@ COMPARED = {
 
 @dataclass
 class Report:
-    scenario: str  # "engine" | "load" | "turns"
+    scenario: str  # "engine" | "load" | "turns" | "embeddings"
     settings: dict[str, Any]
     targets: list[dict[str, Any]]
-    cells: Sequence[MatrixCell | LoadCell | TurnCell]
+    cells: Sequence[MatrixCell | LoadCell | TurnCell | BatchCell]
     notes: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
@@ -123,7 +124,8 @@ def render(doc: dict[str, Any]) -> Group:
         f"{doc['machine']['system']} {doc['machine']['machine']}, {doc['machine']['cpus']} CPUs\n",
         "\n".join(_target_line(t) for t in doc["targets"]),
     )
-    table = {"engine": _engine_table, "load": _load_table, "turns": _turns_table}[doc["scenario"]](doc)
+    tables = {"engine": _engine_table, "load": _load_table, "turns": _turns_table, "embeddings": _embeddings_table}
+    table = tables[doc["scenario"]](doc)
     parts: list[Any] = [header, table]
     notes = list(doc["notes"])
     for row in doc["results"]:
@@ -199,4 +201,16 @@ def _turns_table(doc: dict[str, Any]) -> Table:
             vs = r.get("vs_first") or {}
             row += [_times(vs.get("ttft_s")), _times(vs.get("decode_tps"))]
         table.add_row(*row)
+    return table
+
+
+def _embeddings_table(doc: dict[str, Any]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, title="embeddings: one request per run (median, range over runs)", title_justify="left")
+    for name in ("target", "batch", "tokens/input", "inputs/s", "tokens/s", "latency", "errors"):
+        _column(table, name)
+    for r in doc["results"]:
+        table.add_row(
+            r["target"], str(r["batch"]), str(r["input_tokens"]), _spread(r["inputs_per_s"]), _spread(r["tokens_per_s"]),
+            _spread(r["latency_s"], seconds=True), Text(str(r["errors"]), style="red" if r["errors"] else ""),
+        )
     return table

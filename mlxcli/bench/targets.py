@@ -8,12 +8,12 @@ the same neutral events; only a server may leave its token counts out.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from mlxcli.core.errors import MlxcliError
 from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, Timings, ToolCallDelta
-from mlxcli.core.request import ChatRequest
+from mlxcli.core.request import ChatRequest, Grammar
 
 if TYPE_CHECKING:
     from mlxcli.core.engine import Engine
@@ -192,3 +192,23 @@ class HttpTarget:
 
     def close(self) -> None:
         self.client.close()
+
+
+class ConstrainedTarget:
+    """Another target's requests with a response format (``bench --json-schema``), to run beside the
+    same requests without it: what structured output costs."""
+
+    def __init__(self, inner: Target, response_format: Grammar):
+        self.inner = inner
+        self.response_format = response_format
+        self.name = f"{inner.name} +json-schema"
+        self.kind = inner.kind
+
+    def run(self, request: ChatRequest) -> RequestResult:
+        return self.inner.run(replace(request, response_format=self.response_format))
+
+    def describe(self) -> dict:
+        return {**self.inner.describe(), "name": self.name, "json_schema": self.response_format.schema}
+
+    def close(self) -> None:
+        pass  # the inner target is closed on its own

@@ -79,6 +79,9 @@ def run(
     if exchange.interrupted:
         print("interrupted", file=stderr)
         return EXIT_INTERRUPTED
+    if session.response_format is not None and exchange.finish_reason == "length":
+        print("error: the answer reached --max-tokens before its JSON was complete", file=stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -20,7 +20,7 @@ from mlxcli.chat.backends import Backend
 from mlxcli.core.collect import Collector, Completion
 from mlxcli.core.errors import MlxcliError
 from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, Usage
-from mlxcli.core.request import ChatRequest, Message, Sampling, new_id
+from mlxcli.core.request import ChatRequest, Grammar, Message, Sampling, new_id
 from mlxcli.store import ConversationStore, StoreFailure, Turn
 from mlxcli.store.records import Conversation
 
@@ -73,6 +73,7 @@ class ChatSession:
     store: ConversationStore | None  # None: keep nothing (--no-store)
     system: str | None = None
     sampling: Sampling = field(default_factory=Sampling)
+    response_format: Grammar | None = None  # every answer must match it (--json-schema)
     exchanges: list[Exchange] = field(default_factory=list)
     conversation_id: str | None = None
 
@@ -101,7 +102,7 @@ class ChatSession:
         self.conversation_id = None
 
     def _run(self, question: Message, on_event: Callable[[Event], None]) -> Exchange:
-        request = ChatRequest(messages=self.messages() + [question], sampling=self.sampling)
+        request = ChatRequest(messages=self.messages() + [question], sampling=self.sampling, response_format=self.response_format)
         collector = Collector()
         created_at = time.time()
         started = time.perf_counter()

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from mlxcli.cli import app
-from mlxcli.cli.common import FastPathOption, ModelOption, exit_process, fail
+from mlxcli.cli.common import FastPathOption, ModelOption, exit_process, fail, json_schema_file
 
 ENGINE_DEFAULTS = ("128,512", "64,128")  # prompt, generation lengths of the engine matrix
 SERVER_DEFAULTS = ("128", "64")  # with --url or --turns
@@ -44,10 +44,13 @@ def bench(
     clients: Annotated[str, typer.Option(help="Concurrent streaming clients, one level each (server).")] = "1,4,8",
     requests: Annotated[Optional[int], typer.Option(min=1, help="Requests per level and run (default: one per client).")] = None,
     turns: Annotated[Optional[int], typer.Option(min=1, help="Instead: one conversation growing for N turns; time to first token per turn.")] = None,
+    embeddings: Annotated[bool, typer.Option("--embeddings", help="Instead: embeddings inputs/s and tokens/s at each --batch-sizes (model default minilm; --prompt-tokens per input, default 64).")] = False,
+    batch_sizes: Annotated[str, typer.Option(help="With --embeddings: inputs per request, one level each.")] = "1,16,64",
     repeat: Annotated[int, typer.Option(min=1, help="Measured runs of each case (medians and ranges over them).")] = 3,
     warmup: Annotated[int, typer.Option(min=0, help="Unmeasured runs first (engine: per case; server: per target).")] = 1,
     seed: Annotated[Optional[int], typer.Option(min=0, help="First prompt seed, to send the same prompts again (default: random, so no server cache has seen them).")] = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds a server request may take.")] = 600.0,
+    json_schema: Annotated[Optional[Path], typer.Option(help="Also run every request constrained to the JSON Schema in this file, interleaved with the free ones (load and turns scenarios).")] = None,
     fast_path: bool = FastPathOption,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON (schema mlxcli.bench/1) instead of tables.")] = False,
     output: Annotated[Optional[Path], typer.Option(help="Also write the JSON results to this file.")] = None,
@@ -57,6 +60,7 @@ def bench(
     Without --url: the engine in-process, for every prompt length × generation length.
     With --url (and --compare): concurrent streaming clients at each --clients level.
     With --turns: one conversation growing turn by turn, on the engine or the servers.
+    With --embeddings: embeddings requests of each batch size, on the engine and/or the servers.
     """
     from mlxcli.engine import platform
 
@@ -64,6 +68,17 @@ def bench(
     servers = [u for u in [url, *(compare or [])] if u]
     if compare and not url:
         raise typer.BadParameter("--compare needs --url (the first server)", param_hint="--compare")
+    if embeddings:
+        sizes, lengths = int_list(batch_sizes, "--batch-sizes"), int_list(prompt_tokens or "64", "--prompt-tokens")
+        if len(lengths) > 1:
+            raise typer.BadParameter("--embeddings takes one input length", param_hint="--prompt-tokens")
+        in_process = engine or not servers
+        code = _embeddings(model or "minilm", servers, in_process=in_process, sizes=sizes, input_tokens=lengths[0],
+                           repeat=repeat, warmup=warmup, seed=random.randrange(1_000_000) if seed is None else seed,
+                           request_model=request_model, api_key=api_key, timeout=timeout, json_out=json_out, output=output)
+        if in_process:
+            exit_process(code)  # the engine ran here: skip the teardown MLX may abort in
+        raise typer.Exit(code)
     if api not in ("chat", "responses", "anthropic"):
         raise typer.BadParameter(f"{api!r} is not one of chat, responses, anthropic", param_hint="--api")
     defaults = SERVER_DEFAULTS if servers or turns else ENGINE_DEFAULTS
@@ -73,6 +88,9 @@ def bench(
     scenario = "turns" if turns else "load" if servers else "engine"
     if scenario == "turns" and (len(prompt_lens) > 1 or len(gen_lens) > 1):
         raise typer.BadParameter("--turns takes one prompt length and one generation length", param_hint="--turns")
+    if json_schema is not None and scenario == "engine":
+        raise typer.BadParameter("--json-schema compares concurrent clients: use it with --url (or --turns)", param_hint="--json-schema")
+    response_format = json_schema_file(json_schema) if json_schema is not None else None
 
     err = Console(stderr=True)
     # Servers first: an unreachable one fails before the model is loaded.
@@ -84,6 +102,10 @@ def bench(
             from mlxcli.bench.targets import EngineTarget
 
             targets.insert(0, EngineTarget(eng))
+        if response_format is not None:
+            from mlxcli.bench.targets import ConstrainedTarget
+
+            targets = [t for target in targets for t in (target, ConstrainedTarget(target, response_format))]
         report = _run(
             scenario, targets, count, err,
             prompt_lens=prompt_lens, gen_lens=gen_lens, levels=levels, requests=requests, turns=turns,
@@ -108,6 +130,48 @@ def bench(
         raise typer.Exit(code)
 
 
+def _embeddings(model: str, servers: list[str], *, in_process: bool, sizes: list[int], input_tokens: int, repeat: int,
+                warmup: int, seed: int, request_model: str | None, api_key: str | None, timeout: float, json_out: bool,
+                output: Path | None) -> int:
+    """The embeddings scenario; returns the exit status."""
+    from mlxcli.bench import embeddings as bench_embeddings
+    from mlxcli.bench.report import Report
+    from mlxcli.client import Client
+    from mlxcli.core.errors import MlxcliError
+    from mlxcli.engine.engine import MlxEngine
+    from mlxcli.engine.registry import served_model
+    from mlxcli.engine.settings import EngineSettings
+    from mlxcli.models import resolve_model
+
+    targets: list = []
+    eng = None
+    try:
+        resolved = resolve_model(model)
+        for url in servers:
+            client = Client(url, api_key=api_key, timeout=timeout)
+            targets.append(bench_embeddings.HttpEmbedder(client, request_model or resolved.name, client.root.split("://", 1)[1]))
+        served = served_model(resolved.name, resolved.path, EngineSettings())
+        if in_process:
+            eng = MlxEngine([served], EngineSettings()).start()
+            targets.insert(0, bench_embeddings.EngineEmbedder(eng, resolved.name))
+        cells = bench_embeddings.run(targets, served.tokenizer.encode, batches=sizes, input_tokens=input_tokens,
+                                     repeat=repeat, warmup=warmup, seed=seed)
+    except (MlxcliError, ValueError) as exc:
+        return _error(getattr(exc, "message", str(exc)), 1)
+    except KeyboardInterrupt:
+        return _error("interrupted", 130)
+    finally:
+        for target in targets:
+            if isinstance(target, bench_embeddings.HttpEmbedder):
+                target.client.close()
+        if eng is not None:
+            eng.stop(grace=0)
+    settings = {"batch_sizes": sizes, "input_tokens": input_tokens, "repeat": repeat, "warmup": warmup, "seed": seed,
+                "timeout_s": timeout}
+    _write(Report("embeddings", settings, [t.describe() for t in targets], cells).to_json(), json_out=json_out, output=output)
+    return 0
+
+
 def _error(message: str, code: int) -> int:
     print(f"error: {message}", file=sys.stderr)
     return code
@@ -121,6 +185,8 @@ def _prepare(model: str | None, *, in_process: bool, max_clients: int):
 
     try:
         resolved = resolve_model(model)
+        if _is_embedding_model(resolved.path):
+            fail(f"{resolved.name} is an embedding model: measure it with mlxcli bench --embeddings")
         if in_process:
             from mlxcli.engine.engine import MlxEngine
 
@@ -131,6 +197,13 @@ def _prepare(model: str | None, *, in_process: bool, max_clients: int):
         return None, PromptCounter(resolved.path)
     except MlxcliError as exc:
         fail(exc.message)
+
+
+def _is_embedding_model(path: Path) -> bool:
+    from mlxcli.engine.embeddings.model import embedding_config
+    from mlxcli.engine.loading import read_config
+
+    return embedding_config(path, read_config(path)) is not None
 
 
 def _servers(urls: list[str], **options):

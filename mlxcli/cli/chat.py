@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 
 from mlxcli.cli import app
-from mlxcli.cli.common import FastPathOption, ModelOption, exit_process, fail, start_engine
+from mlxcli.cli.common import FastPathOption, ModelOption, exit_process, fail, json_schema_file, start_engine
 from mlxcli.cli.store_options import ConversationDirOption, StorePathOption, store_settings
 from mlxcli.core.errors import MlxcliError
 from mlxcli.core.request import SAMPLING_BOUNDS, ChatRequest, Sampling
@@ -63,6 +63,7 @@ def chat(
     seed: Optional[int] = typer.Option(None, min=0, help="Random seed, for repeatable answers."),
     repetition_penalty: Optional[float] = typer.Option(None, **bounds("repetition_penalty"), help="Penalize repeated tokens (1: off)."),
     stop: List[str] = typer.Option([], "--stop", help="Stop the answer at this text (repeatable)."),
+    json_schema: Optional[Path] = typer.Option(None, "--json-schema", help="Answer with JSON that matches the JSON Schema in this file."),
     store: bool = typer.Option(True, "--store/--no-store", help="Keep the conversation in the conversation store (mlxcli convo)."),
     store_path: Path = StorePathOption,
     conversation_dir: Path = ConversationDirOption,
@@ -82,6 +83,7 @@ def chat(
         fail("--api goes with --url", oneshot.EXIT_USAGE)
     if url is not None:
         _check_api(api, sampling)
+    response_format = json_schema_file(json_schema) if json_schema is not None else None
     try:
         question = None
         if not interactive:
@@ -100,7 +102,7 @@ def chat(
 
     from mlxcli.chat.session import ChatSession
 
-    session = ChatSession(backend, conversations, system=system, sampling=sampling)
+    session = ChatSession(backend, conversations, system=system, sampling=sampling, response_format=response_format)
     code = 0
     try:
         if interactive:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Sequence
 
 import typer
@@ -10,6 +11,7 @@ import typer
 from mlxcli.engine import platform
 
 if TYPE_CHECKING:
+    from mlxcli.core.request import Grammar
     from mlxcli.engine.settings import ModelSpec
 
 ModelOption = typer.Option(
@@ -20,6 +22,21 @@ FastPathOption = typer.Option(
     True, "--fast-path/--no-fast-path", envvar="MLXCLI_FAST_PATH",
     help="Linux CPU: load the system OpenBLAS and run quantized models as float32.",
 )
+
+
+def json_schema_file(path: Path) -> "Grammar":
+    """The JSON Schema in ``path`` (``--json-schema``) as a response format; a usage error if unreadable."""
+    import json
+
+    from mlxcli.core.request import Grammar
+
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read a JSON Schema from {path}: {exc}", param_hint="--json-schema") from None
+    if not isinstance(schema, dict):
+        raise typer.BadParameter(f"{path} holds no JSON object", param_hint="--json-schema")
+    return Grammar("json", param="--json-schema", schema=schema)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

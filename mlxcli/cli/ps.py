@@ -34,12 +34,13 @@ def ps(
     models = state.get("models") or []
     if models:
         table = Table(box=None, pad_edge=False)
-        for column in ("NAME", "STATE", "SIZE", "CONTEXT", "ACTIVE", "LAST USED", "UNLOADS"):
+        for column in ("NAME", "KIND", "STATE", "SIZE", "CONTEXT", "ACTIVE", "LAST USED", "UNLOADS"):
             table.add_column(column, no_wrap=True)
         now = time.time()
         for m in models:
             table.add_row(
                 m["name"],
+                m.get("kind") or "-",
                 m["state"],
                 decimal(m["size_bytes"]) if m.get("size_bytes") is not None else "-",
                 str(m["context_window"]),

@@ -32,6 +32,7 @@ _STAGES = {
     "verify": ("verify sha256", True),
     "hash": ("hash", True),
     "extract": ("extract", True),
+    "unpack": ("unpack", True),
     "read": ("read header", False),
     "convert": ("convert tensors", False),
     "write": ("write", False),

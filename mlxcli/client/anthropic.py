@@ -56,6 +56,8 @@ def body(request: ChatRequest, model: str) -> dict[str, Any]:
             out[name] = value
     if s.stop:
         out["stop_sequences"] = list(s.stop)
+    if (fmt := request.response_format) is not None:
+        out["output_config"] = {"format": {"type": "json_schema", "schema": fmt.schema or {"type": "object"}}}
     if request.tools:
         out["tools"] = [
             {"name": t.name, **({"description": t.description} if t.description else {}), "input_schema": t.parameters}
@@ -68,7 +70,7 @@ def body(request: ChatRequest, model: str) -> dict[str, Any]:
     elif effort is not None:
         out["thinking"] = {"type": "enabled", "budget_tokens": max(1, min(THINKING_BUDGET, out["max_tokens"] - 1))}
         if effort in EFFORTS:  # the level itself; "minimal" is the smallest budget
-            out["output_config"] = {"effort": effort}
+            out.setdefault("output_config", {})["effort"] = effort
     return out
 
 

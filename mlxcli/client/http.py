@@ -75,6 +75,16 @@ class Client:
         except orjson.JSONDecodeError:
             raise BadResponse(f"{self.root}{path} did not answer JSON") from None
 
+    def post_json(self, path: str, body: Any) -> Any:
+        """``POST root + path`` with a JSON body (``/v1/embeddings``); the answer as JSON."""
+        request = self._http.build_request(
+            "POST", self.root + path, content=orjson.dumps(body), headers={"Content-Type": "application/json"}
+        )
+        try:
+            return orjson.loads(self._send(request).content)
+        except orjson.JSONDecodeError:
+            raise BadResponse(f"{self.root}{path} did not answer JSON") from None
+
     def models(self) -> list[str]:
         """The ids ``GET /v1/models`` lists, in its order (mlxcli serve lists its default model first)."""
         listing = self.get_json(MODELS_PATH)

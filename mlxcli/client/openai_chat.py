@@ -63,6 +63,11 @@ def body(request: ChatRequest, model: str) -> dict[str, Any]:
         out["reasoning_effort"] = openai_effort(request.reasoning)
     if request.template_kwargs:
         out["chat_template_kwargs"] = dict(request.template_kwargs)
+    if (fmt := request.response_format) is not None:
+        out["response_format"] = (
+            {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt.schema, "strict": True}}
+            if fmt.schema is not None else {"type": "json_object"}
+        )
     return out
 
 

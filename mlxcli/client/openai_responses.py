@@ -57,6 +57,9 @@ def body(request: ChatRequest, model: str) -> dict[str, Any]:
             out["parallel_tool_calls"] = False
     if request.reasoning is not None:
         out["reasoning"] = {"effort": openai_effort(request.reasoning)}
+    if (fmt := request.response_format) is not None:
+        out["text"] = {"format": {"type": "json_schema", "name": "output", "schema": fmt.schema, "strict": True}
+                       if fmt.schema is not None else {"type": "json_object"}}
     return out
 
 

@@ -40,6 +40,7 @@ class Collector:
                 reasoning.append(event.text)
             elif isinstance(event, ToolCallDelta):
                 call = calls.setdefault(event.index, ToolCall(id=event.id or "", name=event.name or "", arguments=""))
+                call.custom = call.custom or event.custom
                 call.id = event.id or call.id
                 call.name = event.name or call.name
                 call.arguments += event.arguments

@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Protocol, runtime_checkable
 
+from mlxcli.core.embeddings import EmbeddingJob, EmbeddingRequest
 from mlxcli.core.events import Compaction, Event
 from mlxcli.core.request import ChatRequest
 
 ModelState = Literal["unloaded", "loading", "loaded"]
+ModelKind = Literal["chat", "embedding"]  # what a model answers: chat requests, or embeddings requests
 
 
 @dataclass(frozen=True)
@@ -19,6 +21,7 @@ class ModelStatus:
     """A point-in-time view of one configured model, for /v1/models, /health and `mlxcli ps`."""
 
     name: str  # the served name
+    kind: ModelKind
     aliases: tuple[str, ...]
     context_window: int
     state: ModelState
@@ -78,8 +81,8 @@ class Engine(Protocol):
         """The served name of the model this exact name (served name, alias or id) reaches, if any."""
         ...
 
-    def resolve(self, requested: str | None) -> str:
-        """The served name of the model a request's ``model`` selects; raises ModelNotFound."""
+    def resolve(self, requested: str | None, kind: ModelKind = "chat") -> str:
+        """The served name of the model a request of ``kind`` selects by its ``model``; raises ModelNotFound."""
         ...
 
     def count_tokens(self, request: ChatRequest) -> int:
@@ -89,6 +92,12 @@ class Engine(Protocol):
     def submit(self, request: ChatRequest) -> Generation:
         """Check and enqueue a request; raises ModelNotFound, InvalidRequest, ContextLengthExceeded or
         Overloaded before anything is generated."""
+        ...
+
+    def embed(self, request: EmbeddingRequest) -> EmbeddingJob:
+        """Check, tokenize and enqueue an embeddings request; raises ModelNotFound, InvalidRequest
+        (a chat model, an input over the window, a token id outside the vocabulary, ``dimensions``
+        beyond the model's width) or Overloaded before anything is computed."""
         ...
 
     def stats(self) -> dict[str, Any]:

@@ -48,7 +48,8 @@ class ToolCallDelta:
     index: int
     id: str | None = None
     name: str | None = None
-    arguments: str = ""
+    arguments: str = ""  # JSON text; for a custom tool, its raw input
+    custom: bool = False  # on the first delta of a call to a custom tool
 
 
 @dataclass(frozen=True)

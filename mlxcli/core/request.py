@@ -22,7 +22,8 @@ class ToolCall:
 
     id: str
     name: str
-    arguments: str  # a JSON object, as text
+    arguments: str  # a JSON object, as text; a custom tool's input itself
+    custom: bool = False  # a call to a custom tool (OpenAI Responses)
 
 
 @dataclass
@@ -35,11 +36,31 @@ class Message:
     reasoning: str | None = None  # earlier assistant reasoning, when a client echoes it
 
 
+@dataclass(frozen=True)
+class Grammar:
+    """A constraint on generated text: JSON (``schema`` None: any JSON object), a Lark grammar or a regex.
+
+    ``param`` is the request field it came from: a grammar the engine cannot compile is a 400 naming it.
+    """
+
+    kind: Literal["json", "lark", "regex"]
+    param: str
+    schema: dict[str, Any] | None = None  # kind "json"
+    definition: str = ""  # kind "lark" or "regex"
+
+
 @dataclass
 class ToolSpec:
     name: str
     description: str | None = None
     parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    # Constrain the call's arguments to ``parameters`` (OpenAI's and Anthropic's ``strict``); the
+    # request field of the schema, for errors.
+    strict: bool = False
+    param: str = field(default="tools", compare=False)
+    # A custom tool (OpenAI Responses): its input is free text, or text in this grammar (a function's is JSON).
+    custom: bool = False
+    grammar: Grammar | None = None
 
 
 @dataclass
@@ -82,6 +103,7 @@ class ChatRequest:
     # "auto" | "none" | "required" | {"name": ...}; honoured by the tool-calling layer.
     tool_choice: str | dict[str, Any] = "auto"
     parallel_tool_calls: bool = True  # False: at most one call per answer
+    response_format: Grammar | None = None  # the answer's text must match it (JSON mode, a JSON Schema)
     reasoning: Effort | None = None  # None: the model's default
     # Extra keyword arguments for the chat template, as a client gave them (they win over ``reasoning``).
     template_kwargs: dict[str, Any] = field(default_factory=dict)

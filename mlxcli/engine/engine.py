@@ -14,6 +14,10 @@ meanwhile. A job that cannot share a batch (under KV-cache quantization, or for
 a model whose caches cannot merge) runs alone (solo.py), through the same steps,
 output and prompt cache. Which models stay in memory is the registry's business
 (registry.py). ``MlxEngine`` implements ``mlxcli.core.engine.Engine``.
+
+Embedding requests have a queue of their own (sharing the wake-up of the chat queue): they
+start as soon as they arrive, whatever chat request waits, and each pass of the loop embeds one
+batch of them beside one decode step (embeddings/work.py).
 """
 
 from __future__ import annotations
@@ -22,17 +26,20 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import mlx.core as mx
 
-from mlxcli.core.engine import ModelStatus
-from mlxcli.core.errors import EngineFailure, MlxcliError
+from mlxcli.core.embeddings import EmbeddingRequest
+from mlxcli.core.engine import ModelKind, ModelStatus
+from mlxcli.core.errors import EngineFailure, InvalidRequest, MlxcliError
 from mlxcli.core.events import Compaction, Event, Finish
 from mlxcli.core.request import ChatRequest, Sampling
-from mlxcli.engine import prompt, sampling
+from mlxcli.engine import constraints, prompt, sampling
 from mlxcli.engine.batch import Batch, can_batch
+from mlxcli.engine.embeddings.work import EmbedJob, Embedder, EmbeddingHandle, check_inputs, plan
 from mlxcli.engine.overflow import ContextPolicy
 from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.queue import BoundedQueue
@@ -57,6 +64,7 @@ class Job:
     sampling: Sampling  # resolved: the request's, else the model's, else the server's defaults
     prompt: prompt.RenderedPrompt
     max_tokens: int
+    constraint: constraints.Constraint | None = None  # structured output: masks its logits
     compaction: Compaction | None = None  # what the overflow policy did to its conversation
     submitted: float = field(default_factory=time.perf_counter)
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
@@ -127,6 +135,8 @@ class MlxEngine:
         self.settings = settings or EngineSettings()
         self.registry = ModelRegistry.from_settings(models, self.settings)
         self._queue: BoundedQueue[Job] = BoundedQueue(self.settings.max_queue)
+        self._embed_queue: BoundedQueue[EmbedJob] = BoundedQueue(self.settings.max_queue, wakes=self._queue)
+        self._embedder = Embedder(self.registry)
         self._runner: Runner | None = None  # the jobs generating now, all for one model (Batch or Solo)
         self._waiting: Job | None = None  # taken from the queue, not started yet: keeps arrival order
         self.prompt_cache = PromptCache.from_settings(self.settings)
@@ -163,7 +173,7 @@ class MlxEngine:
         """Refuse new work, let in-flight work finish for ``grace`` seconds, then cancel it."""
         self._stopping.set()
         deadline = time.monotonic() + grace
-        while (self._running() or self._waiting or len(self._queue)) and time.monotonic() < deadline:
+        while (self._running() or self._waiting or len(self._queue) or len(self._embed_queue)) and time.monotonic() < deadline:
             time.sleep(0.05)
         for job in self._take_pending():
             job.emit(EngineFailure("the server is shutting down"))
@@ -172,15 +182,15 @@ class MlxEngine:
             job.cancelled.set()
         self._thread.join(timeout=PERSIST_SECONDS)
 
-    def _take_pending(self) -> list[Job]:
+    def _take_pending(self) -> list[Job | EmbedJob]:
         """Remove and return every job not started yet."""
         waiting, self._waiting = self._waiting, None
-        return ([waiting] if waiting is not None else []) + self._queue.drain()
+        return ([waiting] if waiting is not None else []) + self._queue.drain() + self._embed_queue.drain()
 
-    def _running(self) -> list[Job]:
-        """The jobs generating now (read from any thread: a snapshot)."""
+    def _running(self) -> list[Job | EmbedJob]:
+        """The jobs generating or embedding now (read from any thread: a snapshot)."""
         runner = self._runner
-        return runner.jobs if runner is not None else []
+        return (runner.jobs if runner is not None else []) + self._embedder.jobs
 
     @property
     def alive(self) -> bool:
@@ -205,7 +215,7 @@ class MlxEngine:
     def stats(self) -> dict[str, Any]:
         states = self.registry.snapshot()
         return {
-            "queue_depth": len(self._queue) + (self._waiting is not None),
+            "queue_depth": len(self._queue) + (self._waiting is not None) + len(self._embed_queue),
             "active_requests": len(self._running()),
             "prompt_cache": self.prompt_cache.stats(),
             "loaded_models": [m.name for m in states if m.state == "loaded"],
@@ -218,8 +228,8 @@ class MlxEngine:
         model = self.registry.lookup(name)
         return model.name if model is not None else None
 
-    def resolve(self, requested: str | None) -> str:
-        return self.registry.resolve(requested).name
+    def resolve(self, requested: str | None, kind: ModelKind = "chat") -> str:
+        return self.registry.resolve(requested, kind).name
 
     def count_tokens(self, request: ChatRequest) -> int:
         return len(self.render(request).tokens)
@@ -228,6 +238,10 @@ class MlxEngine:
         return self._render(self.registry.resolve(request.model), request)
 
     def _render(self, model: ServedModel, request: ChatRequest, *, boundaries: bool = False) -> prompt.RenderedPrompt:
+        if model.embedding is not None:
+            raise InvalidRequest(
+                f"The model `{model.name}` is an embedding model: it answers embeddings requests, not chat.", param="model"
+            )
         with self._render_lock:
             return prompt.render(model.tokenizer, request, model.format, boundaries=boundaries and model.checkpoints is not False)
 
@@ -243,13 +257,32 @@ class MlxEngine:
         rendered = self._render(model, request, boundaries=True)
         rendered, compaction = self.context.fit(model, request, rendered, settings.max_tokens)  # or ContextLengthExceeded
         room = model.context_window - len(rendered.tokens)
-        job = Job(request, model, settings, rendered, min(settings.max_tokens, room), compaction)
+        constraint = constraints.compile(request, rendered.plan, model.tokenizer)
+        job = Job(request, model, settings, rendered, min(settings.max_tokens, room), constraint, compaction)
         self._queue.put(job)
         return Generation(self, job)
 
-    def cancel(self, job: Job) -> None:
+    def cancel(self, job: Job | EmbedJob) -> None:
         job.cancelled.set()
-        self._queue.remove(job)  # the worker drops it wherever else it is
+        self._queue.remove(job) if isinstance(job, Job) else self._embed_queue.remove(job)  # the worker drops it elsewhere
+
+    def embed(self, request: EmbeddingRequest) -> EmbeddingHandle:
+        """Check, tokenize and enqueue an embeddings request (see ``mlxcli.core.engine.Engine.embed``)."""
+        if not self.alive or self._stopping.is_set():
+            raise EngineFailure("the engine is not running")
+        model = self.registry.resolve(request.model, "embedding")
+        if model.embedding is None:
+            raise InvalidRequest(
+                f"The model `{model.name}` is a chat model without a pooling configuration (sentence-transformers' "
+                "modules.json): it cannot embed. Serve an embedding model beside it, e.g. --model minilm.",
+                param="model",
+            )
+        with self._render_lock:
+            tokens = [list(x) if isinstance(x, list) else model.tokenizer.encode(x) for x in request.inputs]
+        check_inputs(request, tokens, model.embedding, model.context_window)
+        job = EmbedJob(request=request, model=model, tokens=tokens, batches=deque(plan([len(t) for t in tokens])))
+        self._embed_queue.put(job)
+        return EmbeddingHandle(job, lambda: self.alive, self.cancel)
 
     # ---- the worker thread -----------------------------------------------
 
@@ -273,11 +306,15 @@ class MlxEngine:
             raise
 
     def _serve(self) -> None:
-        """Admit jobs into the batch between its steps; start a new batch (or a solo job) when it is empty."""
+        """Admit jobs into the batch between its steps; start a new batch (or a solo job) when it is empty;
+        embed one batch of the embedding requests beside each step."""
         admitted = False  # the last pass admitted a job: a burst's next request may be a few ms behind it
         while True:
+            while (embedding := self._embed_queue.get_nowait()) is not None:
+                self._embedder.add(embedding)
             if self._waiting is None:
-                wait = GATHER_SECONDS if admitted else (0 if self._runner else 0.1)
+                busy = self._runner is not None or len(self._embedder)
+                wait = GATHER_SECONDS if admitted else (0 if busy else 0.1)
                 self._waiting = self._queue.get(timeout=wait) if wait else self._queue.get_nowait()
             job = self._waiting
             if job is not None and job.cancelled.is_set():  # its reader left while it waited
@@ -290,13 +327,16 @@ class MlxEngine:
                     self._start(job)
                 else:
                     self._join(job)
-            elif self._runner is not None:
+                continue
+            if self._runner is not None:
                 self._runner.step()
                 if not len(self._runner):
                     self._close_runner()
-            else:
+            if len(self._embedder):
+                self._embedder.step()
+            elif self._runner is None:
                 self.registry.unload_idle()
-                if self._stopping.is_set() and not len(self._queue):
+                if self._stopping.is_set() and not len(self._queue) and not len(self._embed_queue):
                     return
 
     def _can_join(self, job: Job) -> bool:

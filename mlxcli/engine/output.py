@@ -54,6 +54,7 @@ class OutputPlan:
     # What the prompt already wrote of the initial state: a call after its start marker, or a header.
     prefill: str = ""
     max_calls: int | None = None  # 1 for parallel_tool_calls: false
+    custom_tools: frozenset[str] = frozenset()  # tools whose input is raw text after a {"name": …} line
 
 
 class StopMatcher:
@@ -234,6 +235,9 @@ class _Router:
         tools = self.plan.tools
         if tools is None:  # a response format's call state, in a request without tools
             return []
+        custom = self._custom_call(text)
+        if custom is not None:
+            return self._emit(*custom, None, custom=True)
         try:
             parsed = tools.parse(text, self.plan.tool_specs)
         except Exception as exc:  # mlx-lm's parsers raise ValueError, JSONDecodeError, AttributeError...
@@ -245,19 +249,39 @@ class _Router:
             if name is None:
                 log.warning("dropped a tool call without a name or with arguments that are not an object: %r", call)
                 continue
-            if self.plan.max_calls is not None and len(self.calls) >= self.plan.max_calls:
-                log.info("dropped tool call %r: parallel_tool_calls is false", name)
-                continue
-            key = (name, json.dumps(arguments, sort_keys=True))
-            if key in self.calls:  # a model repeating itself: the client would run the same call twice
-                log.info("dropped tool call %r: the same call, with the same arguments, was made already", name)
-                continue
-            index = len(self.calls)
-            self.calls.append(key)
-            # Name and id once with empty arguments, then the arguments (wire-formats §1.4).
-            events.append(ToolCallDelta(index, call_id or new_id("call_"), name, ""))
-            events.append(ToolCallDelta(index, arguments=json.dumps(arguments, ensure_ascii=False)))
+            events += self._emit(name, json.dumps(arguments, ensure_ascii=False), call_id)
         return events
+
+    def _emit(self, name: str, arguments: str, call_id: str | None, *, custom: bool = False) -> list[Event]:
+        if self.plan.max_calls is not None and len(self.calls) >= self.plan.max_calls:
+            log.info("dropped tool call %r: parallel_tool_calls is false", name)
+            return []
+        key = (name, _canonical(arguments) if not custom else arguments)
+        if key in self.calls:  # a model repeating itself: the client would run the same call twice
+            log.info("dropped tool call %r: the same call, with the same arguments, was made already", name)
+            return []
+        index = len(self.calls)
+        self.calls.append(key)
+        # Name and id once with empty arguments, then the arguments (wire-formats §1.4).
+        return [ToolCallDelta(index, call_id or new_id("call_"), name, "", custom=custom), ToolCallDelta(index, arguments=arguments)]
+
+    def _custom_call(self, text: str) -> tuple[str, str] | None:
+        """(name, input) of a custom tool's call: a ``{"name": …}`` line, then the raw input."""
+        if not self.plan.custom_tools:
+            return None
+        head, _, rest = text.lstrip().partition("\n")
+        try:
+            header = json.loads(head)
+        except ValueError:
+            return None
+        if not isinstance(header, dict) or list(header) != ["name"] or header["name"] not in self.plan.custom_tools:
+            return None
+        return header["name"], rest.removesuffix("\n")
+
+
+def _canonical(arguments: str) -> str:
+    """Arguments compared as JSON values, whatever their key order."""
+    return json.dumps(json.loads(arguments), sort_keys=True)
 
 
 def _call_parts(call: Any) -> tuple[str | None, dict[str, Any], str | None]:

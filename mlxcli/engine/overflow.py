@@ -183,6 +183,7 @@ class ContextPolicy:
             model=model.name,
             sampling=Sampling(temperature=0.0, max_tokens=min(SUMMARY_TOKENS, model.context_window // 4)),
             tool_choice="auto",
+            response_format=None,  # the answer's format is not the summary's
             reasoning="off",
             context_overflow="truncate",
             request_id=request.request_id + "-summary",

@@ -47,6 +47,9 @@ For each function call, return a json object with function name and arguments wi
 {{"name": <function-name>, "arguments": <args-json-object>}}
 </tool_call>"""
 
+# How a custom tool is called (grammars.py constrains it, output.py reads it back).
+CUSTOM_TOOL = "\n\nIts input is plain text, not JSON: inside the tool call, write the line {header}, then the input."
+
 # Efforts that mean "do not think" for templates with an on/off switch.
 NO_THINKING = ("off", "minimal")
 
@@ -108,6 +111,7 @@ def render(
         initial=initial,
         prefill=prefill,
         max_calls=None if request.parallel_tool_calls else 1,
+        custom_tools=frozenset(t.name for t in request.tools if t.custom) if tools is not None else frozenset(),
     )
     tokens = list(tokenizer.encode(text, add_special_tokens=False))
     marks = _boundaries(tokenizer, messages, template_tools, _template_kwargs(request, fmt), tokens) if boundaries else []
@@ -157,6 +161,8 @@ def _forced_call(request: ChatRequest, tools: ToolFormat) -> str:
     """The start of the call a ``required`` or named tool_choice asks for, written into the prompt."""
     choice = request.tool_choice
     name = choice.get("name") if isinstance(choice, dict) else None
+    if any(t.custom and t.name == name for t in request.tools):
+        name = None  # a custom tool's call has no arguments to begin: its start, then the grammar picks it
     call = tools.call_prefix(name)
     if call is None:
         raise InvalidRequest(
@@ -193,10 +199,17 @@ def nearest_effort(effort: Effort, levels: tuple[str, ...]) -> str:
 
 
 def tool_json(tool: ToolSpec) -> dict[str, Any]:
-    """A tool as chat templates and mlx-lm's parsers expect it (OpenAI's nested form)."""
+    """A tool as chat templates and mlx-lm's parsers expect it (OpenAI's nested form); a custom tool
+    as a function that says how its raw input is written."""
     function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
-    if tool.description:
-        function["description"] = tool.description
+    description = tool.description or ""
+    if tool.custom:
+        function["parameters"] = {"type": "object", "properties": {}}
+        description += CUSTOM_TOOL.format(header=json.dumps({"name": tool.name}))
+        if tool.grammar is not None:
+            description += f" It must match this {tool.grammar.kind} grammar:\n{tool.grammar.definition}"
+    if description:
+        function["description"] = description.strip()
     return {"type": "function", "function": function}
 
 

@@ -12,10 +12,12 @@ T = TypeVar("T")
 
 
 class BoundedQueue(Generic[T]):
-    def __init__(self, maxsize: int):
+    """``wakes``: another queue whose ``get`` returns (None, when it has nothing) once this one gets an item."""
+
+    def __init__(self, maxsize: int, wakes: "BoundedQueue | None" = None):
         self.maxsize = maxsize
         self._items: deque[T] = deque()
-        self._cond = threading.Condition()
+        self._cond = wakes._cond if wakes is not None else threading.Condition()
 
     def put(self, item: T) -> None:
         with self._cond:

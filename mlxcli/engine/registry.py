@@ -10,7 +10,9 @@ created it), through ``acquire`` / ``release`` / ``unload_idle``; any thread may
 ``resolve`` and ``snapshot``.
 
 Eviction is least-recently-used among models with no generation in progress
-(``in_use == 0``), so a model is never unloaded under a running request.
+(``in_use == 0``), so a model is never unloaded under a running request. Chat and embedding
+models each have their own ``max_loaded`` budget: an embedding model beside a chat model never
+waits for the chat model's generations to end.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from typing import Callable, Sequence
 import mlx.core as mx
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
-from mlxcli.core.engine import ModelState, ModelStatus
+from mlxcli.core.engine import ModelKind, ModelState, ModelStatus
 from mlxcli.core.errors import ModelError, ModelNotFound
 from mlxcli.core.request import Sampling
 from mlxcli.engine import formats, loading
+from mlxcli.engine.embeddings import model as embeddings
+from mlxcli.engine.embeddings.model import EmbeddingConfig
 from mlxcli.engine.settings import EngineSettings, ModelSpec
 
 log = logging.getLogger("mlxcli.engine")
@@ -50,6 +54,7 @@ class ServedModel:
     spec: ModelSpec | None = None  # sampling defaults, parser overrides
     format: formats.OutputFormat | None = None  # reasoning and tool-call formats; detected from the tokenizer when None
     identity: str = ""  # its files and template (loading.fingerprint), for the prompt cache; "" : its name
+    embedding: EmbeddingConfig | None = None  # set for an embedding model (pooling, width), which cannot chat
 
     state: ModelState = "unloaded"
     loaded: loading.LoadedModel | None = None
@@ -61,10 +66,14 @@ class ServedModel:
     def __post_init__(self) -> None:
         if self.spec is None:
             self.spec = ModelSpec(model=self.name)
-        if self.format is None:
+        if self.format is None and self.embedding is None:
             self.format = formats.detect(self.tokenizer, self.spec.tool_call_parser, self.spec.reasoning_parser)
         # The format's own stop tokens end generation as end-of-sequence does (gpt-oss's <|call|>).
         self.tokenizer.eos_token_ids = self.tokenizer.eos_token_ids | formats.stop_token_ids(self.format, self.tokenizer)
+
+    @property
+    def kind(self) -> ModelKind:
+        return "chat" if self.embedding is None else "embedding"
 
     @property
     def sampling(self) -> Sampling:
@@ -143,19 +152,21 @@ class ModelRegistry:
             found = next((model for pattern, model in self._patterns if fnmatch.fnmatchcase(key, pattern)), None)
         return found
 
-    def resolve(self, requested: str | None) -> ServedModel:
-        """The model a request's ``model`` selects, or ModelNotFound.
+    def resolve(self, requested: str | None, kind: ModelKind = "chat") -> ServedModel:
+        """The model a request of ``kind`` (chat, embeddings) selects by its ``model``, or ModelNotFound.
 
-        No name → the default model. A single model answers to any name (clients send
-        names like ``gpt-4o``) unless names are strict.
+        No name → the first model of that kind. The only model of a kind answers to any name (clients
+        send names like ``gpt-4o`` or ``text-embedding-3-small``) unless names are strict. With no
+        model of the kind, all models count (the caller then says why the one reached cannot answer).
         """
+        of_kind = [m for m in self.models if m.kind == kind] or self.models
         if not requested or not requested.strip():
-            return self.default
+            return of_kind[0]
         found = self.lookup(requested)
         if found is not None:
             return found
-        if len(self.models) == 1 and not self.strict_names:
-            return self.default
+        if len(of_kind) == 1 and not self.strict_names:
+            return of_kind[0]
         served = ", ".join(m.name for m in self.models)
         raise ModelNotFound(f"The model `{requested}` does not exist. Served models: {served}.", param="model")
 
@@ -193,10 +204,10 @@ class ModelRegistry:
                 self._unload(model, f"idle for {self.idle_unload:g}s")
 
     def _make_room_for(self, model: ServedModel) -> None:
-        while len(loaded := [m for m in self.models if m.loaded is not None]) >= self.max_loaded:
+        while len(loaded := [m for m in self.models if m.loaded is not None and m.kind == model.kind]) >= self.max_loaded:
             idle = [m for m in loaded if m.in_use == 0]
             if not idle:  # only possible once generations of several models overlap
-                raise ModelError(f"cannot load {model.name!r}: every loaded model is generating")
+                raise ModelError(f"cannot load {model.name!r}: every loaded {model.kind} model is in use")
             victim = min(idle, key=lambda m: m.last_used or 0.0)
             self._unload(victim, f"least recently used; making room for {model.name}")
 
@@ -239,6 +250,7 @@ class ModelRegistry:
             unloads_at = m.last_used + self.idle_unload
         return ModelStatus(
             name=m.name,
+            kind=m.kind,
             aliases=m.aliases,
             context_window=m.context_window,
             state=m.state,
@@ -268,6 +280,11 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
     """A model directory ready to serve: tokenizer and context window now, weights on first use."""
     spec = spec or ModelSpec(model=str(path))
     config = loading.read_config(path)
+    limits = [n for n in (spec.context_length, settings.context_length) if n]
+    limit = min(limits) if limits else None
+    embedding = embeddings.embedding_config(path, config)
+    if embedding is not None:
+        return _embedding_model(name, path, config, embedding, spec, ids, limit)
     template_file = spec.chat_template or settings.chat_template
     template = read_chat_template(template_file) if template_file else None
     tokenizer = loading.tokenizer_of(path, config, template)
@@ -280,19 +297,39 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
         model_type=config.get("model_type"),
     )
     log.info("%s: %s", name, formats.describe(fmt))
-    limits = [n for n in (spec.context_length, settings.context_length) if n]
-    limit = min(limits) if limits else None
     return ServedModel(
         name=name,
         tokenizer=tokenizer,
         context_window=loading.context_window_of(config, limit),
         load=lambda: loading.load(name, path, context_length=limit, tokenizer=tokenizer),
         aliases=tuple(spec.aliases),
-        ids=tuple(i for i in dict.fromkeys(ids) if _key(i) != _key(name)),
+        ids=_ids(name, ids),
         spec=spec,
         format=fmt,
         identity=loading.fingerprint(path, tokenizer.chat_template),
     )
+
+
+def _embedding_model(
+    name: str, path: Path, config: dict, embedding: EmbeddingConfig, spec: ModelSpec, ids: Sequence[str], limit: int | None
+) -> ServedModel:
+    tokenizer = loading.tokenizer_of(path, config)
+    log.info("%s: embeddings, %s pooling%s, %d dimensions", name, embedding.pooling,
+             ", normalised" if embedding.normalize else "", embedding.width)
+    return ServedModel(
+        name=name,
+        tokenizer=tokenizer,
+        context_window=min(embedding.window, limit or embedding.window),
+        load=lambda: embeddings.load(name, path, config, embedding, tokenizer),
+        aliases=tuple(spec.aliases),
+        ids=_ids(name, ids),
+        spec=spec,
+        embedding=embedding,
+    )
+
+
+def _ids(name: str, ids: Sequence[str]) -> tuple[str, ...]:
+    return tuple(i for i in dict.fromkeys(ids) if _key(i) != _key(name))
 
 
 def prepare(spec: ModelSpec, settings: EngineSettings, progress=None) -> ServedModel:

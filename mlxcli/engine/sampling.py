@@ -67,13 +67,16 @@ class Samplers:
 
     def processors(self, job: "Job") -> list:
         s = job.sampling
-        return make_logits_processors(
-            # ignore_eos: end-of-sequence made unreachable, so a benchmark gets exactly max_tokens.
-            logit_bias=dict.fromkeys(self._eos, -float("inf")) if s.ignore_eos else None,
+        processors = make_logits_processors(
+            # ignore_eos: end-of-sequence made unreachable, so a benchmark gets exactly max_tokens
+            # (unless a constraint decides where the answer ends).
+            logit_bias=dict.fromkeys(self._eos, -float("inf")) if s.ignore_eos and job.constraint is None else None,
             repetition_penalty=s.repetition_penalty,
             presence_penalty=s.presence_penalty,
             frequency_penalty=s.frequency_penalty,
         )
+        # Last: the penalties reshape what the grammar allows, never let back what it forbids.
+        return processors + [job.constraint] if job.constraint is not None else processors
 
 
 def _make(key: tuple) -> Sampler:

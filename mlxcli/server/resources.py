@@ -15,6 +15,7 @@ def status_json(status: ModelStatus) -> dict[str, Any]:
     """A model's state in memory, for `mlxcli ps` (times are Unix seconds)."""
     return {
         "name": status.name,
+        "kind": status.kind,
         "aliases": list(status.aliases),
         "state": status.state,
         "context_window": status.context_window,

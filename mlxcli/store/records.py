@@ -177,7 +177,7 @@ def message_json(m: StoredMessage) -> dict[str, Any]:
         "role": m.role,
         "content": m.content,
         "reasoning": m.reasoning,
-        "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls],
+        "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments, **({"custom": True} if c.custom else {})} for c in m.tool_calls],
         "tool_call_id": m.tool_call_id,
         "name": m.name,
     }
@@ -189,7 +189,9 @@ def message_from_json(d: dict[str, Any]) -> StoredMessage:
         role=d["role"],
         content=d.get("content"),
         reasoning=d.get("reasoning"),
-        tool_calls=[ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"]) for c in d.get("tool_calls") or []],
+        tool_calls=[
+            ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"], custom=bool(c.get("custom"))) for c in d.get("tool_calls") or []
+        ],
         tool_call_id=d.get("tool_call_id"),
         name=d.get("name"),
     )

@@ -249,3 +249,20 @@ def test_the_engine_matrix_exits_cleanly_with_the_default_model(default_model_di
     [row] = doc["results"]
     assert (row["prompt_tokens"], row["gen_tokens"], row["errors"]) == (128, 16, 0)
     assert row["output_tokens"]["min"] == 16
+
+
+@pytest.mark.parametrize("api", NAMES)
+def test_json_schema_runs_a_constrained_twin_of_each_target(api, scripted_server, tokenizer_dir, tmp_path):
+    schema = {"type": "object", "properties": {"word": {"enum": ["alpha", "omega"]}}, "required": ["word"], "additionalProperties": False}
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps(schema))
+    doc = bench("--url", scripted_server.url, "--api", api, "--model", str(tokenizer_dir), "--clients", "1", "--requests", "2",
+                "--repeat", "1", "--prompt-tokens", "70", "--gen-tokens", "20", "--json-schema", str(path))
+    free, constrained = rows(doc)
+    assert constrained["target"] == free["target"] + " +json-schema" and constrained["vs_first"] is not None
+    assert (free["errors"], constrained["errors"]) == (0, 0)
+    # The script's reply is prose, five tokens; the twin's is the JSON the schema allows, a different length.
+    reply_tokens = len(scripted_server.engine.registry.default.tokenizer.encode(REPLY, add_special_tokens=False))
+    assert free["tokens_per_request"]["max"] == reply_tokens != constrained["tokens_per_request"]["max"]
+    assert doc["targets"][1]["json_schema"] == schema
+    assert bench("--json-schema", str(path), "--model", str(tokenizer_dir), ok=False)["exit_code"] == 2  # the engine matrix

@@ -205,3 +205,24 @@ def test_in_process_engine_with_a_model_that_does_not_exist(tmp_path):
     result = run(tmp_path, "-m", str(tmp_path / "no-such-model"), "-p", "hi", "--no-fast-path")
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+CITY = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}}, "required": ["city"], "additionalProperties": False}
+
+
+def test_json_schema_prints_only_json_that_matches(server, tmp_path):
+    import jsonschema
+
+    schema = tmp_path / "city.json"
+    schema.write_text(json.dumps(CITY))
+    result = chat(tmp_path, "--url", server.url, "-p", "hello", "--json-schema", str(schema))
+    assert result.exit_code == 0, result.output
+    jsonschema.validate(json.loads(result.stdout), CITY)  # the script's "Reply 1: hello" is not JSON
+    cut = chat(tmp_path, "--url", server.url, "-p", "hello", "--json-schema", str(schema), "--max-tokens", "3")
+    assert cut.exit_code == 1 and "before its JSON was complete" in cut.stderr
+    schema.write_text("{not json")
+    bad = chat(tmp_path, "--url", server.url, "-p", "hello", "--json-schema", str(schema))
+    assert bad.exit_code == 2 and "cannot read a JSON Schema" in bad.stderr
+    schema.write_text(json.dumps({"type": "nope"}))
+    refused = chat(tmp_path, "--url", server.url, "-p", "hello", "--json-schema", str(schema))
+    assert refused.exit_code == 1 and "Invalid type: nope" in refused.stderr

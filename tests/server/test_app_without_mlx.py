@@ -28,6 +28,7 @@ out = {
     "messages": client.simulate_post("/v1/messages", json={"model": "echo", "max_tokens": 8, "messages": hi}).json,
     "azure": client.simulate_post("/openai/deployments/echo/chat/completions", params={"api-version": "2024-10-21"}, json={"messages": hi}).json,
     "unknown_model": client.simulate_post("/v1/messages", json={"model": "nope", "max_tokens": 8, "messages": hi}).json,
+    "embeddings": client.simulate_post("/v1/embeddings", json={"model": "echo", "input": ["hi", "there"], "encoding_format": "base64"}).json,
     "models": client.simulate_get("/v1/models").json,
     "health": client.simulate_get("/health").json,
     "mlx_loaded": [m for m in sys.modules if m.split(".")[0] in ("mlx", "mlx_lm") and sys.modules[m] is not None],
@@ -48,5 +49,10 @@ def test_the_app_serves_every_api_around_a_fake_engine_with_mlx_unimportable():
     assert out["messages"]["content"] == [{"type": "text", "text": "echo: hello there"}]
     assert out["azure"]["choices"][0]["message"]["content"] == "echo: hello there"
     assert out["unknown_model"]["error"]["type"] == "not_found_error"  # Anthropic's shape for its own route
+    import base64, struct
+
+    embedded = out["embeddings"]
+    assert [struct.unpack("<2f", base64.b64decode(d["embedding"])) for d in embedded["data"]] == [(2.0, 1.0), (5.0, 1.0)]
+    assert embedded["usage"] == {"prompt_tokens": 7, "total_tokens": 7} and embedded["model"] == "echo"
     assert out["models"]["data"][0]["id"] == "echo"
     assert out["health"]["status"] == "ok" and out["health"]["model"] == "echo"

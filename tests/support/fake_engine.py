@@ -1,4 +1,5 @@
-"""An engine without mlx: it satisfies ``mlxcli.core.engine.Engine`` and echoes the last user message.
+"""An engine without mlx: it satisfies ``mlxcli.core.engine.Engine``, echoes the last user message, and
+embeds a text as ``[its length in characters, 1.0]``.
 
 For what the server does around the engine (routing, wire formats, errors), in a process that
 cannot import mlx at all.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
+from mlxcli.core.embeddings import EmbeddingRequest, Embeddings
 from mlxcli.core.engine import ModelStatus
 from mlxcli.core.errors import ModelNotFound
 from mlxcli.core.events import Event, Finish, TextDelta, Usage
@@ -39,6 +41,19 @@ class EchoGeneration:
         self._events.clear()
 
 
+class LengthEmbedding:
+    def __init__(self, request: EmbeddingRequest):
+        lengths = [len(x) for x in request.inputs]
+        self.prompt_tokens = sum(lengths)
+        self._result = Embeddings([[float(n), 1.0] for n in lengths], self.prompt_tokens)
+
+    def result(self, timeout: float | None = None) -> Embeddings:
+        return self._result
+
+    def cancel(self) -> None:
+        pass
+
+
 class EchoEngine:
     def __init__(self, name: str = "echo"):
         self.name = name
@@ -57,12 +72,12 @@ class EchoEngine:
         return 4
 
     def models(self) -> list[ModelStatus]:
-        return [ModelStatus(name=self.name, aliases=(), context_window=1024, state="loaded", active=0)]
+        return [ModelStatus(name=self.name, kind="chat", aliases=(), context_window=1024, state="loaded", active=0)]
 
     def lookup(self, name: str) -> str | None:
         return self.name if name == self.name else None
 
-    def resolve(self, requested: str | None) -> str:
+    def resolve(self, requested: str | None, kind: str = "chat") -> str:
         if requested not in (None, "", self.name):
             raise ModelNotFound(f"The model `{requested}` does not exist.", param="model")
         return self.name
@@ -74,6 +89,10 @@ class EchoEngine:
         self.resolve(request.model)
         self.submitted.append(request)
         return EchoGeneration(request)
+
+    def embed(self, request: EmbeddingRequest) -> "LengthEmbedding":
+        self.resolve(request.model, "embedding")
+        return LengthEmbedding(request)
 
     def stats(self) -> dict[str, Any]:
         return {"queue_depth": 0, "active_requests": 0}

@@ -145,8 +145,16 @@ class ScriptedModel(nn.Module):
         self._marker = generation_marker(tokenizer)
         self._eos = min(tokenizer.eos_token_ids)
         self._plans: dict[tuple[int, ...], list[int]] = {}
+        # Where a constraint forbids the script's token, the model leans towards ending: closing quotes
+        # and brackets, then the end of the answer (a real model, out of its depth, wanders off instead).
+        self._lean = mx.zeros((vocab_size,))
+        for weight, text in enumerate(["]", "}", '"']):
+            (token,) = tokenizer.encode(text, add_special_tokens=False)
+            self._lean = self._lean.at[token].add(weight + 1)
+        self._lean = self._lean.at[self._eos].add(4)
         self.prompts: list[str] = []  # every prompt the model answered, for assertions
         self.calls = 0  # forward passes run: the engine-side work, for cancellation tests
+        self.widest = 0  # the most rows one forward pass had: requests that ran in one batch
         self.step_delay = 0.0  # seconds each forward pass takes: a slow model, set by tests
 
     def make_cache(self):
@@ -173,6 +181,19 @@ class ScriptedModel(nn.Module):
             end = len(prompt)
             if end <= len(row) and row[end:] == plan[: len(row) - end] and tuple(row[:end]) == prompt:
                 return plan, end
+        # A constraint masked the script's token, so the row left the plan: go on with it by position
+        # (the plan of the longest prompt the row starts with).
+        # Only a prompt that ends after the row's last generation marker: an earlier turn's
+        # prompt is the start of every later turn's.
+        start = self._reply_start(row) or len(row)
+        started = [
+            (len(prompt), plan)
+            for prompt, plan in self._plans.items()
+            if len(prompt) >= start and tuple(row[: len(prompt)]) == prompt
+        ]
+        if started:
+            end, plan = max(started, key=lambda found: found[0])
+            return plan, end
         if not create:
             return None
         text = self._tokenizer.decode(row)
@@ -188,6 +209,7 @@ class ScriptedModel(nn.Module):
         if self.step_delay:
             time.sleep(self.step_delay)
         batch, length = inputs.shape
+        self.widest = max(self.widest, batch)
         keys = inputs.astype(mx.float32).reshape(batch, 1, length, 1)
         seen, _ = cache[0].update_and_fetch(keys, keys)
         if len(cache) > 1:  # the running state: tokens read so far
@@ -212,7 +234,7 @@ class ScriptedModel(nn.Module):
             target = plan[k] if k < len(plan) else self._eos
             if target == FAIL:
                 raise RuntimeError("scripted failure")
-            logits.append(mx.zeros((self._vocab,)).at[target].add(FORCE))
+            logits.append(self._lean.at[target].add(FORCE))
         return mx.stack(logits)[:, None, :]
 
 

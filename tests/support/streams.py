@@ -86,12 +86,14 @@ def check_responses_stream(raw: str) -> dict[str, Any]:
             assert d["output_index"] == len(done_items), f"{where}: output_index {d['output_index']}"
             item, parts, part, text, text_done = copy.deepcopy(d["item"]), [], None, "", False
             assert item["id"], f"{where}: item without id"
-            assert item["type"] in ("message", "function_call", "reasoning"), f"{where}: type {item['type']}"
+            assert item["type"] in ("message", "function_call", "custom_tool_call", "reasoning"), f"{where}: type {item['type']}"
             assert item.get("content", []) == [], f"{where}: an item starts with empty content"
             if item["type"] == "message":
                 assert item["content"] == [] and item["role"] == "assistant" and item["status"] == "in_progress"
             if item["type"] == "function_call":
                 assert item["arguments"] == "" and item["call_id"] and item["name"], f"{where}: {item}"
+            if item["type"] == "custom_tool_call":
+                assert item["input"] == "" and item["call_id"] and item["name"], f"{where}: {item}"
         elif kind == "response.content_part.added":
             _at(item, d, where, len(done_items), content_index=len(parts))
             assert item["type"] in DELTAS and part is None, f"{where}: not inside a message or reasoning item"
@@ -122,14 +124,23 @@ def check_responses_stream(raw: str) -> dict[str, Any]:
             assert item["type"] == "function_call" and not text_done, f"{where}: not in an open function call"
             assert d["arguments"] == text and d["name"] == item["name"], f"{where}: {d}"
             text_done = True
+        elif kind in ("response.custom_tool_call_input.delta", "response.custom_tool_call_input.done"):
+            _at(item, d, where, len(done_items))
+            assert item["type"] == "custom_tool_call" and not text_done, f"{where}: not in an open custom tool call"
+            if kind.endswith(".delta"):
+                text += d["delta"]
+            else:
+                assert d["input"] == text, f"{where}: {d}"
+                text_done = True
         elif kind == "response.output_item.done":
             assert item is not None and part is None, f"{where}: no open item, or a part still open"
             assert d["output_index"] == len(done_items), f"{where}: output_index {d['output_index']}"
             final = d["item"]
             assert final["id"] == item["id"] and final["type"] == item["type"], f"{where}: item changed identity"
             assert final["status"] in ("completed", "incomplete"), f"{where}: status {final['status']}"
-            if item["type"] == "function_call":
-                assert text_done and final["arguments"] == text and final["call_id"] == item["call_id"]
+            if item["type"] in ("function_call", "custom_tool_call"):
+                value = final["arguments"] if item["type"] == "function_call" else final["input"]
+                assert text_done and value == text and final["call_id"] == item["call_id"]
             else:
                 assert final["content"] == parts, f"{where}: content {final['content']} but parts {parts}"
             done_items.append(final)

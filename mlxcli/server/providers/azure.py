@@ -2,9 +2,10 @@
 
     /openai/deployments/{d}/chat/completions?api-version=V  Chat Completions (model = d)
     /openai/deployments/{d}/responses?api-version=V         Responses (model = d)
+    /openai/deployments/{d}/embeddings?api-version=V        Embeddings (model = d)
     /openai/responses[/{id}[/input_items]]?api-version=V    Responses (model from the body), stored responses
     /openai/models[/{id}]?api-version=V                     the model list
-    /openai/v1/{chat/completions|responses…|models…}        the v1 API: the same, without api-version
+    /openai/v1/{chat/completions|responses…|embeddings|models…}  the v1 API: the same, without api-version
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import falcon
 from mlxcli.core.errors import MlxcliError, ModelNotFound, RouteNotFound
 from mlxcli.server.providers import openai
 from mlxcli.server.providers.base import Provider, Route
+from mlxcli.server.providers.openai.embeddings import Embed
 from mlxcli.server.providers.openai.errors import TYPES
 
 if TYPE_CHECKING:
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
 PREFIX = "/openai"
 V1 = PREFIX + "/v1/"
+DEPLOYMENT_ONLY = ("/chat/completions", "/embeddings")  # classic routes that name the model in the URL only
 
 
 def error_body(err: MlxcliError) -> dict[str, Any]:
@@ -49,7 +52,8 @@ def routes(ctx: "ServerContext") -> list[Route]:
     return [
         Route(f"{deployments}/chat/completions", openai.chat_resource(ctx, PROVIDER)),
         Route(f"{deployments}/responses", openai.responses_resource(ctx, PROVIDER)),
-        *[r for r in openai.api_routes(ctx, PREFIX, PROVIDER) if "/chat/completions" not in r.template],  # no model in the URL
+        Route(f"{deployments}/embeddings", Embed(ctx, PROVIDER)),
+        *[r for r in openai.api_routes(ctx, PREFIX, PROVIDER) if not r.template.endswith(DEPLOYMENT_ONLY)],
         *openai.api_routes(ctx, PREFIX + "/v1", PROVIDER),
     ]
 

@@ -9,7 +9,7 @@ import re
 from typing import Any, Callable, Iterable, Mapping
 
 from mlxcli.core.errors import InvalidRequest
-from mlxcli.core.request import SAMPLING_BOUNDS, ToolSpec
+from mlxcli.core.request import SAMPLING_BOUNDS, Grammar, ToolSpec
 from mlxcli.server.validate import Obj, objects
 
 MAX_INT = 2**31 - 1  # the widest integer a client may send where a field has no upper bound
@@ -53,8 +53,32 @@ def tool(o: Obj, *, schema: str = "parameters", schema_required: bool = False, m
     if not re.match(pattern, name):
         raise InvalidRequest(f"Invalid value for '{o.param('name')}': must match {pattern}.", param=o.param("name"))
     parameters = o.obj(schema, required=schema_required)
-    o.bool("strict")
-    return ToolSpec(name=name, description=o.str("description"), parameters=parameters.data if parameters else dict(EMPTY_SCHEMA))
+    return ToolSpec(
+        name=name,
+        description=o.str("description"),
+        parameters=parameters.data if parameters else dict(EMPTY_SCHEMA),
+        strict=o.bool("strict", default=False),
+        param=o.param(schema),
+    )
+
+
+def json_schema(o: Obj, key: str = "schema", *, required: bool = True) -> Grammar:
+    """A JSON Schema output format: the object at ``key`` as a constraint that names its parameter."""
+    schema = o.obj(key, required=required)
+    return Grammar("json", param=o.param(key), schema=schema.data if schema is not None else None)
+
+
+def custom_tool(o: Obj) -> ToolSpec:
+    """A custom tool (``{"name", "description", "format"}``): free text in, or text in its grammar."""
+    spec = tool(o)
+    spec.custom, spec.param = True, o.param("format")
+    fmt = o.obj("format")
+    kind = fmt.str("type", required=True, choices=("text", "grammar")) if fmt is not None else "text"
+    if kind == "grammar":
+        syntax = fmt.str("syntax", required=True, choices=("lark", "regex"))
+        definition = fmt.str("definition", required=True, allow_empty=False)
+        spec.grammar = Grammar(syntax, param=fmt.param("definition"), definition=definition)
+    return spec
 
 
 def named_tool(name: str, tools: list[ToolSpec], param: str) -> dict[str, str]:

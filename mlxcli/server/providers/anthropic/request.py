@@ -8,7 +8,7 @@ from typing import Any
 
 from mlxcli.core.collect import Completion
 from mlxcli.core.errors import InvalidRequest
-from mlxcli.core.request import ChatRequest, Effort, Message, Sampling, ToolCall, ToolSpec, new_id
+from mlxcli.core.request import ChatRequest, Effort, Grammar, Message, Sampling, ToolCall, ToolSpec, new_id
 from mlxcli.server.providers import common
 from mlxcli.server.providers.anthropic.response import MessageStreamEncoder, message_json
 from mlxcli.server.validate import Obj, objects
@@ -48,6 +48,7 @@ def parse(body: dict[str, Any]) -> MessagesCall:
     """Raises InvalidRequest naming the parameter."""
     o = Obj(body)
     request = parse_prompt(o)
+    request.response_format = _output_format(o)
     request.sampling = Sampling(
         **common.sampling_fields(o, ("temperature", "top_p", "top_k"), temperature=1),
         max_tokens=common.max_tokens(o, "max_tokens", required=True),
@@ -190,6 +191,16 @@ def _tool_choice(o: Obj, tools: list[ToolSpec]) -> tuple[str | dict[str, Any], b
     if kind == "tool":
         return common.named_tool(choice.str("name", required=True), tools, choice.param("name")), parallel
     return {"auto": "auto", "any": "required", "none": "none"}[kind], parallel
+
+
+def _output_format(o: Obj) -> Grammar | None:
+    """``output_config.format`` (``{"type": "json_schema", "schema": …}``): the answer is that JSON."""
+    config = o.obj("output_config")
+    fmt = config.obj("format") if config is not None else None
+    if fmt is None:
+        return None
+    fmt.str("type", required=True, choices=("json_schema",))
+    return common.json_schema(fmt)
 
 
 def _effort(o: Obj) -> Effort | None:

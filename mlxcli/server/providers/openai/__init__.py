@@ -1,4 +1,4 @@
-"""The OpenAI API: Chat Completions, Responses (stored, with previous_response_id) and the model list.
+"""The OpenAI API: Chat Completions, Responses (stored, with previous_response_id), Embeddings and the model list.
 
 ``api_routes`` mounts them under a prefix: ``/v1`` here, and Azure's own prefixes (azure.py).
 """
@@ -11,6 +11,7 @@ from mlxcli.server.framing import SSE
 from mlxcli.server.generate import Generate
 from mlxcli.server.providers.base import Provider, Route
 from mlxcli.server.providers.openai import chat, responses
+from mlxcli.server.providers.openai.embeddings import Embed
 from mlxcli.server.providers.openai.errors import error_body
 from mlxcli.server.providers.openai.models import Models
 from mlxcli.server.providers.openai.stored import StoredResponses
@@ -28,6 +29,7 @@ def api_routes(ctx: "ServerContext", prefix: str, provider: Provider | None = No
         Route(f"{prefix}/responses", responses_resource(ctx, provider)),
         Route(f"{prefix}/responses/{{response_id}}", stored),
         Route(f"{prefix}/responses/{{response_id}}/input_items", stored, "input_items"),
+        Route(f"{prefix}/embeddings", Embed(ctx, provider or PROVIDER)),
         Route(f"{prefix}/models", models),
         Route(f"{prefix}/models/{{model_id:path}}", models, "one"),  # repo ids hold a "/"
     ]

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 from mlxcli.core.collect import Completion
 from mlxcli.core.errors import InvalidRequest, MlxcliError
 from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
-from mlxcli.core.request import ChatRequest, Message, Sampling, ToolCall, new_id, now
+from mlxcli.core.request import ChatRequest, Grammar, Message, Sampling, ToolCall, new_id, now
 from mlxcli.server.framing import sse_data
 from mlxcli.server.providers import common
 from mlxcli.server.providers.openai import tools
@@ -83,20 +83,37 @@ def parse(body: dict[str, Any]) -> ChatCall:
         stop=common.stop(o, "stop"),
     )
 
-    response_format = o.obj("response_format")
-    if response_format is not None:
-        kind = response_format.str("type", required=True, choices=("text", "json_object", "json_schema"))
-        if kind != "text":
-            raise InvalidRequest(f"response_format {kind!r} is not supported by this server.", param="response_format")
-
     template_kwargs = _template_kwargs(o)
     # The template still gets a client's own reasoning_effort kwarg as it is; other templates get it mapped.
     effort = tools.effort(o) or tools.neutral_effort(template_kwargs.get("reasoning_effort"))
 
     request = ChatRequest(
-        messages, sampling, model, reasoning=effort, template_kwargs=template_kwargs, **tools.tool_fields(o, nested=True)
+        messages,
+        sampling,
+        model,
+        reasoning=effort,
+        template_kwargs=template_kwargs,
+        response_format=_response_format(o),
+        **tools.tool_fields(o, nested=True),
     )
     return ChatCall(request, stream=stream, include_usage=include_usage, id=new_id("chatcmpl-"), store=o.bool("store"))
+
+
+def _response_format(o: Obj) -> Grammar | None:
+    """``response_format``: ``text`` (free), ``json_object`` (any JSON object) or ``json_schema``."""
+    fmt = o.obj("response_format")
+    if fmt is None:
+        return None
+    kind = fmt.str("type", required=True, choices=("text", "json_object", "json_schema"))
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return Grammar("json", param="response_format")
+    spec = fmt.obj("json_schema", required=True)
+    spec.str("name", required=True, max_len=64, allow_empty=False)
+    spec.str("description")
+    spec.bool("strict")
+    return common.json_schema(spec, required=False)
 
 
 def _check_passive_fields(o: Obj) -> None:

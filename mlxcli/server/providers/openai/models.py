@@ -21,6 +21,7 @@ def model_json(status: ModelStatus) -> dict[str, Any]:
         "object": "model",
         "created": STARTED_AT,
         "owned_by": "mlxcli",
+        "kind": status.kind,  # chat or embedding: which requests it answers
         "context_window": status.context_window,
         "aliases": list(status.aliases),
         "loaded": status.state == "loaded",

@@ -36,6 +36,7 @@ class ResponseState:
     tool_choice: Any = "auto"
     parallel_tool_calls: bool = True
     reasoning: dict[str, Any] = field(default_factory=lambda: {"effort": None, "summary": None})
+    text_format: dict[str, Any] = field(default_factory=lambda: {"type": "text"})
     metadata: dict[str, str] = field(default_factory=dict)
     user: str | None = None
     truncation: str | None = None  # as the request said it (None: not said)
@@ -94,6 +95,9 @@ class OutputBuilder:
                 {"type": "response.function_call_arguments.done", "item_id": item["id"], "output_index": index,
                  "name": item["name"], "arguments": item["arguments"]}
             )
+        elif item["type"] == "custom_tool_call":
+            events.append({"type": "response.custom_tool_call_input.done", "item_id": item["id"], "output_index": index,
+                           "input": item["input"]})
         else:
             part = item["content"][0]
             prefix = "response.output_text" if item["type"] == "message" else "response.reasoning_text"
@@ -145,8 +149,13 @@ class OutputBuilder:
         if self._open_key != key:
             events = self.close()
             index = len(self.items)
-            item = {"id": self.state.item_id(index, "fc_"), "type": "function_call", "status": "in_progress",
-                    "call_id": self.state.call_id(event.index, event.id), "name": event.name or "", "arguments": ""}
+            call_id = self.state.call_id(event.index, event.id)
+            if event.custom:
+                item = {"id": self.state.item_id(index, "ctc_"), "type": "custom_tool_call", "status": "in_progress",
+                        "call_id": call_id, "name": event.name or "", "input": ""}
+            else:
+                item = {"id": self.state.item_id(index, "fc_"), "type": "function_call", "status": "in_progress",
+                        "call_id": call_id, "name": event.name or "", "arguments": ""}
             events.append({"type": "response.output_item.added", "output_index": index, "item": _copy(item)})
             self.items.append(item)
             self._open, self._open_key = item, key
@@ -155,9 +164,10 @@ class OutputBuilder:
         if event.name and not item["name"]:
             item["name"] = event.name
         if event.arguments:
-            item["arguments"] += event.arguments
-            events.append({"type": "response.function_call_arguments.delta", "item_id": item["id"],
-                           "output_index": len(self.items) - 1, "delta": event.arguments})
+            custom = item["type"] == "custom_tool_call"
+            item["input" if custom else "arguments"] += event.arguments
+            kind = "response.custom_tool_call_input.delta" if custom else "response.function_call_arguments.delta"
+            events.append({"type": kind, "item_id": item["id"], "output_index": len(self.items) - 1, "delta": event.arguments})
         return events
 
 
@@ -209,7 +219,7 @@ def response_json(
         "reasoning": state.reasoning,
         "store": state.store,
         "temperature": state.temperature,
-        "text": {"format": {"type": "text"}},
+        "text": {"format": state.text_format},
         "tool_choice": state.tool_choice,
         "tools": state.tools,
         "top_p": state.top_p,

@@ -16,7 +16,7 @@ from typing import Any
 from mlxcli.core.collect import Completion
 from mlxcli.core.errors import EngineFailure, InvalidRequest
 from mlxcli.core.events import Usage
-from mlxcli.core.request import ChatRequest, Message, Sampling, ToolCall, new_id, now
+from mlxcli.core.request import ChatRequest, Grammar, Message, Sampling, ToolCall, new_id, now
 from mlxcli.server.providers import common
 from mlxcli.server.providers.openai import tools
 from mlxcli.server.providers.openai.response_object import ResponsesStreamEncoder, ResponseState, replay
@@ -30,7 +30,9 @@ INPUT_ROLES = ("user", "system", "developer", "assistant")
 TEXT_PARTS = {kind: "text" for kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text")} | {"refusal": "refusal"}
 # Responses' `truncation`: "auto" drops the oldest items to fit the window, "disabled" answers 400.
 TRUNCATION = {"auto": "truncate", "disabled": "error"}
-ITEM_TYPES = ("message", "function_call", "function_call_output", "reasoning", "item_reference")
+ITEM_TYPES = (
+    "message", "function_call", "function_call_output", "custom_tool_call", "custom_tool_call_output", "reasoning", "item_reference",
+)
 
 
 @dataclass
@@ -59,9 +61,9 @@ class ResponsesCall:
         message_id = next((i["id"] for i in response["output"] if i["type"] == "message"), None)
         answer = answer_message(completion, id=message_id)
         answer.tool_calls = [  # with the call ids the client saw
-            ToolCall(id=i["call_id"], name=i["name"], arguments=i["arguments"])
+            ToolCall(id=i["call_id"], name=i["name"], arguments=i.get("arguments", i.get("input", "")), custom="input" in i)
             for i in response["output"]
-            if i["type"] == "function_call"
+            if i["type"] in ("function_call", "custom_tool_call")
         ]
         return Turn(
             id=state.id,
@@ -92,7 +94,7 @@ def parse(body: dict[str, Any], store: ConversationStore) -> ResponsesCall:
     if o.int("top_logprobs", lo=0, hi=20):
         raise InvalidRequest("'top_logprobs' is not supported by this server.", param="top_logprobs")
     sampling = Sampling(**common.sampling_fields(o, ("temperature", "top_p")), max_tokens=common.max_tokens(o, "max_output_tokens"))
-    _check_text_format(o)
+    response_format, text_format = _text_format(o)
     tool_fields = tools.tool_fields(o, nested=False)
     reasoning: dict[str, Any] = {"effort": None, "summary": None}
     if (r := o.obj("reasoning")) is not None:
@@ -112,13 +114,16 @@ def parse(body: dict[str, Any], store: ConversationStore) -> ResponsesCall:
         tool_choice=o.raw("tool_choice") if o.raw("tool_choice") is not None else "auto",
         parallel_tool_calls=tool_fields["parallel_tool_calls"],
         reasoning=reasoning,
+        text_format=text_format,
         metadata=_metadata(o),
         user=o.str("user", max_len=256),
         truncation=o.str("truncation", choices=tuple(TRUNCATION)),
     )
     messages: list[Message] = [Message(role="system", content=instructions)] if instructions else []
     messages += merge_assistant_runs(_history(store, previous_id) + input_messages)
-    request = ChatRequest(messages, sampling, model, reasoning=tools.neutral_effort(reasoning["effort"]), **tool_fields)
+    request = ChatRequest(
+        messages, sampling, model, reasoning=tools.neutral_effort(reasoning["effort"]), response_format=response_format, **tool_fields
+    )
     request.context_overflow = TRUNCATION.get(state.truncation)  # not said: the server's --context-overflow
     return ResponsesCall(request, stream=o.bool("stream", default=False), state=state)
 
@@ -157,11 +162,16 @@ def _item(i: Obj) -> StoredMessage:
         return StoredMessage(
             id=item_id or new_id("msg_"), role="system" if role == "developer" else role, content=_text(i, "content")
         )
-    if kind == "function_call":
-        name = i.str("name", required=True, max_len=64)
-        call = ToolCall(id=i.str("call_id", required=True, max_len=256), name=name, arguments=i.str("arguments", required=True))
-        return StoredMessage(id=item_id or new_id("fc_"), role="assistant", content=None, tool_calls=[call])
-    if kind == "function_call_output":
+    if kind in ("function_call", "custom_tool_call"):
+        custom = kind == "custom_tool_call"
+        call = ToolCall(
+            id=i.str("call_id", required=True, max_len=256),
+            name=i.str("name", required=True, max_len=64),
+            arguments=i.str("input" if custom else "arguments", required=True),
+            custom=custom,
+        )
+        return StoredMessage(id=item_id or new_id("ctc_" if custom else "fc_"), role="assistant", content=None, tool_calls=[call])
+    if kind in ("function_call_output", "custom_tool_call_output"):
         return StoredMessage(
             id=item_id or new_id("fco_"),
             role="tool",
@@ -205,17 +215,23 @@ def _join(a: str | None, b: str | None) -> str | None:
     return a or b
 
 
-def _check_text_format(o: Obj) -> None:
+def _text_format(o: Obj) -> tuple[Grammar | None, dict[str, Any]]:
+    """``text.format`` as a constraint (``json_object``, ``json_schema``), and as the response echoes it."""
     text = o.obj("text")
     fmt = text.obj("format") if text is not None else None
     if fmt is None:
-        return
-    kind = fmt.str("type", required=True)
-    if kind != "text":
-        raise InvalidRequest(
-            f"text.format {kind!r} is not supported by this server: only plain text output ('text').",
-            param=fmt.param("type"),
-        )
+        return None, {"type": "text"}
+    kind = fmt.str("type", required=True, choices=("text", "json_object", "json_schema"))
+    if kind == "text":
+        return None, {"type": "text"}
+    if kind == "json_object":
+        return Grammar("json", param=fmt.param("type")), {"type": "json_object"}
+    name = fmt.str("name", required=True, max_len=64, allow_empty=False)
+    grammar = common.json_schema(fmt)
+    echo = {"type": "json_schema", "name": name, "schema": grammar.schema, "strict": fmt.bool("strict", default=False)}
+    if (description := fmt.str("description")) is not None:
+        echo["description"] = description
+    return grammar, echo
 
 
 def _metadata(o: Obj) -> dict[str, str]:

@@ -19,6 +19,9 @@ def input_item_json(m: StoredMessage) -> dict[str, Any]:
                 "status": "completed"}
     if m.role == "assistant" and m.tool_calls and not m.content:
         call = m.tool_calls[0]
+        if call.custom:
+            return {"id": m.id, "type": "custom_tool_call", "call_id": call.id, "name": call.name, "input": call.arguments,
+                    "status": "completed"}
         return {"id": m.id, "type": "function_call", "call_id": call.id, "name": call.name,
                 "arguments": call.arguments, "status": "completed"}
     if m.role == "assistant" and m.reasoning is not None and not m.content:

@@ -28,9 +28,13 @@ def tools(o: Obj, *, nested: bool) -> list[ToolSpec]:
     specs = []
     for t in objects(o.list("tools", max_items=MAX_TOOLS)):
         kind = t.str("type", required=True)
-        if kind != "function":
-            raise InvalidRequest(f"Tool type {kind!r} is not supported by this server: only 'function' tools.", param=t.param("type"))
-        specs.append(common.tool(t.obj("function", required=True) if nested else t))
+        if kind == "custom" and not nested:  # Responses: free text in, or text in a grammar
+            specs.append(common.custom_tool(t))
+        elif kind == "function":
+            specs.append(common.tool(t.obj("function", required=True) if nested else t))
+        else:
+            kinds = "'function' tools" if nested else "'function' and 'custom' tools"
+            raise InvalidRequest(f"Tool type {kind!r} is not supported by this server: only {kinds}.", param=t.param("type"))
     return specs
 
 
@@ -42,8 +46,8 @@ def tool_choice(o: Obj, specs: list[ToolSpec], *, nested: bool) -> tuple[str | d
     if isinstance(value, str):
         return o.str("tool_choice", choices=("none", "auto", "required")), specs
     choice = o.obj("tool_choice")
-    kind = choice.str("type", required=True, choices=("function", "allowed_tools"))
-    if kind == "function":
+    kind = choice.str("type", required=True, choices=("function", "allowed_tools") if nested else ("function", "custom", "allowed_tools"))
+    if kind in ("function", "custom"):
         function = choice.obj("function", required=True) if nested else choice
         return common.named_tool(function.str("name", required=True), specs, "tool_choice"), specs
     allowed = choice.obj("allowed_tools", required=True) if nested else choice
