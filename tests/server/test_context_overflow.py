@@ -13,7 +13,8 @@ import anthropic
 import openai
 import pytest
 
-from mlxcli.core.request import ChatRequest, Message, ToolCall, ToolSpec
+from mlxcli.core.collect import collect
+from mlxcli.core.request import ChatRequest, Grammar, Message, ToolCall, ToolSpec
 from mlxcli.engine.engine import EngineSettings
 from mlxcli.engine.overflow import ASK_SUMMARY, NOTE
 from mlxcli.server.generate import CONTEXT_HEADER
@@ -177,3 +178,16 @@ def test_summarize_asks_again_without_tools_when_the_model_answers_the_ask_with_
     generation = engine.submit(ChatRequest(messages=messages, tools=tools))
     assert generation.compaction.policy == "summarize" and generation.compaction.summary.startswith("SUMMARY of turns 0,")
     list(generation)
+
+
+def test_the_summary_is_free_text_when_the_answer_must_match_a_json_schema(scripted_engine):
+    def answer_json(prompt: str) -> str:
+        return respond(prompt) if ASK_SUMMARY in prompt else '{"seen": "%s"}' % respond(prompt)
+
+    settings = EngineSettings(temperature=0.0, context_overflow="summarize", context_keep_turns=4)
+    engine = scripted_engine(answer_json, settings, context_window=WINDOW)
+    messages = [Message(m["role"], m["content"]) for m in conversation(20)]
+    schema = {"type": "object", "properties": {"seen": {"type": "string"}}, "required": ["seen"]}
+    generation = engine.submit(ChatRequest(messages=messages, response_format=Grammar("json", "response_format", schema)))
+    assert generation.compaction.summary.startswith("SUMMARY of turns 0,")
+    assert collect(generation).text == '{"seen": "I see turns 18,19,20"}'
