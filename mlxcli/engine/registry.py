@@ -40,7 +40,6 @@ from mlxcli.engine.settings import EngineSettings, ModelSpec
 log = logging.getLogger("mlxcli.engine")
 
 
-
 @dataclass(eq=False)
 class ServedModel:
     """One configured model. The fields after ``spec`` are its state, written by the worker thread."""
@@ -68,8 +67,9 @@ class ServedModel:
             self.spec = ModelSpec(model=self.name)
         if self.format is None and self.embedding is None:
             self.format = formats.detect(self.tokenizer, self.spec.tool_call_parser, self.spec.reasoning_parser)
-        # The format's own stop tokens end generation as end-of-sequence does (gpt-oss's <|call|>).
-        self.tokenizer.eos_token_ids = self.tokenizer.eos_token_ids | formats.stop_token_ids(self.format, self.tokenizer)
+        if self.format is not None:
+            # The format's own stop tokens end generation as end-of-sequence does (gpt-oss's <|call|>).
+            self.tokenizer.eos_token_ids = self.tokenizer.eos_token_ids | formats.stop_token_ids(self.format, self.tokenizer)
 
     @property
     def kind(self) -> ModelKind:
