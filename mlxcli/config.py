@@ -8,6 +8,7 @@ Both formats have the same keys::
         aliases: [tiny, default]
         temperature: 0.7             # this model's sampling defaults; requests override them
         context_length: 4096
+        context_overflow: truncate   # error | truncate | summarize (see `mlxcli serve --context-overflow`)
         chat_template: ./chatml.jinja
     server:                          # any `mlxcli serve` flag, by its long name
       port: 8000
@@ -34,13 +35,13 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from mlxcli.core.request import SAMPLING_BOUNDS, Sampling
-from mlxcli.engine.settings import ModelSpec
+from mlxcli.engine.settings import POLICIES, ModelSpec
 
 # Sampling defaults a model may set, with the bounds every API accepts.
 SAMPLING_KEYS = SAMPLING_BOUNDS
-TEXT_KEYS = ("model", "served_name", "chat_template", "tool_call_parser", "reasoning_parser")
-MODEL_KEYS = (*TEXT_KEYS, "aliases", "context_length", *SAMPLING_KEYS)
-PATH_KEYS = ("chat_template",)  # server settings holding a file path
+TEXT_KEYS = ("model", "served_name", "chat_template", "tool_call_parser", "reasoning_parser", "context_overflow")
+MODEL_KEYS = (*TEXT_KEYS, "aliases", "context_length", "context_keep_turns", *SAMPLING_KEYS)
+PATH_KEYS = ("chat_template", "prompt_cache_dir")  # server settings holding a path ("none" stays none)
 MIN_CONTEXT = 16
 
 
@@ -99,7 +100,7 @@ def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
     if spec.aliases:
         out["aliases"] = list(spec.aliases)
     out.update({k: getattr(spec.sampling, k) for k in SAMPLING_KEYS if getattr(spec.sampling, k) is not None})
-    for key in ("context_length", "chat_template", "tool_call_parser", "reasoning_parser"):
+    for key in ("context_length", "chat_template", "tool_call_parser", "reasoning_parser", "context_overflow", "context_keep_turns"):
         if getattr(spec, key) is not None:
             out[key] = getattr(spec, key)
     return out
@@ -119,6 +120,9 @@ def _model(entry: Any, where: str, base_dir: Path) -> ModelSpec:
         raise ConfigError(f"{where}: 'model' is required (an alias, Hugging Face repo id, directory or .gguf file)")
     sampling = Sampling(**{k: _number(entry[k], f"{where}.{k}", *SAMPLING_KEYS[k]) for k in SAMPLING_KEYS if entry.get(k) is not None})
     context_length = entry.get("context_length")
+    keep_turns = entry.get("context_keep_turns")
+    if text.get("context_overflow", "error") not in POLICIES:
+        raise ConfigError(f"{where}.context_overflow: must be one of {', '.join(POLICIES)}, got {text['context_overflow']!r}")
     return ModelSpec(
         model=_relative_model(text["model"], base_dir),
         served_name=text.get("served_name"),
@@ -128,6 +132,8 @@ def _model(entry: Any, where: str, base_dir: Path) -> ModelSpec:
         chat_template=_path(text["chat_template"], base_dir) if "chat_template" in text else None,
         tool_call_parser=text.get("tool_call_parser"),
         reasoning_parser=text.get("reasoning_parser"),
+        context_overflow=text.get("context_overflow"),
+        context_keep_turns=None if keep_turns is None else int(_number(keep_turns, f"{where}.context_keep_turns", int, 1, math.inf)),
     )
 
 
@@ -179,6 +185,6 @@ def _flag_name(key: Any, source: str) -> str:
 
 
 def _server_value(key: str, value: Any, base_dir: Path) -> Any:
-    if key.replace("-", "_") in PATH_KEYS and isinstance(value, str):
+    if key.replace("-", "_") in PATH_KEYS and isinstance(value, str) and value.strip().lower() != "none":
         return _path(value, base_dir)
     return value

@@ -25,6 +25,8 @@ models:
     chat_template: templates/chatml.jinja
     tool_call_parser: json_tools
     reasoning_parser: think
+    context_overflow: summarize
+    context_keep_turns: 8
   - model: ./models/other
     served_name: other
   - mlx-community/Qwen3-0.6B-4bit
@@ -48,6 +50,8 @@ context_length = 1024
 chat_template = "templates/chatml.jinja"
 tool_call_parser = "json_tools"
 reasoning_parser = "think"
+context_overflow = "summarize"
+context_keep_turns = 8
 
 [[models]]
 model = "./models/other"
@@ -84,6 +88,8 @@ def test_yaml_is_read_with_paths_relative_to_the_file(tmp_path):
             chat_template=str(base / "templates" / "chatml.jinja"),
             tool_call_parser="json_tools",
             reasoning_parser="think",
+            context_overflow="summarize",
+            context_keep_turns=8,
         ),
         ModelSpec(model=str(base / "models" / "other"), served_name="other"),
         ModelSpec(model="mlx-community/Qwen3-0.6B-4bit"),
@@ -119,6 +125,8 @@ def test_dump_reads_back_equal(tmp_path):
         ("models:\n  - model: a\n    context_length: true\n", "models[0].context_length: expected an integer"),
         ("models:\n  - model: a\n    context_length: 4\n", "models[0].context_length: must be at least 16"),
         ("models:\n  - model: a\n    aliases: [x, 3]\n", "models[0].aliases[1]: expected a non-empty string"),
+        ("models:\n  - model: a\n    context_overflow: drop\n", "models[0].context_overflow: must be one of error, truncate, summarize"),
+        ("models:\n  - model: a\n    context_keep_turns: 0\n", "models[0].context_keep_turns: must be at least 1"),
         ("models: {model: a}\n", "'models' must be a list"),
         ("server: [1]\n", "'server' must be a mapping"),
         ("modles: []\n", "unknown key 'modles'; did you mean 'models'?"),
@@ -186,7 +194,9 @@ def test_batching_and_prompt_cache_settings_are_checked(tmp_path):
     path = write(tmp_path / "s.yaml", "server:\n  prompt_cache_bytes: 500MB\n  max_batch: 2\n")
     server = print_config("--config", str(path))["server"]
     assert (int(server["prompt_cache_bytes"]), server["max_batch"]) == (500_000_000, 2)  # MB: powers of 1000
-    for bad in (["--kv-bits", "7"], ["--prompt-cache-bytes", "lots"], ["--max-batch", "0"]):
+    server = print_config("--context-overflow", "truncate", "--context-keep-turns", "4")["server"]
+    assert (server["context_overflow"], server["context_keep_turns"]) == ("truncate", 4)
+    for bad in (["--kv-bits", "7"], ["--prompt-cache-bytes", "lots"], ["--max-batch", "0"], ["--context-overflow", "drop"], ["--context-keep-turns", "0"]):
         result = CliRunner().invoke(app, ["serve", *bad, "--print-config"])
         assert result.exit_code == 2 and bad[0] in result.output, result.output
 

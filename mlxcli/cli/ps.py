@@ -52,6 +52,16 @@ def ps(
     else:
         console.print("no model loaded", highlight=False)
     console.print(f"queue: {state.get('queue_depth', 0)} waiting, {state.get('active_requests', 0)} running", highlight=False)
+    cache = state.get("prompt_cache") or {}
+    if cache:
+        console.print(f"prompt cache: {cache.get('entries', 0)} entries ({decimal(cache.get('bytes', 0))}) in memory", highlight=False)
+    disk = cache.get("disk")
+    if disk:
+        console.print(
+            f"  on disk: {disk['entries']} entries ({decimal(disk['bytes'])} of {decimal(disk['max_bytes'])}) in {disk['dir']}; "
+            f"{disk['hits']} hits, {disk['writes']} writes",
+            highlight=False,
+        )
 
 
 def _get(url: str, api_key: str | None) -> dict[str, Any]:

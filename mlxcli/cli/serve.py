@@ -12,7 +12,7 @@ from mlxcli.cli import app
 from mlxcli.cli.common import FastPathOption, exit_process, fail, start_engine
 from mlxcli.cli.store_options import SIZE_HELP, ConversationDirOption, StorePathOption, size_option, store_settings
 from mlxcli.core.errors import MlxcliError
-from mlxcli.engine.settings import EngineSettings, ModelSpec
+from mlxcli.engine.settings import POLICIES, EngineSettings, ModelSpec
 from mlxcli.server.settings import ServerSettings
 from mlxcli.store.settings import StoreSettings
 
@@ -119,8 +119,20 @@ def serve(
     prefill_step_size: int = typer.Option(ENGINE.prefill_step_size, envvar="MLXCLI_PREFILL_STEP_SIZE", min=16, help="Prompt tokens computed per step, between decode steps of the running requests."),
     prompt_cache_bytes: str = typer.Option(_bytes(ENGINE.prompt_cache_bytes), envvar="MLXCLI_PROMPT_CACHE_BYTES", callback=size_option, help=f"Memory for the KV caches of earlier prompts, reused by requests that share their prefix (0: off); {SIZE_HELP}."),
     prompt_cache_entries: int = typer.Option(ENGINE.prompt_cache_entries, envvar="MLXCLI_PROMPT_CACHE_ENTRIES", min=0, help="Most prompts kept in the prompt cache."),
+    prompt_cache_dir: str = typer.Option(
+        None, envvar="MLXCLI_PROMPT_CACHE_DIR", show_default=False,
+        help="Where the prompt cache keeps what memory evicts, and everything at shutdown, so a restart or model swap starts warm "
+        "(default: DATA_DIR/prompt-cache; 'none': off). Several servers may share it.",
+    ),
+    prompt_cache_disk_bytes: str = typer.Option(_bytes(ENGINE.prompt_cache_disk_bytes), envvar="MLXCLI_PROMPT_CACHE_DISK_BYTES", callback=size_option, help=f"Most disk the prompt cache's directory holds; the least recently used files go first; {SIZE_HELP}."),
     kv_bits: int = typer.Option(ENGINE.kv_bits, envvar="MLXCLI_KV_BITS", callback=_kv_bits, help="Quantize the KV cache to 2, 3, 4, 5, 6 or 8 bits: less memory for long contexts, slightly different output; requests then run one at a time."),
     context_length: int = typer.Option(ENGINE.context_length, envvar="MLXCLI_CONTEXT_LENGTH", min=16, help="Lower every model's context window."),
+    context_overflow: str = typer.Option(
+        ENGINE.context_overflow, envvar="MLXCLI_CONTEXT_OVERFLOW", callback=lambda v: _choice(v, POLICIES),
+        help="A conversation that outgrows the window: 'error' (the API's context-length error), 'truncate' (drop the oldest "
+        "messages), 'summarize' (the model summarizes the older messages into a note). For models whose config sets none.",
+    ),
+    context_keep_turns: int = typer.Option(ENGINE.context_keep_turns, envvar="MLXCLI_CONTEXT_KEEP_TURNS", min=1, help="With --context-overflow summarize: the last messages kept as they are (tool results count with their calls)."),
     chat_template: Path = typer.Option(
         ENGINE.chat_template, "--chat-template", envvar="MLXCLI_CHAT_TEMPLATE",
         help="Jinja chat template file replacing the tokenizer's (for models whose config names none).",
@@ -207,10 +219,12 @@ def serve(
     engine_settings = EngineSettings(
         temperature=temperature, top_p=top_p, max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch,
         prefill_step_size=prefill_step_size, prompt_cache_bytes=int(prompt_cache_bytes), prompt_cache_entries=prompt_cache_entries,
+        prompt_cache_dir=_cache_dir(prompt_cache_dir), prompt_cache_disk_bytes=int(prompt_cache_disk_bytes),
         kv_bits=kv_bits, context_length=context_length, chat_template=str(chat_template) if chat_template else None,
         max_loaded_models=max_loaded_models, idle_unload=idle_unload or None, strict_model_names=strict_model_names,
         model_aliases=[_alias(a) for a in model_alias],
         tool_call_parser=tool_call_parser or None, reasoning_parser=reasoning_parser or None, reasoning=reasoning,
+        context_overflow=context_overflow, context_keep_turns=context_keep_turns,
     )
     try:
         settings.check(engine_settings.capacity)
@@ -221,6 +235,15 @@ def serve(
 
     run_server(engine, settings, store)
     exit_process(0)
+
+
+def _cache_dir(value: str | None) -> str | None:
+    """--prompt-cache-dir: a directory, 'none' (no disk tier), or unset (the data directory's)."""
+    if value is None:
+        from mlxcli.paths import data_home
+
+        return str(data_home() / "prompt-cache")
+    return None if value.strip().lower() == "none" else str(Path(value).expanduser())
 
 
 def _default_spec() -> ModelSpec:

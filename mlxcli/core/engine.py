@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal, Protocol, runtime_checkable
 
 from mlxcli.core.embeddings import EmbeddingJob, EmbeddingRequest
-from mlxcli.core.events import Event
+from mlxcli.core.events import Compaction, Event
 from mlxcli.core.request import ChatRequest
 
 ModelState = Literal["unloaded", "loading", "loaded"]
@@ -59,6 +59,7 @@ class Generation(Protocol):
     """
 
     prompt_tokens: int
+    compaction: Compaction | None  # what the context overflow policy did to the conversation, if anything
 
     @property
     def generated_tokens(self) -> int: ...

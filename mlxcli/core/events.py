@@ -56,6 +56,15 @@ class ToolCallDelta:
     custom: bool = False  # on the first delta of a call to a custom tool
 
 
+@dataclass(frozen=True)
+class Compaction:
+    """What the context overflow policy did to a conversation that outgrew the window, before the model saw it."""
+
+    policy: str  # "truncate" | "summarize"
+    dropped: int  # messages after the system messages that the model did not see
+    summary: str | None = None  # the note that stood for them, appended to the system message
+
+
 @dataclass
 class TokenLogprob:
     """A generated token's log probability and the likeliest alternatives: sent, before the text the
@@ -72,6 +81,7 @@ class Finish:
     usage: Usage = field(default_factory=Usage)
     timings: Timings = field(default_factory=Timings)
     stop_sequence: str | None = None  # the stop string that ended the text, if any
+    compaction: Compaction | None = None  # the conversation was shortened to fit the window
 
 
 Event = Union[TextDelta, ReasoningDelta, ToolCallDelta, TokenLogprob, Finish]

@@ -6,7 +6,8 @@ the prompts being read, so a long new prompt never stalls the answers already
 streaming. Each request keeps its own sampler, logits processors, ``max_tokens``,
 stop strings and cancellation; end-of-sequence tokens stop a request inside the
 generator. A request starts from the prompt cache's longest matching prefix, and
-leaves its own KV cache there when it ends.
+leaves its own KV cache there when it ends (and, for caches that cannot be trimmed,
+the KV at its message boundaries as the prompt is read: its segments).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from mlx_lm.models.cache import make_prompt_cache
 from mlxcli.core.errors import EngineFailure
 from mlxcli.engine.decoding import Sequence
 from mlxcli.engine.prompt_cache import PromptCache
-from mlxcli.engine.runner import Runner
+from mlxcli.engine.runner import Runner, segments
 
 if TYPE_CHECKING:
-    from mlxcli.engine.engine import Job
+    from mlxcli.engine.job import Job
     from mlxcli.engine.loading import LoadedModel
     from mlxcli.engine.registry import ServedModel
     from mlxcli.engine.settings import EngineSettings
@@ -63,9 +64,9 @@ class Batch(Runner):
 
     def join(self, job: "Job") -> None:
         tokens = job.prompt.tokens
-        reuse = self._prompt_cache.fetch(self.served.name, tokens)
-        (uid,) = self._generator.insert(
-            [reuse.rest],
+        reuse = self._prompt_cache.fetch(self._cache_key, tokens)
+        (uid,) = self._generator.insert_segments(
+            [segments(tokens, reuse.cached, job.prompt.boundaries if self.checkpoints else [])],
             max_tokens=[job.max_tokens],
             caches=[reuse.cache],
             all_tokens=[tokens[: reuse.cached]],
@@ -84,16 +85,17 @@ class Batch(Runner):
         if not self._members:
             return
         try:
-            _, responses = self._generator.next()
+            read, responses = self._generator.next()
         except Exception as exc:  # a failed forward pass fails the batch, not the engine
             log.exception("batched generation failed")
             self._fail(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
             return
+        self._keep_checkpoints(read)
         stopped = []
         for r in responses:
             hit_stop_string = self._members[r.uid].add(r.token, r.finish_reason, r.logprobs)
             if r.finish_reason is not None:
-                self._prompt_cache.store(self.served.name, r.all_tokens, r.prompt_cache)
+                self._prompt_cache.store(self._cache_key, r.all_tokens, r.prompt_cache)
                 self._members.pop(r.uid).finish(r.finish_reason)
             elif hit_stop_string:
                 stopped.append(r.uid)
@@ -101,8 +103,17 @@ class Batch(Runner):
             caches = self._generator.remove(stopped, return_prompt_caches=True)
             for uid in stopped:
                 cache, tokens = caches[uid]
-                self._prompt_cache.store(self.served.name, tokens, cache)
+                self._prompt_cache.store(self._cache_key, tokens, cache)
                 self._members.pop(uid).finish("stop")
+
+    def _keep_checkpoints(self, read: list) -> None:
+        """The KV of each prompt that has just been read up to one of its message boundaries."""
+        marks = [r.uid for r in read if r.end_of_segment and not r.end_of_prompt and r.uid in self._members]
+        if not (self.checkpoints and marks):
+            return
+        for uid, (cache, tokens) in self._generator.extract_cache(marks).items():
+            if len(tokens) in self._members[uid].job.prompt.boundaries:  # not the split before the last token
+                self._checkpoint(list(tokens), cache)
 
     def _fail(self, error: Exception) -> None:
         """End every request in the batch with ``error`` (the engine then drops the batch)."""

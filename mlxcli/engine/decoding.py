@@ -18,7 +18,7 @@ from mlxcli.engine.output import OutputProcessor, ReasoningMode
 if TYPE_CHECKING:
     from mlx_lm.tokenizer_utils import TokenizerWrapper
 
-    from mlxcli.engine.engine import Job
+    from mlxcli.engine.job import Job
 
 
 class Sequence:
@@ -93,7 +93,7 @@ class Sequence:
             cache_write_tokens=len(self.job.prompt.tokens) - self.job.cached_tokens if self.caches and reason != "cancelled" else 0,
             reasoning_tokens=self._output.reasoning_tokens,
         )
-        self.job.emit(Finish(reason, usage, timings, self.stop_sequence))
+        self.job.emit(Finish(reason, usage, timings, self.stop_sequence, self.job.compaction))
 
 
 def _keep_leading_space(detokenizer) -> None:

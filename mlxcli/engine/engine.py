@@ -24,23 +24,23 @@ batch of them beside one decode step (embeddings/work.py).
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import mlx.core as mx
 
 from mlxcli.core.embeddings import EmbeddingRequest
 from mlxcli.core.engine import ModelKind, ModelStatus
-from mlxcli.core.errors import ContextLengthExceeded, EngineFailure, InvalidRequest, MlxcliError
-from mlxcli.core.events import Event, Finish, Timings
+from mlxcli.core.errors import EngineFailure, InvalidRequest
+from mlxcli.core.events import Finish, Timings
 from mlxcli.core.request import ChatRequest, Sampling
 from mlxcli.engine import constraints, prompt, sampling
 from mlxcli.engine.batch import Batch, can_batch
 from mlxcli.engine.embeddings.work import EmbedJob, Embedder, EmbeddingHandle, check_inputs, plan, tokenize
+from mlxcli.engine.job import Generation, Job
+from mlxcli.engine.overflow import ContextPolicy
 from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.queue import BoundedQueue
 from mlxcli.engine.registry import ModelRegistry, ServedModel, served_model
@@ -53,81 +53,8 @@ log = logging.getLogger("mlxcli.engine")
 # How long the worker waits for another arrival after admitting a job, before it steps: the prompts of
 # clients that send together are then read together, in one forward pass.
 GATHER_SECONDS = 0.02
-
-
-@dataclass
-class Job:
-    request: ChatRequest
-    model: ServedModel
-    sampling: Sampling  # resolved: the request's, else the model's, else the server's defaults
-    prompt: prompt.RenderedPrompt
-    max_tokens: int
-    constraint: constraints.Constraint | None = None  # structured output: masks its logits
-    submitted: float = field(default_factory=time.perf_counter)
-    events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    generated_tokens: int = 0  # read by tests and /health while it runs
-    load_only: bool = False  # a load job (``MlxEngine.load``): nothing to generate
-    cached_tokens: int = 0  # of the prompt, taken from the prompt cache (set when it starts)
-
-    def emit(self, item: Event | MlxcliError) -> None:
-        self.events.put(item)
-
-
-class Generation:
-    """The caller's handle on one job: iterate for events; ``cancel()`` to stop it."""
-
-    def __init__(self, engine: "MlxEngine", job: Job):
-        self._engine = engine
-        self.job = job
-        self.prompt_tokens = len(job.prompt.tokens)
-        self._done = False
-
-    @property
-    def generated_tokens(self) -> int:
-        return self.job.generated_tokens
-
-    @property
-    def cached_tokens(self) -> int:
-        return self.job.cached_tokens
-
-    def next_event(self, timeout: float | None = None) -> Event | None:
-        """The next event, or None if none arrived within ``timeout`` (for keep-alives)."""
-        if self._done:
-            raise StopIteration
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-            try:
-                item = self.job.events.get(timeout=wait)
-            except queue.Empty:
-                if not self._engine.alive:
-                    self._done = True
-                    raise EngineFailure("the engine stopped while this request was running") from None
-                if deadline is not None and time.monotonic() >= deadline:
-                    return None
-                continue
-            if isinstance(item, MlxcliError):
-                self._done = True
-                raise item
-            if isinstance(item, Finish):
-                self._done = True
-            return item
-
-    def __iter__(self) -> Iterator[Event]:
-        return self
-
-    def __next__(self) -> Event:
-        event = self.next_event()
-        assert event is not None
-        return event
-
-    def cancel(self) -> None:
-        if not self._done:
-            self._done = True
-            self._engine.cancel(self.job)
-
-    close = cancel
+# How long stop() waits for the worker, which writes the prompt cache to its disk tier as it leaves.
+PERSIST_SECONDS = 120
 
 
 class MlxEngine:
@@ -141,8 +68,14 @@ class MlxEngine:
         self._embedder = Embedder(self.registry)
         self._runner: Runner | None = None  # the jobs generating now, all for one model (Batch or Solo)
         self._waiting: Job | None = None  # taken from the queue, not started yet: keeps arrival order
-        self.prompt_cache = PromptCache(self.settings.prompt_cache_bytes, self.settings.prompt_cache_entries)
+        self.prompt_cache = PromptCache.from_settings(self.settings)
         self.registry.on_unload = lambda _model: self.prompt_cache.clear()
+        self.context = ContextPolicy(
+            lambda model, request: self._render(model, request, boundaries=True),
+            self.submit,
+            self.settings.context_overflow,
+            self.settings.context_keep_turns,
+        )
         self._stopping = threading.Event()
         self._ready = threading.Event()
         self._failure: BaseException | None = None
@@ -176,7 +109,7 @@ class MlxEngine:
         for job in self._running():  # their readers get an error, not an answer that merely looks finished
             job.emit(EngineFailure("the server is shutting down"))
             job.cancelled.set()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=PERSIST_SECONDS)
 
     def _take_pending(self) -> list[Job | EmbedJob]:
         """Remove and return every job not started yet."""
@@ -213,7 +146,7 @@ class MlxEngine:
         return {
             "queue_depth": len(self._queue) + (self._waiting is not None) + len(self._embed_queue),
             "active_requests": len(self._running()),
-            "prompt_cache": {"entries": len(self.prompt_cache), "bytes": self.prompt_cache.nbytes},
+            "prompt_cache": self.prompt_cache.stats(),
             "loaded_models": [m.name for m in states if m.state == "loaded"],
             "loading_models": [m.name for m in states if m.state == "loading"],
         }
@@ -233,13 +166,13 @@ class MlxEngine:
     def render(self, request: ChatRequest) -> prompt.RenderedPrompt:
         return self._render(self.registry.resolve(request.model), request)
 
-    def _render(self, model: ServedModel, request: ChatRequest) -> prompt.RenderedPrompt:
+    def _render(self, model: ServedModel, request: ChatRequest, *, boundaries: bool = False) -> prompt.RenderedPrompt:
         if model.embedding is not None:
             raise InvalidRequest(
                 f"The model `{model.name}` is an embedding model: it answers embeddings requests, not chat.", param="model"
             )
         with self._render_lock:
-            return prompt.render(model.tokenizer, request, model.format)
+            return prompt.render(model.tokenizer, request, model.format, boundaries=boundaries and model.checkpoints is not False)
 
     def submit(self, request: ChatRequest) -> Generation:
         """Check and enqueue a request for the model it names.
@@ -255,14 +188,12 @@ class MlxEngine:
                 raise InvalidRequest(f"A context window of {request.context_window} tokens was asked for; "
                                      f"the model's is {window} tokens.", param="context_window")
             window = request.context_window
-        rendered = self._render(model, request)
-        n_prompt = len(rendered.tokens)
-        room = window - n_prompt
-        if room <= 0:
-            raise ContextLengthExceeded(n_prompt, window)
         settings = sampling.resolve(request.sampling, model.sampling, self.settings.sampling())
+        rendered = self._render(model, request, boundaries=True)
+        rendered, compaction = self.context.fit(model, request, rendered, settings.max_tokens, window)  # or ContextLengthExceeded
+        room = window - len(rendered.tokens)
         constraint = constraints.compile(request, rendered.plan, model.tokenizer)
-        job = Job(request, model, settings, rendered, min(settings.max_tokens, room), constraint)
+        job = Job(request, model, settings, rendered, min(settings.max_tokens, room), constraint, compaction)
         self._queue.put(job)
         return Generation(self, job)
 
@@ -311,6 +242,7 @@ class MlxEngine:
         self._ready.set()
         try:
             self._serve()
+            self.prompt_cache.clear()  # to the disk tier, if there is one: the next start is warm
         except BaseException as exc:
             self._failure = exc
             log.critical("the engine thread died: %r", exc)

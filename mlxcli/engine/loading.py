@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -45,6 +46,15 @@ def context_window_of(config: dict[str, Any], limit: int | None = None) -> int:
         FALLBACK_CONTEXT,
     )
     return min(window, limit) if limit else window
+
+
+def fingerprint(path: Path, chat_template: str | None) -> str:
+    """What a KV cache computed with this model depends on: the directory, its files (names, sizes, mtimes:
+    weights, config, tokenizer) and the chat template in use. Cheap: no file is read."""
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    parts = [str(path.resolve())] + [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
+    parts.append(hashlib.sha256((chat_template or "").encode()).hexdigest())
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def read_config(path: Path) -> dict[str, Any]:

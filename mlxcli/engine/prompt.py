@@ -22,6 +22,7 @@ that cannot be forced that way is refused with a 400, never silently ignored.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,9 @@ class RenderedPrompt:
     text: str
     tokens: list[int]
     plan: OutputPlan = field(default_factory=OutputPlan)
+    # Where the system block, the turns before the last user message, and all the messages end, in tokens
+    # (ascending, each short of the whole prompt): the runners keep the KV there for later requests.
+    boundaries: list[int] = field(default_factory=list)
 
 
 # Fill-in-the-middle markers (prefix, suffix, middle) as models' vocabularies spell them: Qwen2.5-Coder's
@@ -65,7 +69,9 @@ class RenderedPrompt:
 FIM_MARKERS = (("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"), ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"))
 
 
-def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: OutputFormat | None = None) -> RenderedPrompt:
+def render(
+    tokenizer: TokenizerWrapper, request: ChatRequest, fmt: OutputFormat | None = None, *, boundaries: bool = False
+) -> RenderedPrompt:
     if request.prompt is not None:
         return _raw(tokenizer, request.prompt, request.suffix)
     fmt = fmt or OutputFormat()
@@ -114,8 +120,31 @@ def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: OutputFormat 
         max_calls=None if request.parallel_tool_calls else 1,
         custom_tools=frozenset(t.name for t in request.tools if t.custom) if tools is not None else frozenset(),
     )
-    tokens = tokenizer.encode(text, add_special_tokens=False)
-    return RenderedPrompt(text=text, tokens=list(tokens), plan=plan)
+    tokens = list(tokenizer.encode(text, add_special_tokens=False))
+    marks = _boundaries(tokenizer, messages, template_tools, _template_kwargs(request, fmt), tokens) if boundaries else []
+    return RenderedPrompt(text=text, tokens=tokens, plan=plan, boundaries=marks)
+
+
+def _boundaries(tokenizer: TokenizerWrapper, messages: list[dict[str, Any]], tools, kwargs: dict[str, Any], tokens: list[int]) -> list[int]:
+    """Token offsets at three message boundaries of the prompt: after the leading system messages (with the
+    tools), before the last user message, after the last message. Each is found by rendering that prefix
+    of the messages and keeping what its tokens share with the prompt's (a template may render a prefix
+    a little differently, e.g. with reasoning it drops from history); a boundary the template cannot
+    render alone is left out. The turns before those were checkpointed when they were new."""
+    if not tokenizer.has_chat_template:
+        return []
+    n_system = next((i for i, m in enumerate(messages) if m["role"] != "system"), len(messages))
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=0)
+    marks: list[int] = []
+    for n in sorted({n_system, last_user, len(messages)} - {0}):
+        try:
+            text = tokenizer.apply_chat_template(messages[:n], tools=tools, add_generation_prompt=False, tokenize=False, **kwargs)
+        except Exception:  # jinja raises many types for a prefix it will not render (e.g. no user message)
+            continue
+        end = len(os.path.commonprefix([tokenizer.encode(text, add_special_tokens=False), tokens]))
+        if (not marks or end > marks[-1]) and 0 < end < len(tokens):
+            marks.append(end)
+    return marks
 
 
 def _raw(tokenizer: TokenizerWrapper, prompt: str, suffix: str | None) -> RenderedPrompt:

@@ -36,9 +36,9 @@ from mlxcli.core.errors import ModelError, ModelNotFound
 from mlxcli.core.request import Sampling
 from mlxcli.engine import formats, loading
 from mlxcli.engine.embeddings import model as embeddings
+from mlxcli.engine.details import model_details
 from mlxcli.engine.embeddings.model import EmbeddingConfig
 from mlxcli.engine.settings import EngineSettings, ModelSpec
-from mlxcli.models.info import describe_dir
 
 log = logging.getLogger("mlxcli.engine")
 
@@ -56,6 +56,7 @@ class ServedModel:
     spec: ModelSpec | None = None  # sampling defaults, parser overrides
     format: formats.OutputFormat | None = None  # reasoning and tool-call formats; detected from the tokenizer when None
     details: ModelDetails | None = None  # what it is (directory, template, capabilities); from the tokenizer when None
+    identity: str = ""  # its files and template (loading.fingerprint), for the prompt cache; "" : its name
     embedding: EmbeddingConfig | None = None  # set for an embedding model (pooling, width), which cannot chat
 
     state: ModelState = "unloaded"
@@ -64,6 +65,7 @@ class ServedModel:
     loaded_at: float | None = None
     last_used: float | None = None
     keep_alive: float | None = None  # seconds it stays loaded once idle, as the last request said (None: idle_unload)
+    checkpoints: bool | None = None  # whether its prompts keep message-boundary checkpoints (None: not loaded yet)
 
     def __post_init__(self) -> None:
         if self.spec is None:
@@ -321,28 +323,7 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
         spec=spec,
         format=fmt,
         details=model_details(tokenizer, fmt, path, config),
-    )
-
-
-def model_details(
-    tokenizer: TokenizerWrapper, fmt: formats.OutputFormat | None, path: Path | None = None, config: dict | None = None
-) -> ModelDetails:
-    """What a listing says of a model: its directory's facts (when it has one), template and capabilities
-    (an embedding model has no output format: no tools, no reasoning)."""
-    config = config or {}
-    found = describe_dir(path, config) if path is not None else None
-    template = getattr(tokenizer, "chat_template", None)
-    return ModelDetails(
-        family=config.get("model_type"),
-        parameters=found.parameters if found else None,
-        quantization=found.quantization if found else None,
-        size_bytes=found.size_bytes if found else None,
-        modified_at=found.modified_at if found else None,
-        digest=found.digest if found else None,
-        chat_template=template if isinstance(template, str) else None,
-        tools=fmt is not None and fmt.tools is not None,
-        reasoning=fmt is not None and (fmt.thinking is not None or bool(fmt.efforts)),
-        config=config,
+        identity=loading.fingerprint(path, tokenizer.chat_template),
     )
 
 

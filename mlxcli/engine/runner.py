@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import mlx.core as mx
+from mlx_lm.models.cache import ConcatenateKVCache, KVCache, QuantizedKVCache, make_prompt_cache
 
 from mlxcli.engine.decoding import Sequence
-from mlxcli.engine.prompt_cache import PromptCache
+from mlxcli.engine.prompt_cache import CHECKPOINT, PromptCache
 from mlxcli.engine.sampling import Samplers
 
 if TYPE_CHECKING:
-    from mlxcli.engine.engine import Job
+    from mlxcli.engine.job import Job
     from mlxcli.engine.loading import LoadedModel
     from mlxcli.engine.registry import ServedModel
     from mlxcli.engine.settings import EngineSettings
@@ -39,6 +40,10 @@ class Runner:
         self._prompt_cache = prompt_cache
         self._stream = stream
         self._samplers = Samplers(model)
+        self._cache_key = cache_key(served, model, settings)
+        # Caches that can be trimmed serve every prefix of a stored entry; others only the stored
+        # prefixes themselves, so their prompts are read in segments and the KV at each boundary is kept.
+        self.checkpoints = served.checkpoints = self._prompt_cache.enabled and not always_trimmable(make_prompt_cache(model.model))
 
     @property
     def jobs(self) -> list["Job"]:
@@ -61,6 +66,26 @@ class Runner:
     def close(self) -> None:
         raise NotImplementedError
 
+    def _checkpoint(self, tokens: list[int], cache: list) -> None:
+        self._prompt_cache.store(self._cache_key, tokens, cache, CHECKPOINT)
+
     def _new_sequence(self, job: "Job", cached_tokens: int) -> Sequence:
         job.cached_tokens = cached_tokens
         return Sequence(job, self.model.tokenizer, self._settings.reasoning, caches=self._prompt_cache.enabled)
+
+
+def cache_key(served: "ServedModel", model: "LoadedModel", settings: "EngineSettings") -> str:
+    """Which stored KV caches this runner can use: the model's files and template, what its weights run
+    as (the CPU fast path runs them as float32), and the KV format (``--kv-bits``)."""
+    return f"{served.identity or served.name}|{model.dtype}|kv={settings.kv_bits}"
+
+
+def always_trimmable(cache: list) -> bool:
+    """Whether a model's caches can always be trimmed (a sliding window's, once full, cannot)."""
+    return all(type(c) in (KVCache, QuantizedKVCache, ConcatenateKVCache) for c in cache)
+
+
+def segments(tokens: list[int], cached: int, boundaries: list[int]) -> list[list[int]]:
+    """The prompt tokens after ``cached``, cut at the boundaries beyond it."""
+    cuts = [cached] + [b for b in boundaries if b > cached] + [len(tokens)]
+    return [tokens[a:b] for a, b in zip(cuts, cuts[1:])]

@@ -16,7 +16,7 @@ from mlx_lm.sample_utils import make_logits_processors, make_sampler
 from mlxcli.core.request import Sampling
 
 if TYPE_CHECKING:
-    from mlxcli.engine.engine import Job
+    from mlxcli.engine.job import Job
     from mlxcli.engine.loading import LoadedModel
 
 Sampler = Callable[[mx.array], mx.array]

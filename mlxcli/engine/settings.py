@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from mlxcli.core.request import Sampling
 
+# What a conversation that outgrows its model's window gets (engine/overflow.py).
+POLICIES = ("error", "truncate", "summarize")
+
 
 @dataclass
 class EngineSettings:
@@ -19,6 +22,8 @@ class EngineSettings:
     max_batch: int = 16  # requests decoding together; more wait in the queue
     prompt_cache_bytes: int = 2 << 30  # KV caches of earlier prompts kept for reuse (0: off)
     prompt_cache_entries: int = 64
+    prompt_cache_dir: str | None = None  # the disk tier (None: off; `mlxcli serve` defaults to DATA_DIR/prompt-cache)
+    prompt_cache_disk_bytes: int = 16 << 30
     kv_bits: int | None = None  # quantize the KV cache (4 or 8); such requests run one at a time
     context_length: int | None = None  # lowers every model's own window
     chat_template: str | None = None  # a Jinja file for models whose spec names none
@@ -29,6 +34,8 @@ class EngineSettings:
     tool_call_parser: str | None = None  # for models whose spec names none: overrides detection ("none": off)
     reasoning_parser: str | None = None  # likewise, for reasoning markers ("harmony": gpt-oss's channels)
     reasoning: str = "separate"  # "separate": reasoning as its own events; "strip": dropped
+    context_overflow: str = "error"  # for models whose spec names none: "error", "truncate" or "summarize" (overflow.py)
+    context_keep_turns: int = 6  # "summarize" keeps this many of the last messages (tool results with their calls)
 
     @property
     def capacity(self) -> int:
@@ -57,3 +64,5 @@ class ModelSpec:
     chat_template: str | None = None  # a Jinja file replacing the tokenizer's template
     tool_call_parser: str | None = None
     reasoning_parser: str | None = None
+    context_overflow: str | None = None
+    context_keep_turns: int | None = None

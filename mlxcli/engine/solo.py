@@ -3,27 +3,30 @@ models whose caches cannot merge.
 
 It runs the batch's steps with a batch of one: the prompt cache's longest prefix in, one token per
 step (the engine checks its queue and cancellations between steps), the same ``Sequence`` for the
-output, and the KV cache back into the prompt cache at the end. mlx-lm's ``generate_step`` does the
-decoding; it reads the whole prompt on the first step.
+output, and the KV cache back into the prompt cache at the end. For caches that cannot be trimmed, the
+prompt's segments up to its last message boundary are read first, a chunk per step, with a checkpoint
+at each boundary. mlx-lm's ``generate_step`` does the decoding; it reads the rest of the prompt on its
+first step.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import TYPE_CHECKING, Iterator
 
 import mlx.core as mx
-from mlx_lm.generate import generate_step
+from mlx_lm.generate import DEFAULT_QUANTIZED_KV_START, generate_step, maybe_quantize_kv_cache
 from mlx_lm.models.cache import make_prompt_cache
 
 from mlxcli.core.errors import EngineFailure
 from mlxcli.core.events import FinishReason
 from mlxcli.engine.decoding import Sequence
 from mlxcli.engine.prompt_cache import PromptCache
-from mlxcli.engine.runner import Runner
+from mlxcli.engine.runner import Runner, segments
 
 if TYPE_CHECKING:
-    from mlxcli.engine.engine import Job
+    from mlxcli.engine.job import Job
     from mlxcli.engine.loading import LoadedModel
     from mlxcli.engine.registry import ServedModel
     from mlxcli.engine.settings import EngineSettings
@@ -48,6 +51,8 @@ class Solo(Runner):
         self._steps: Iterator | None = None
         self._cache: list = []
         self._tokens: list[int] = []  # what the KV cache holds: the prompt, then every token fed back
+        self._read = 0  # prompt tokens the KV cache holds so far
+        self._segments: list[list[int]] = []  # the prompt's segments still to read before decoding starts
 
     @property
     def jobs(self) -> list["Job"]:
@@ -57,18 +62,23 @@ class Solo(Runner):
         return False  # one job; the next waits for the runner to finish
 
     def join(self, job: "Job") -> None:
-        reuse = self._prompt_cache.fetch(self.served.name, job.prompt.tokens)
+        reuse = self._prompt_cache.fetch(self._cache_key, job.prompt.tokens)
         self._cache = reuse.cache if reuse.cache is not None else make_prompt_cache(self.model.model)
         self._tokens = list(job.prompt.tokens)
-        history = mx.array(job.prompt.tokens[max(0, reuse.cached - PENALTY_CONTEXT) : reuse.cached])
+        self._read = reuse.cached
+        self._segments = segments(self._tokens, reuse.cached, job.prompt.boundaries if self.checkpoints else [])[:-1]
+        self._sequence = self._new_sequence(job, reuse.cached)
+
+    def _start(self, job: "Job") -> None:
+        """Decode from here: mlx-lm's generate_step reads the rest of the prompt on its first step."""
+        history = mx.array(self._tokens[max(0, self._read - PENALTY_CONTEXT) : self._read])
 
         def check_cancelled(_done: int, _total: int) -> None:
             if job.cancelled.is_set():
                 raise _Cancelled
 
-        quantize = {"kv_bits": self._settings.kv_bits, "kv_group_size": KV_GROUP_SIZE} if self._settings.kv_bits else {}
         self._steps = generate_step(
-            mx.array(reuse.rest),
+            mx.array(self._tokens[self._read :]),
             self.model.model,
             self._stream,
             max_tokens=job.max_tokens,
@@ -77,17 +87,38 @@ class Solo(Runner):
             prompt_cache=self._cache,
             prefill_step_size=self._settings.prefill_step_size,
             prompt_progress_callback=check_cancelled,
-            **quantize,
+            **self._quantize,
         )
-        self._sequence = self._new_sequence(job, reuse.cached)
+
+    def _read_segment(self) -> None:
+        """One chunk of the prompt up to its next message boundary; there, a checkpoint (a copy of the KV)."""
+        end = self._read + len(self._segments[0])
+        n = min(self._settings.prefill_step_size, end - self._read)
+        with mx.stream(self._stream):
+            self.model.model(mx.array(self._tokens[self._read : self._read + n])[None], cache=self._cache)
+            if self._quantize:
+                maybe_quantize_kv_cache(self._cache, DEFAULT_QUANTIZED_KV_START, **self._quantize)
+            mx.eval([c.state for c in self._cache])
+        self._read += n
+        if self._read == end:
+            self._segments.pop(0)
+            self._checkpoint(self._tokens[: self._read], copy.deepcopy(self._cache))
+
+    @property
+    def _quantize(self) -> dict:
+        return {"kv_bits": self._settings.kv_bits, "kv_group_size": KV_GROUP_SIZE} if self._settings.kv_bits else {}
 
     def step(self) -> None:
-        """One token (the first step reads the prompt), or the end of the job."""
+        """One token (the first step reads the rest of the prompt), a chunk of a segment, or the end of the job."""
         sequence = self._sequence
-        assert sequence is not None and self._steps is not None
+        assert sequence is not None
         if sequence.job.cancelled.is_set():
             return self._end("cancelled")
         try:
+            if self._segments:
+                return self._read_segment()
+            if self._steps is None:
+                self._start(sequence.job)
             token, logprobs = next(self._steps)
         except _Cancelled:
             return self._end("cancelled")
@@ -104,7 +135,7 @@ class Solo(Runner):
         if sequence.add(token, finish, logprobs) and finish is None:
             finish = "stop"  # a stop string
         if finish is not None:
-            self._prompt_cache.store(self.served.name, self._tokens, self._cache)
+            self._prompt_cache.store(self._cache_key, self._tokens, self._cache)
             self._end(finish)
 
     def _end(self, reason: FinishReason | None) -> None:

@@ -2,7 +2,8 @@
 
 A request is stored when its call says ``store`` (the Responses API by default), or, when it
 does not say, if the server stores stateless APIs (``--store-chat``). The answer is stored
-before it is acknowledged: before the JSON is sent, or before the stream's final event.
+before it is acknowledged: before the JSON is sent, or before the stream's final event. A
+conversation shortened to fit the window (``--context-overflow``) says so in a header.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from mlxcli.server.context import ServerContext
 from mlxcli.server.http import read_json, send_json
 from mlxcli.server.providers.base import Call, Provider
 from mlxcli.server.stream import EventStream
+
+
+CONTEXT_HEADER = "Mlxcli-Context-Overflow"
 
 
 class Generate:
@@ -42,6 +46,9 @@ class Generate:
         generation = self.ctx.metrics.track(  # errors before the 200 are plain HTTP errors
             self.ctx.engine.submit(request), api=self.provider.name, model=self.ctx.engine.resolve(request.model)
         )
+        if generation.compaction is not None:  # the conversation outgrew the window: say what the model saw
+            c = generation.compaction
+            resp.set_header(CONTEXT_HEADER, f"{c.policy}; dropped={c.dropped}")
         record = self._recorder(call, model)
         if call.stream:
             req.context.streaming = True

@@ -150,6 +150,7 @@ class TrackedGeneration(_RecordedOnce):
         super().__init__(record)
         self._generation = generation
         self.prompt_tokens = generation.prompt_tokens
+        self.compaction = generation.compaction
 
     @property
     def generated_tokens(self) -> int:

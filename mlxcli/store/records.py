@@ -14,11 +14,11 @@ format (documented in the README); keep it backwards compatible and bump
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from mlxcli.core.collect import Completion
-from mlxcli.core.events import Usage
+from mlxcli.core.events import Compaction, Usage
 from mlxcli.core.request import Message, ToolCall, new_id
 
 FORMAT = "mlxcli.conversation"
@@ -51,6 +51,7 @@ class Turn:
     metadata: dict[str, Any] = field(default_factory=dict)
     response: dict[str, Any] | None = None  # the provider's wire object as returned, for retrieval
     conversation_id: str | None = None  # assigned by the store
+    compaction: Compaction | None = None  # the earlier messages the model did not see (--context-overflow)
 
     @property
     def items(self) -> int:
@@ -86,6 +87,7 @@ class Turn:
             previous_id=previous_id,
             created_at=time.time() if created_at is None else created_at,
             completed_at=time.time(),
+            compaction=finish.compaction if finish else None,
         )
 
 
@@ -229,6 +231,7 @@ def turn_json(t: Turn) -> dict[str, Any]:
         "usage": usage_json(t.usage),
         "metadata": t.metadata,
         "response": t.response,
+        **({"compaction": asdict(t.compaction)} if t.compaction else {}),
     }
 
 
@@ -248,6 +251,7 @@ def turn_from_json(d: dict[str, Any]) -> Turn:
         usage=usage_from_json(d.get("usage") or {}),
         metadata=d.get("metadata") or {},
         response=d.get("response"),
+        compaction=Compaction(**d["compaction"]) if d.get("compaction") else None,
     )
 
 

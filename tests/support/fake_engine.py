@@ -20,6 +20,7 @@ class EchoGeneration:
     def __init__(self, request: ChatRequest):
         last = next((m.content or "" for m in reversed(request.messages) if m.role == "user"), "")
         self.prompt_tokens = sum(len((m.content or "").split()) for m in request.messages)
+        self.compaction = None
         self._events: list[Event] = [TextDelta(f"echo: {last}")] if request.messages else []
         self._events.append(Finish("stop", Usage(prompt_tokens=self.prompt_tokens, completion_tokens=len(last.split()) + 1)))
 

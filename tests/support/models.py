@@ -17,7 +17,7 @@ from typing import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx_lm.models.cache import KVCache
+from mlx_lm.models.cache import ArraysCache, KVCache
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 from mlx_lm.utils import load_tokenizer
 
@@ -41,12 +41,27 @@ def copy_tokenizer(src: Path, dst: Path) -> None:
             shutil.copy(src / name, dst / name)
 
 
+def _vocab_size(tokenizer_dir: Path) -> int:
+    config = tokenizer_dir / "config.json"
+    return json.loads(config.read_text())["vocab_size"] if config.exists() else 49152
+
+
+def _save_model(model: nn.Module, config: dict, tokenizer_dir: Path, dst: Path) -> Path:
+    from mlx.utils import tree_flatten
+
+    mx.eval(model.parameters())
+    dst.mkdir(parents=True, exist_ok=True)
+    mx.save_safetensors(str(dst / "model.safetensors"), dict(tree_flatten(model.parameters())))
+    (dst / "config.json").write_text(json.dumps(config))
+    copy_tokenizer(tokenizer_dir, dst)
+    return dst
+
+
 def make_tiny_model_dir(tokenizer_dir: Path, dst: Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
     """A random 2-layer llama with a real tokenizer, saved as an MLX model directory."""
-    from mlx.utils import tree_flatten
     from mlx_lm.models import llama
 
-    vocab = json.loads((tokenizer_dir / "config.json").read_text())["vocab_size"] if (tokenizer_dir / "config.json").exists() else 49152
+    vocab = _vocab_size(tokenizer_dir)
     config = {
         "model_type": "llama",
         "hidden_size": hidden_size,
@@ -61,13 +76,43 @@ def make_tiny_model_dir(tokenizer_dir: Path, dst: Path, *, seed: int = 0, hidden
         "tie_word_embeddings": True,
     }
     mx.random.seed(seed)
-    model = llama.Model(llama.ModelArgs.from_dict(config))
-    mx.eval(model.parameters())
-    dst.mkdir(parents=True, exist_ok=True)
-    mx.save_safetensors(str(dst / "model.safetensors"), dict(tree_flatten(model.parameters())))
-    (dst / "config.json").write_text(json.dumps(config))
-    copy_tokenizer(tokenizer_dir, dst)
-    return dst
+    return _save_model(llama.Model(llama.ModelArgs.from_dict(config)), config, tokenizer_dir, dst)
+
+
+def make_tiny_hybrid_model_dir(tokenizer_dir: Path, dst: Path, *, seed: int = 0) -> Path:
+    """A random 4-layer Qwen3-Next (gated delta-net layers and attention, as Qwen3.5 has): its caches
+    (ArraysCache beside KVCache) cannot be trimmed."""
+    from mlx_lm.models import qwen3_next
+
+    config = {
+        "model_type": "qwen3_next",
+        "hidden_size": 64,
+        "num_hidden_layers": 4,
+        "full_attention_interval": 2,
+        "intermediate_size": 128,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "linear_num_value_heads": 2,
+        "linear_num_key_heads": 2,
+        "linear_key_head_dim": 16,
+        "linear_value_head_dim": 16,
+        "linear_conv_kernel_dim": 4,
+        "num_experts": 0,
+        "num_experts_per_tok": 1,
+        "decoder_sparse_step": 1,
+        "shared_expert_intermediate_size": 64,
+        "mlp_only_layers": [],
+        "moe_intermediate_size": 64,
+        "rms_norm_eps": 1e-6,
+        "vocab_size": _vocab_size(tokenizer_dir),
+        "rope_theta": 10000.0,
+        "partial_rotary_factor": 0.25,
+        "max_position_embeddings": 4096,
+        "tie_word_embeddings": True,
+    }
+    mx.random.seed(seed)
+    return _save_model(qwen3_next.Model(qwen3_next.ModelArgs.from_dict(config)), config, tokenizer_dir, dst)
 
 
 def generation_marker(tokenizer: TokenizerWrapper) -> list[int]:
@@ -88,8 +133,12 @@ def generation_marker(tokenizer: TokenizerWrapper) -> list[int]:
 
 
 class ScriptedModel(nn.Module):
-    def __init__(self, tokenizer: TokenizerWrapper, respond: Callable[[str], str], vocab_size: int):
+    """``trimmable=False``: its cache also holds a running state (an ``ArraysCache``, as hybrid attention/SSM
+    models have), so it cannot be trimmed and only stored prefixes themselves can be reused."""
+
+    def __init__(self, tokenizer: TokenizerWrapper, respond: Callable[[str], str], vocab_size: int, trimmable: bool = True):
         super().__init__()
+        self._trimmable = trimmable
         self._tokenizer = tokenizer
         self._respond = respond
         self._vocab = vocab_size
@@ -109,7 +158,7 @@ class ScriptedModel(nn.Module):
         self.step_delay = 0.0  # seconds each forward pass takes: a slow model, set by tests
 
     def make_cache(self):
-        return [KVCache()]
+        return [KVCache()] if self._trimmable else [KVCache(), ArraysCache(size=1)]
 
     def _reply_start(self, row: list[int]) -> int | None:
         """Where the assistant's reply begins: after the last generation marker."""
@@ -163,6 +212,9 @@ class ScriptedModel(nn.Module):
         self.widest = max(self.widest, batch)
         keys = inputs.astype(mx.float32).reshape(batch, 1, length, 1)
         seen, _ = cache[0].update_and_fetch(keys, keys)
+        if len(cache) > 1:  # the running state: tokens read so far
+            state = cache[1][0]
+            cache[1][0] = (state if state is not None else mx.zeros((batch, 1))) + length
         # A batch's cache left-pads its rows (and re-pads them as requests join and leave).
         padding = cache[0].left_padding.tolist() if hasattr(cache[0], "left_padding") else [0] * batch
         logits = []
@@ -205,9 +257,10 @@ def scripted_loaded_model(
     name: str = "scripted",
     context_window: int = 2048,
     tokenizer: TokenizerWrapper | None = None,
+    trimmable: bool = True,
 ) -> LoadedModel:
     tokenizer = tokenizer or load_tokenizer(tokenizer_dir)
-    model = ScriptedModel(tokenizer, respond, vocab_size=len(tokenizer))
+    model = ScriptedModel(tokenizer, respond, vocab_size=len(tokenizer), trimmable=trimmable)
     return LoadedModel(
         name=name,
         path=tokenizer_dir,
@@ -230,6 +283,7 @@ def scripted_model(
     spec: ModelSpec | None = None,
     on_load: Callable[[str], None] | None = None,
     tokenizer: TokenizerWrapper | None = None,
+    trimmable: bool = True,
 ) -> ServedModel:
     """A scripted model to serve; ``on_load(name)`` runs on the engine thread each time it loads.
 
@@ -240,7 +294,9 @@ def scripted_model(
     def load() -> LoadedModel:
         if on_load is not None:
             on_load(name)
-        return scripted_loaded_model(tokenizer_dir, respond, name=name, context_window=context_window, tokenizer=tokenizer)
+        return scripted_loaded_model(
+            tokenizer_dir, respond, name=name, context_window=context_window, tokenizer=tokenizer, trimmable=trimmable
+        )
 
     return ServedModel(name=name, tokenizer=tokenizer, context_window=context_window, load=load, aliases=aliases, spec=spec)
 

@@ -26,13 +26,21 @@ _SYSTEM_AND_TOOLS = r"""
 {%- endif %}
 """
 
+# Qwen3 shows earlier reasoning only for the turn under way: after the last user query.
+_LAST_QUERY = r"""
+{%- set ns = namespace(last_query=messages | length - 1) %}
+{%- for message in messages %}
+    {%- if message.role == 'user' %}{%- set ns.last_query = loop.index0 %}{%- endif %}
+{%- endfor %}
+"""
+
 _MESSAGES = r"""
 {%- for message in messages %}
     {%- if message.role == 'user' or (message.role == 'system' and not loop.first) %}
         {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' }}
     {%- elif message.role == 'assistant' %}
         {{- '<|im_start|>assistant\n' }}
-        {%- if message.reasoning_content %}{{- '<think>\n' + message.reasoning_content + '\n</think>\n\n' }}{%- endif %}
+        {%- if message.reasoning_content and SHOW_REASONING %}{{- '<think>\n' + message.reasoning_content + '\n</think>\n\n' }}{%- endif %}
         {{- message.content }}
         {%- for tool_call in message.tool_calls or [] %}
             {%- if message.content or not loop.first %}{{- '\n' }}{%- endif %}
@@ -80,15 +88,17 @@ _THINK_OPTIONAL = r"""{%- if enable_thinking is defined and enable_thinking is f
 _THINK_OPENED = r"""{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\n\n</think>\n\n' }}{%- else %}{{- '<think>\n' }}{%- endif %}"""
 
 
-def chat_template(calls: str = "json", thinking: str = "optional") -> str:
+def chat_template(calls: str = "json", thinking: str = "optional", history: str = "kept") -> str:
     """A Qwen3-style template: ``calls`` "json" (Qwen3) or "xml" (Qwen3-Coder, Qwen3.5);
-    ``thinking`` "optional" (the model opens <think>) or "opened" (the prompt opens it)."""
+    ``thinking`` "optional" (the model opens <think>) or "opened" (the prompt opens it); earlier reasoning
+    ``history`` "kept" (every turn's) or "dropped" before the last user message (as Qwen3's own template does)."""
     parts = _JSON_TOOLS if calls == "json" else _XML_TOOLS
-    head = _SYSTEM_AND_TOOLS
+    head = (_LAST_QUERY if history == "dropped" else "") + _SYSTEM_AND_TOOLS
     for key, value in parts.items():
         head = head.replace(key, value)
     body = _MESSAGES.replace("CALL", _JSON_CALL if calls == "json" else _XML_CALL)
     body = body.replace("GENERATION", _THINK_OPTIONAL if thinking == "optional" else _THINK_OPENED)
+    body = body.replace("SHOW_REASONING", "loop.index0 > ns.last_query" if history == "dropped" else "true")
     return (head + body).strip()
 
 

@@ -41,6 +41,7 @@ class ResponseState:
     metadata: dict[str, str] = field(default_factory=dict)
     user: str | None = None
     call_shapes: dict[str, dict[str, Any]] = field(default_factory=dict)  # tool name → its call's shape (responses_tools)
+    truncation: str | None = None  # as the request said it (None: not said)
     _item_ids: dict[int, str] = field(default_factory=dict, init=False, repr=False)
     _call_ids: dict[int, str] = field(default_factory=dict, init=False, repr=False)
     _completed_at: int | None = field(default=None, init=False, repr=False)
@@ -233,7 +234,7 @@ def response_json(
         "tool_choice": state.tool_choice,
         "tools": state.tools,
         "top_p": state.top_p,
-        "truncation": "disabled",
+        "truncation": state.truncation or "disabled",
         "usage": usage_json(usage) if (finished and usage is not None) else None,
         "user": state.user,
         "metadata": state.metadata,

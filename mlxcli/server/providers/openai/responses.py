@@ -31,6 +31,8 @@ TEXT_PARTS = {kind: "text" for kind in ("input_text", "output_text", "text", "su
 CALL_TYPES = ("function_call", "custom_tool_call", "local_shell_call", "shell_call")
 OUTPUT_TYPES = ("function_call_output", "custom_tool_call_output", "local_shell_call_output", "shell_call_output")
 ITEM_TYPES = ("message", *CALL_TYPES, *OUTPUT_TYPES, "reasoning", "item_reference")
+# Responses' `truncation`: "auto" drops the oldest items to fit the window, "disabled" answers 400.
+TRUNCATION = {"auto": "truncate", "disabled": "error"}
 
 
 @dataclass
@@ -75,6 +77,7 @@ class ResponsesCall:
             completed_at=float(state.completed_at),
             metadata=dict(state.metadata),
             response=response,
+            compaction=completion.finish.compaction if completion.finish else None,
         )
 
 
@@ -114,6 +117,7 @@ def parse(body: dict[str, Any], store: ConversationStore) -> ResponsesCall:
         metadata=_metadata(o),
         user=o.str("user", max_len=256),
         call_shapes=call_shapes,
+        truncation=o.str("truncation", choices=tuple(TRUNCATION)),
     )
     state.input = input_messages = _resolve(store, input_messages)
     messages: list[Message] = [Message(role="system", content=instructions)] if instructions else []
@@ -121,6 +125,7 @@ def parse(body: dict[str, Any], store: ConversationStore) -> ResponsesCall:
     request = ChatRequest(
         messages, sampling, model, reasoning=tools.neutral_effort(reasoning["effort"]), response_format=response_format, **tool_fields
     )
+    request.context_overflow = TRUNCATION.get(state.truncation)  # not said: the server's --context-overflow
     return ResponsesCall(request, stream=o.bool("stream", default=False), state=state)
 
 
