@@ -30,6 +30,8 @@ from typing import Any
 from mlx_lm.models import cache as mlx_cache
 from mlx_lm.models.cache import can_trim_prompt_cache, load_prompt_cache, save_prompt_cache
 
+from mlxcli.files import fsync_dir
+
 log = logging.getLogger("mlxcli.engine")
 
 FORMAT = "mlxcli.prompt-cache.1"
@@ -202,7 +204,7 @@ class DiskCache:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temporary, self.directory / name)
-            _fsync_directory(self.directory)
+            fsync_dir(self.directory)
         except OSError as exc:  # a full or read-only disk costs the entry, never the request
             log.warning("prompt cache: cannot write %s: %s", self.directory / name, exc)
             _unlink(temporary)
@@ -308,18 +310,6 @@ def _verify(data: bytes, model: str, name: str) -> tuple[list[int], bool]:
     if hashlib.sha256(memoryview(data)[start:]).hexdigest() != meta.get(META + "sha256"):
         raise Invalid("its data does not match its checksum")
     return json.loads(meta[META + "tokens"]), meta[META + "trimmable"] == "True"
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _unlink(path: Path) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import orjson
 
+from mlxcli.files import fsync_dir
 from mlxcli.store.records import Conversation, conversation_from_json, conversation_json
 
 log = logging.getLogger("mlxcli.store")
@@ -92,17 +93,3 @@ class ArchiveDir:
                 except FileNotFoundError:
                     pass
         return removed
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename or unlink in ``path`` durable (best-effort where directories cannot be fsynced)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
