@@ -72,7 +72,7 @@ server:
 
         ps = CliRunner().invoke(app, ["ps", "--url", proc.url])
         assert ps.exit_code == 0, ps.output
-        assert [line.split()[:3] for line in ps.output.splitlines()[1:-1]] == [["two", "chat", "loaded"]]
+        assert ps_rows(ps.output) == [["two", "chat", "loaded"]]
         log = proc.log()
     assert "unloaded one (least recently used; making room for two)" in log
     assert "loading two" in log and "loaded two from" in log
@@ -97,6 +97,12 @@ def test_several_model_flags_serve_under_directory_names(tiny_pair, tmp_path, to
         assert "unloaded" not in proc.log()
 
 
+def ps_rows(output: str) -> list[list[str]]:
+    """The first three columns of each model row of ``mlxcli ps`` (the table, before the queue line)."""
+    lines = output.splitlines()[1:]
+    return [line.split()[:3] for line in lines[: next(i for i, line in enumerate(lines) if line.startswith("queue:"))]]
+
+
 def test_a_chat_model_and_the_minilm_alias_from_one_server(tiny_pair, test_home, minilm_dir):
     one, _ = tiny_pair
     with ServeProcess("--model", str(one), "--model", "minilm", home=test_home) as proc:
@@ -107,6 +113,5 @@ def test_a_chat_model_and_the_minilm_alias_from_one_server(tiny_pair, test_home,
         assert r.model == "text-embedding-3-small" and [len(d.embedding) for d in r.data] == [384, 384]
         assert loaded(proc.url) == ["tiny-one", "minilm"]  # one of each kind, under --max-loaded-models 1
         ps = CliRunner().invoke(app, ["ps", "--url", proc.url])
-        assert [line.split()[:3] for line in ps.output.splitlines()[1:-1]] == [["tiny-one", "chat", "loaded"],
-                                                                               ["minilm", "embedding", "loaded"]]
+        assert ps_rows(ps.output) == [["tiny-one", "chat", "loaded"], ["minilm", "embedding", "loaded"]]
         assert "minilm: embeddings, mean_tokens pooling, normalised, 384 dimensions" in proc.log()
