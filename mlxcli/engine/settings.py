@@ -29,6 +29,7 @@ class EngineSettings:
     tool_call_parser: str | None = None  # for models whose spec names none: overrides detection ("none": off)
     reasoning_parser: str | None = None  # likewise, for reasoning markers ("harmony": gpt-oss's channels)
     reasoning: str = "separate"  # "separate": reasoning as its own events; "strip": dropped
+    distributed: str | None = None  # "tensor" or "pipeline": shard the model over mx.distributed's ranks
 
     @property
     def capacity(self) -> int:
