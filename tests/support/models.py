@@ -41,10 +41,14 @@ def copy_tokenizer(src: Path, dst: Path) -> None:
             shutil.copy(src / name, dst / name)
 
 
-def make_tiny_model_dir(tokenizer_dir: Path, dst: Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
-    """A random 2-layer llama with a real tokenizer, saved as an MLX model directory."""
+def make_tiny_model_dir(
+    tokenizer_dir: Path, dst: Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2, model_type: str = "llama"
+) -> Path:
+    """A random 2-layer llama (or ``model_type``: ministral3, which mlx-lm can pipeline) with a real tokenizer,
+    saved as an MLX model directory."""
+    import importlib
+
     from mlx.utils import tree_flatten
-    from mlx_lm.models import llama
 
     vocab = json.loads((tokenizer_dir / "config.json").read_text())["vocab_size"] if (tokenizer_dir / "config.json").exists() else 49152
     config = {
@@ -60,8 +64,13 @@ def make_tiny_model_dir(tokenizer_dir: Path, dst: Path, *, seed: int = 0, hidden
         "max_position_embeddings": 2048,
         "tie_word_embeddings": True,
     }
+    if model_type == "ministral3":
+        config |= {"model_type": model_type, "rope_parameters": {
+            "rope_type": "default", "rope_theta": 10000.0, "llama_4_scaling_beta": 0.1, "original_max_position_embeddings": 2048,
+        }}
+    arch = importlib.import_module(f"mlx_lm.models.{model_type}")
     mx.random.seed(seed)
-    model = llama.Model(llama.ModelArgs.from_dict(config))
+    model = arch.Model(arch.ModelArgs.from_dict(config))
     mx.eval(model.parameters())
     dst.mkdir(parents=True, exist_ok=True)
     mx.save_safetensors(str(dst / "model.safetensors"), dict(tree_flatten(model.parameters())))
