@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlxcli.engine")
 
+NOTHING = (None, [], False)  # a pass that starts no job, cancels none and goes on: no message at all
+
 # What mlx.launch sets for each backend (the group itself does not say which one it runs on).
 BACKEND_ENV = (("MLX_JACCL_COORDINATOR", "jaccl"), ("MLX_IBV_DEVICES", "jaccl"), ("MLX_HOSTFILE", "ring"),
                ("MLX_MPI_LIBNAME", "mpi"), ("OMPI_COMM_WORLD_SIZE", "mpi"), ("NCCL_HOST_IP", "nccl"))
@@ -142,11 +144,12 @@ class Peers:
                     cancels, self._cancels = self._cancels, []
                 self.quitting = stopping()
                 message = (self._describe(new) if new is not None else None, [j.number for j in cancels], self.quitting)
-                self._share(pickle.dumps(message))
+                self._share(pickle.dumps(message) if message != NOTHING else b"")
                 for job in cancels:
                     job.cancelled.set()
                 return new if waiting is None else waiting
-            described, cancels, self.quitting = pickle.loads(self._share(b""))
+            data = self._share(b"")
+            described, cancels, self.quitting = pickle.loads(data) if data else NOTHING
             waiting = self._follow(described) if described is not None else waiting
             for number in cancels:  # after the new job: it may be one of them
                 if (job := self._jobs.pop(number, None)) is not None:
@@ -178,11 +181,13 @@ class Peers:
         return job
 
     def _share(self, data: bytes) -> bytes:
-        """Rank 0's ``data`` on every rank, and every rank's memory, in two collectives."""
+        """Rank 0's ``data`` on every rank, and every rank's memory: one collective, and one more for data."""
         head = mx.zeros(self.size + 1, dtype=mx.int64)
         head[0] = len(data)
         head[self.rank + 1] = mx.get_active_memory()
         head = mx.distributed.all_sum(head, group=self._world, stream=mx.cpu).tolist()
         self.status.memory = head[1:]
+        if not head[0]:
+            return b""
         buffer = mx.array(memoryview(data), dtype=mx.uint8) if data else mx.zeros(head[0], dtype=mx.uint8)
         return bytes(memoryview(mx.distributed.all_sum(buffer, group=self._world, stream=mx.cpu)))
