@@ -116,7 +116,7 @@ def ranks(launcher, tmp_path):
 
 
 def sdk(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=300)
+    return openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=600)
 
 
 def answer(client: openai.OpenAI, prompt: str, stream: bool = False) -> str:
@@ -169,7 +169,7 @@ def test_tensor_parallel_on_two_ranks_answers_as_one_process_does_and_a_dead_ran
     first = next(c for c in stream if c.choices and c.choices[0].delta.content)
     assert first.choices[0].delta.content
     os.kill(server.rank_pid(1), signal.SIGKILL)
-    with pytest.raises(openai.APIError, match="rank of the distributed group was lost"):
+    with pytest.raises(openai.APIError, match="connection to a peer was lost"):  # in a step or between steps
         for _ in stream:
             pass
     server.proc.wait(120)
