@@ -136,9 +136,17 @@ def answers(url: str, alone: bool = True) -> dict[str, list[str]]:
     return runs
 
 
-def single_process(model: Path, make_engine, serve, alone: bool = True) -> dict[str, list[str]]:
-    engine = make_engine([served_model(model.name, model, EngineSettings())])
-    return answers(serve(engine).url, alone)
+def constrained_and_sampled(url: str) -> list[str]:
+    """A JSON-mode answer (every rank masks its logits) and a seeded sampled one (every rank draws the same)."""
+    client, messages = sdk(url), [{"role": "user", "content": "Give me JSON"}]
+    json_mode = client.chat.completions.create(model="m", messages=messages, response_format={"type": "json_object"}, **SAMPLING)
+    sampled = client.chat.completions.create(model="m", messages=messages, temperature=1.0, seed=7, max_tokens=12)
+    return [json_mode.choices[0].message.content, sampled.choices[0].message.content]
+
+
+def single_process(model: Path, make_engine, serve, alone: bool = True, more: bool = False) -> dict[str, list[str]]:
+    url = serve(make_engine([served_model(model.name, model, EngineSettings())])).url
+    return answers(url, alone) | ({"more": constrained_and_sampled(url)} if more else {})
 
 
 @pytest.fixture(scope="module")
@@ -149,10 +157,11 @@ def tiny_pipeline_dir(tokenizer_dir, tmp_path_factory) -> Path:
 def test_tensor_parallel_on_two_ranks_answers_as_one_process_does_and_a_dead_rank_stops_it(
     ranks, tiny_model_dir, make_engine, serve
 ):
-    expected = single_process(tiny_model_dir, make_engine, serve)
+    expected = single_process(tiny_model_dir, make_engine, serve, more=True)
     assert len(set(expected["alone"])) == len(PROMPTS)  # the prompts tell the answers apart
     server = ranks(2, tiny_model_dir)
-    assert answers(server.url) == {k: expected["alone"] for k in expected} == expected
+    got = answers(server.url) | {"more": constrained_and_sampled(server.url)}
+    assert got == expected and expected["streamed"] == expected["together"] == expected["alone"]
 
     health = httpx.get(server.url + "/health").json()
     shown = health["distributed"]
