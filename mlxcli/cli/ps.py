@@ -62,6 +62,10 @@ def ps(
             f"{disk['hits']} hits, {disk['writes']} writes",
             highlight=False,
         )
+    if ranks := state.get("distributed"):  # a model sharded over mx.distributed
+        memory = ", ".join(f"rank {r['rank']} {decimal(r['memory_bytes'])}" for r in ranks["ranks"])
+        lost = "; a rank was lost" if ranks.get("lost") else ""
+        console.print(f"{ranks['mode']} parallel over {ranks['world_size']} ranks ({ranks['backend']}): {memory}{lost}", highlight=False)
 
 
 def _get(url: str, api_key: str | None) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -9,6 +10,7 @@ import typer
 
 from mlxcli import logs
 from mlxcli.cli import app
+from mlxcli.cli import distributed as cli_distributed
 from mlxcli.cli.common import FastPathOption, exit_process, fail, start_engine
 from mlxcli.cli.store_options import SIZE_HELP, ConversationDirOption, StorePathOption, size_option, store_settings
 from mlxcli.core.errors import MlxcliError
@@ -18,8 +20,9 @@ from mlxcli.store.settings import StoreSettings
 
 CONFIG_META = "mlxcli.config"
 REASONING_MODES = ("separate", "strip")
+DISTRIBUTED_MODES = ("tensor", "pipeline")  # engine/distributed.py's MODES (importing it imports mlx)
 KV_BITS = (2, 3, 4, 5, 6, 8)  # what mx.quantize supports
-NOT_SERVER_SETTINGS = ("config", "model", "print_config")  # flags a config file's `server:` cannot set
+NOT_SERVER_SETTINGS = ("config", "model", "print_config", "launch")  # flags a config file's `server:` cannot set (the ranks --launch starts read the file too)
 ENGINE, SERVER = EngineSettings(), ServerSettings()  # the defaults
 
 
@@ -173,6 +176,15 @@ def serve(
     max_body_bytes: int = typer.Option(SERVER.max_body_bytes, envvar="MLXCLI_MAX_BODY_BYTES", min=1024, help="Request body limit (413 beyond it)."),
     max_header_bytes: int = typer.Option(SERVER.max_header_bytes, envvar="MLXCLI_MAX_HEADER_BYTES", min=1024, help="Request header limit (431 beyond it)."),
     shutdown_timeout: float = typer.Option(SERVER.shutdown_timeout, envvar="MLXCLI_SHUTDOWN_TIMEOUT", min=0, help="Seconds in-flight requests get to finish on Ctrl-C/SIGTERM."),
+    distributed: Optional[str] = typer.Option(
+        None, "--distributed", envvar="MLXCLI_DISTRIBUTED", callback=lambda v: v and _choice(v, DISTRIBUTED_MODES),
+        help="Under mlx.launch: shard the model over the ranks, 'tensor' (each layer split) or 'pipeline' (layers split); "
+        "rank 0 serves HTTP, the others follow it.",
+    ),
+    launch: Optional[int] = typer.Option(
+        None, "--launch", min=2, help="Start this many local ranks with mlx.launch (ring backend over loopback) and "
+        "serve the model sharded over them (--distributed tensor unless given).",
+    ),
     fast_path: bool = FastPathOption,
     store_path: Path = StorePathOption,
     conversation_dir: Path = ConversationDirOption,
@@ -201,15 +213,9 @@ def serve(
         server.update({k: str(v) for k, v in server.items() if isinstance(v, Path)})
         typer.echo(dump_config(ServeConfig(models=specs or [_default_spec()], server=server)), nl=False)
         return
+    if launch:
+        cli_distributed.launch(launch, distributed, sys.argv[1:])
     logs.setup(log_level)
-    from mlxcli.store import ConversationStore
-
-    try:  # before the (slow) model load: a store we cannot open fails at once
-        store = ConversationStore(
-            store_settings(store_path, conversation_dir, ttl=conversation_ttl, max_items=store_max_items, max_bytes=store_max_bytes)
-        )
-    except MlxcliError as exc:
-        fail(exc.message)
     settings = ServerSettings(
         host=host, port=port, threads=threads, cors_origins=_csv(cors_origins), allowed_hosts=_csv(allowed_hosts),
         api_keys=read_api_keys(api_key, api_key_file), max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes,
@@ -219,22 +225,34 @@ def serve(
     engine_settings = EngineSettings(
         temperature=temperature, top_p=top_p, max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch,
         prefill_step_size=prefill_step_size, prompt_cache_bytes=int(prompt_cache_bytes), prompt_cache_entries=prompt_cache_entries,
-        prompt_cache_dir=_cache_dir(prompt_cache_dir), prompt_cache_disk_bytes=int(prompt_cache_disk_bytes),
+        prompt_cache_dir=None if distributed else _cache_dir(prompt_cache_dir), prompt_cache_disk_bytes=int(prompt_cache_disk_bytes),
         kv_bits=kv_bits, context_length=context_length, chat_template=str(chat_template) if chat_template else None,
         max_loaded_models=max_loaded_models, idle_unload=idle_unload or None, strict_model_names=strict_model_names,
         model_aliases=[_alias(a) for a in model_alias],
         tool_call_parser=tool_call_parser or None, reasoning_parser=reasoning_parser or None, reasoning=reasoning,
-        context_overflow=context_overflow, context_keep_turns=context_keep_turns,
+        context_overflow=context_overflow, context_keep_turns=context_keep_turns, distributed=distributed,
     )
     try:
         settings.check(engine_settings.capacity)
     except ValueError as exc:
         fail(str(exc))
+    if distributed and cli_distributed.rank(distributed, fast_path) > 0:
+        cli_distributed.follow(specs or None, fast_path=fast_path, settings=engine_settings)  # no HTTP, no store
+    from mlxcli.store import ConversationStore
+
+    try:  # before the (slow) model load: a store we cannot open fails at once
+        store = ConversationStore(
+            store_settings(store_path, conversation_dir, ttl=conversation_ttl, max_items=store_max_items, max_bytes=store_max_bytes)
+        )
+    except MlxcliError as exc:
+        fail(exc.message)
     engine = start_engine(specs or None, fast_path=fast_path, settings=engine_settings)
     from mlxcli.server.run import run_server
 
+    if distributed:
+        cli_distributed.watch(engine)
     run_server(engine, settings, store)
-    exit_process(0)
+    exit_process(cli_distributed.exit_code(engine))
 
 
 def _cache_dir(value: str | None) -> str | None:

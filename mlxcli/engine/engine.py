@@ -38,6 +38,7 @@ from mlxcli.core.events import Finish, Timings
 from mlxcli.core.request import ChatRequest, Sampling
 from mlxcli.engine import constraints, prompt, sampling
 from mlxcli.engine.batch import Batch, can_batch
+from mlxcli.engine.distributed import Peers
 from mlxcli.engine.embeddings.work import EmbedJob, Embedder, EmbeddingHandle, check_inputs, plan, tokenize
 from mlxcli.engine.job import Generation, Job
 from mlxcli.engine.overflow import ContextPolicy
@@ -82,6 +83,8 @@ class MlxEngine:
         # HF fast tokenizers are not safe to call from several threads at once.
         self._render_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="mlxcli-engine", daemon=True)
+        # Sharded over mx.distributed: every pass of the loop starts with rank 0's decisions.
+        self.peers = Peers(self, self.settings.distributed) if self.settings.distributed else None
 
     @classmethod
     def from_path(cls, name: str, path, settings: EngineSettings | None = None) -> "MlxEngine":
@@ -108,8 +111,12 @@ class MlxEngine:
             job.emit(EngineFailure("the server is shutting down"))
         for job in self._running():  # their readers get an error, not an answer that merely looks finished
             job.emit(EngineFailure("the server is shutting down"))
-            job.cancelled.set()
+            self.cancel(job)
         self._thread.join(timeout=PERSIST_SECONDS)
+
+    def wait(self) -> None:
+        """Block until the worker ends (a follower rank of a distributed engine serves nothing else)."""
+        self._thread.join()
 
     def _take_pending(self) -> list[Job | EmbedJob]:
         """Remove and return every job not started yet."""
@@ -143,7 +150,8 @@ class MlxEngine:
 
     def stats(self) -> dict[str, Any]:
         states = self.registry.snapshot()
-        return {
+        ranks = {"distributed": self.peers.status.json()} if self.peers is not None else {}
+        return ranks | {
             "queue_depth": len(self._queue) + (self._waiting is not None) + len(self._embed_queue),
             "active_requests": len(self._running()),
             "prompt_cache": self.prompt_cache.stats(),
@@ -208,7 +216,7 @@ class MlxEngine:
         return Generation(self, job)
 
     def cancel(self, job: Job | EmbedJob) -> None:
-        job.cancelled.set()
+        self.peers.cancel(job) if self.peers is not None and isinstance(job, Job) else job.cancelled.set()
         self._queue.remove(job) if isinstance(job, Job) else self._embed_queue.remove(job)  # the worker drops it elsewhere
 
     def embed(self, request: EmbeddingRequest) -> EmbeddingHandle:
@@ -246,8 +254,9 @@ class MlxEngine:
         except BaseException as exc:
             self._failure = exc
             log.critical("the engine thread died: %r", exc)
+            failure = exc if isinstance(exc, EngineFailure) else EngineFailure("the engine thread died")
             for job in self._take_pending() + self._running():
-                job.emit(EngineFailure("the engine thread died"))
+                job.emit(failure)
             raise
 
     def _serve(self) -> None:
@@ -257,10 +266,12 @@ class MlxEngine:
         while True:
             while (embedding := self._embed_queue.get_nowait()) is not None:
                 self._embedder.add(embedding)
-            if self._waiting is None:
-                busy = self._runner is not None or len(self._embedder)
-                wait = GATHER_SECONDS if admitted else (0 if busy else 0.1)
-                self._waiting = self._queue.get(timeout=wait) if wait else self._queue.get_nowait()
+            busy = self._runner is not None or len(self._embedder)
+            wait = GATHER_SECONDS if admitted else (0 if busy else 0.1)
+            if self.peers is not None:
+                self._waiting = self.peers.exchange(self._waiting, lambda: self._take(wait), self._quitting)
+            elif self._waiting is None:
+                self._waiting = self._take(wait)
             job = self._waiting
             if job is not None and job.cancelled.is_set():  # its reader left while it waited
                 self._waiting = None
@@ -284,8 +295,14 @@ class MlxEngine:
                 self._embedder.step()
             elif self._runner is None:
                 self.registry.unload_idle()
-                if self._stopping.is_set() and not len(self._queue) and not len(self._embed_queue):
+                if self.peers.quitting if self.peers is not None else self._quitting():
                     return
+
+    def _take(self, wait: float) -> Job | None:
+        return self._queue.get(timeout=wait) if wait else self._queue.get_nowait()
+
+    def _quitting(self) -> bool:
+        return self._stopping.is_set() and not len(self._queue) and not len(self._embed_queue)
 
     def _can_join(self, job: Job) -> bool:
         runner = self._runner

@@ -35,6 +35,7 @@ class Job:
     generated_tokens: int = 0  # read by tests and /health while it runs
     load_only: bool = False  # a load job (``MlxEngine.load``): nothing to generate
     cached_tokens: int = 0  # of the prompt, taken from the prompt cache (set when it starts)
+    number: int = 0  # how the ranks of a distributed engine name it (distributed.py)
 
     def emit(self, item: Event | MlxcliError) -> None:
         self.events.put(item)

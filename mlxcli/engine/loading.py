@@ -16,7 +16,7 @@ from mlx_lm.tokenizer_utils import TokenizerWrapper
 from mlx_lm.utils import dequantize_model, load_model, load_tokenizer
 
 from mlxcli.core.errors import ModelError
-from mlxcli.engine import platform
+from mlxcli.engine import distributed, platform
 
 log = logging.getLogger("mlxcli.engine")
 
@@ -79,11 +79,13 @@ def load(
     *,
     context_length: int | None = None,
     tokenizer: TokenizerWrapper | None = None,
+    shard: str | None = None,
 ) -> LoadedModel:
-    """Load weights (and the tokenizer unless given); on the CPU fast path run them as float32."""
+    """Load weights (and the tokenizer unless given); on the CPU fast path run them as float32.
+    ``shard`` (tensor or pipeline): keep only this rank's part of them (distributed.py)."""
     start = time.perf_counter()
     try:
-        model, config = load_model(path)
+        model, config = load_model(path, lazy=shard is not None)
         tokenizer = tokenizer or load_tokenizer(path, eos_token_ids=config.get("eos_token_id"))
     except Exception as exc:  # mlx-lm raises many types for a broken directory
         raise ModelError(f"cannot load model {name!r} from {path}: {exc}") from exc
@@ -92,6 +94,8 @@ def load(
     if device == "cpu" and platform.current().fast_path:
         model = _to_float32(model)
         dtype = f"float32 (from {dtype})" if not dtype.startswith("float32") else dtype
+    if shard is not None:
+        distributed.shard(model, config, shard)
     mx.eval(model.parameters())
     loaded = LoadedModel(
         name=name,

@@ -317,7 +317,7 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
         name=name,
         tokenizer=tokenizer,
         context_window=loading.context_window_of(config, limit),
-        load=lambda: loading.load(name, path, context_length=limit, tokenizer=tokenizer),
+        load=lambda: loading.load(name, path, context_length=limit, tokenizer=tokenizer, shard=settings.distributed),
         aliases=tuple(spec.aliases),
         ids=_ids(name, ids),
         spec=spec,

@@ -36,6 +36,7 @@ class EngineSettings:
     reasoning: str = "separate"  # "separate": reasoning as its own events; "strip": dropped
     context_overflow: str = "error"  # for models whose spec names none: "error", "truncate" or "summarize" (overflow.py)
     context_keep_turns: int = 6  # "summarize" keeps this many of the last messages (tool results with their calls)
+    distributed: str | None = None  # "tensor" or "pipeline": shard the model over mx.distributed's ranks
 
     @property
     def capacity(self) -> int:

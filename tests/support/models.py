@@ -57,9 +57,12 @@ def _save_model(model: nn.Module, config: dict, tokenizer_dir: Path, dst: Path) 
     return dst
 
 
-def make_tiny_model_dir(tokenizer_dir: Path, dst: Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
-    """A random 2-layer llama with a real tokenizer, saved as an MLX model directory."""
-    from mlx_lm.models import llama
+def make_tiny_model_dir(
+    tokenizer_dir: Path, dst: Path, *, seed: int = 0, hidden_size: int = 64, layers: int = 2, model_type: str = "llama"
+) -> Path:
+    """A random 2-layer llama (or ``model_type``: ministral3, which mlx-lm can pipeline) with a real tokenizer,
+    saved as an MLX model directory."""
+    import importlib
 
     vocab = _vocab_size(tokenizer_dir)
     config = {
@@ -75,8 +78,13 @@ def make_tiny_model_dir(tokenizer_dir: Path, dst: Path, *, seed: int = 0, hidden
         "max_position_embeddings": 2048,
         "tie_word_embeddings": True,
     }
+    if model_type == "ministral3":
+        config |= {"model_type": model_type, "rope_parameters": {
+            "rope_type": "default", "rope_theta": 10000.0, "llama_4_scaling_beta": 0.1, "original_max_position_embeddings": 2048,
+        }}
+    arch = importlib.import_module(f"mlx_lm.models.{model_type}")
     mx.random.seed(seed)
-    return _save_model(llama.Model(llama.ModelArgs.from_dict(config)), config, tokenizer_dir, dst)
+    return _save_model(arch.Model(arch.ModelArgs.from_dict(config)), config, tokenizer_dir, dst)
 
 
 def make_tiny_hybrid_model_dir(tokenizer_dir: Path, dst: Path, *, seed: int = 0) -> Path:

@@ -1,0 +1,84 @@
+"""`mlxcli serve --distributed` / `--launch N`: the ranks of a model sharded over mx.distributed.
+
+Rank 0 serves HTTP as usual; every other rank runs the same engine without HTTP or store
+(engine/distributed.py) until rank 0 ends the loop, or until a rank is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from mlxcli.cli.common import exit_process, fail, start_engine
+from mlxcli.engine import platform
+
+if TYPE_CHECKING:
+    from mlxcli.engine.engine import MlxEngine
+
+LAUNCH_FLAG = "--launch"
+
+
+def rank(mode: str, fast_path: bool) -> int:
+    """This process's rank in the group it shards over (joining it), or a clear error when alone."""
+    platform.configure(fast_path)  # before mlx is imported
+    from mlxcli.core.errors import MlxcliError
+    from mlxcli.engine import distributed
+
+    try:
+        return distributed.check_world(mode).rank()
+    except MlxcliError as exc:
+        fail(exc.message)
+
+
+def follow(specs, *, fast_path: bool, settings) -> NoReturn:
+    """A rank above 0: the engine alone, fed by rank 0, until rank 0 stops (0) or a rank is lost (1)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches every rank: rank 0 decides when they stop
+    engine = start_engine(specs, fast_path=fast_path, settings=settings)
+    engine.wait()
+    exit_process(1 if engine.peers.status.lost else 0)
+
+
+def watch(engine: "MlxEngine") -> None:
+    """Rank 0: a lost rank stops the server the way SIGTERM does (in-flight requests already failed)."""
+    engine.peers.on_lost = lambda: os.kill(os.getpid(), signal.SIGTERM)
+
+
+def exit_code(engine: "MlxEngine") -> int:
+    return 1 if engine.peers is not None and engine.peers.status.lost else 0
+
+
+def launch(ranks: int, mode: str | None, argv: list[str]) -> NoReturn:
+    """Run this same command as ``ranks`` local ranks under mlx.launch (ring backend over loopback)."""
+    launcher = shutil.which("mlx.launch", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    if launcher is None:
+        fail("--launch needs mlx.launch (installed with mlx), which is not on PATH")
+    command = [sys.executable, "-m", "mlxcli", *without_launch(argv)]
+    if mode is None:
+        command += ["--distributed", "tensor"]
+    port = free_port()
+    os.execv(launcher, [launcher, "-n", str(ranks), "--backend", "ring", "--starting-port", str(port), "--", *command])
+
+
+def without_launch(argv: list[str]) -> list[str]:
+    """``argv`` without ``--launch N`` / ``--launch=N`` (the ranks must not launch again)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == LAUNCH_FLAG:
+            skip = True
+        elif not arg.startswith(LAUNCH_FLAG + "="):
+            out.append(arg)
+    return out
+
+
+def free_port() -> int:
+    """A port the loopback ring can start from (it listens on this one and the next few)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,68 @@
+"""The distributed engine's rank 0, in-process: a collective that fails (a rank died) fails the request
+in flight with a clear error, turns /health to 503 and asks the server to stop. The ranks themselves run
+under mlx.launch in tests/test_distributed_e2e.py."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import openai
+import pytest
+
+from mlxcli.engine import distributed
+from mlxcli.engine.settings import EngineSettings
+from tests.support.http import wait_for
+
+
+class TwoRanks:
+    """The group rank 0 sees: itself and one more rank."""
+
+    def rank(self) -> int:
+        return 0
+
+    def size(self) -> int:
+        return 2
+
+
+@pytest.fixture
+def lose_a_rank(monkeypatch):
+    """Rank 0 of two whose collectives work (rank 0's message comes back) until the third pass after the
+    first job starts, which fails as the ring backend does when a peer is gone."""
+    monkeypatch.setattr(distributed, "group", TwoRanks)
+    passes_since_job: list[int] = []
+
+    def share(self, data: bytes) -> bytes:
+        if passes_since_job:
+            passes_since_job.append(1)
+            if len(passes_since_job) > 3:
+                raise RuntimeError("[ring] connection to a peer was lost")
+        elif data:  # the message that starts the job
+            passes_since_job.append(1)
+        return data
+
+    monkeypatch.setattr(distributed.Peers, "_share", share)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the engine thread dies, as it should
+def test_a_lost_rank_fails_the_request_in_flight_reports_503_and_stops_the_server(lose_a_rank, scripted_engine, serve):
+    engine = scripted_engine(lambda _prompt: "and on " * 400, EngineSettings(temperature=0.0, distributed="tensor"))
+    stopped = threading.Event()
+    engine.peers.on_lost = stopped.set
+    server = serve(engine)
+    shown = httpx.get(server.url + "/health").json()["distributed"]
+    assert (shown["mode"], shown["world_size"], [r["rank"] for r in shown["ranks"]], shown["lost"]) == ("tensor", 2, [0, 1], False)
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+    stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "go"}], max_tokens=800, stream=True)
+    with pytest.raises(openai.APIError, match=r"a rank of the distributed group was lost \(\[ring\] connection to a peer was lost\)"):
+        for _ in stream:
+            pass
+    assert wait_for(stopped.is_set)
+    health = httpx.get(server.url + "/health")
+    assert health.status_code == 503 and health.json()["distributed"]["lost"] is True
+
+
+def test_a_distributed_engine_refuses_what_its_ranks_cannot_follow(monkeypatch, scripted_engine):
+    monkeypatch.setattr(distributed, "group", TwoRanks)
+    with pytest.raises(Exception, match="--idle-unload cannot be used with --distributed"):
+        scripted_engine(lambda _prompt: "x", EngineSettings(distributed="tensor", idle_unload=60))
