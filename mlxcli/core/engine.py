@@ -32,6 +32,7 @@ class ModelStatus:
     load_seconds: float | None = None
     weight_bytes: int | None = None
     dtype: str | None = None
+    vision: bool = False  # it takes images beside text
 
 
 @runtime_checkable

@@ -58,6 +58,7 @@ class RenderedPrompt:
     text: str
     tokens: list[int]
     plan: OutputPlan = field(default_factory=OutputPlan)
+    media: dict[str, Any] | None = None  # a vision model's image inputs (pixel values, grids), as numpy arrays
 
 
 def render(tokenizer: TokenizerWrapper, request: ChatRequest, fmt: OutputFormat | None = None) -> RenderedPrompt:
@@ -186,6 +187,8 @@ def tool_json(tool: ToolSpec) -> dict[str, Any]:
 
 def _template_message(message: Message, reasoning_key: str = "reasoning_content") -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role, "content": message.content or ""}
+    if message.images:  # the parts vision templates read: one placeholder per image, then the text
+        out["content"] = [{"type": "image"} for _ in message.images] + [{"type": "text", "text": message.content or ""}]
     if message.name:
         out["name"] = message.name
     if message.tool_calls:
@@ -254,7 +257,7 @@ def _fallback_messages(messages: list[Message], specs: list[dict[str, Any]]) -> 
             calls = "\n".join(_fallback_call(c) for c in m.tool_calls)
             out.append(Message(role="assistant", content=f"{m.content}\n{calls}" if m.content else calls, reasoning=m.reasoning))
         else:
-            out.append(Message(role=m.role, content=m.content, name=m.name, reasoning=m.reasoning))
+            out.append(Message(role=m.role, content=m.content, name=m.name, reasoning=m.reasoning, images=m.images))
     if specs:
         instructions = FALLBACK_INSTRUCTIONS.format(tools="\n".join(json.dumps(s, ensure_ascii=False) for s in specs))
         if out and out[0].role == "system":
