@@ -193,3 +193,25 @@ def test_responses_file_ids_are_refused(server):
     body = {"model": "tiny-vl", "input": [{"role": "user", "content": content}]}
     error = openai_error(httpx.post(server.url + "/v1/responses", json=body), 400)
     assert error["param"] == "input[0].content[0].file_id"
+
+
+# ---- stored chains ---------------------------------------------------------------------------------
+
+
+def test_a_responses_chain_sends_turn_1s_image_again_in_turn_3(oa):
+    first = [{"type": "input_image", "image_url": data_url(A)}, {"type": "input_text", "text": "Look."}]
+    turns = [first, "And now?", "What was in the picture?"]
+    previous, answers = None, []
+    for content in turns:
+        r = oa.responses.create(model="tiny-vl", input=[{"role": "user", "content": content}], previous_response_id=previous)
+        previous, answers = r.id, answers + [r.output_text]
+    # The same conversation sent whole, without the store: the same prompt, so the same answer...
+    history = []
+    for content, answer in zip(turns[:2], answers):
+        history += [{"role": "user", "content": content}, {"role": "assistant", "content": answer}]
+    whole = oa.responses.create(model="tiny-vl", input=history + [{"role": "user", "content": turns[2]}])
+    assert (whole.output_text, whole.usage.input_tokens) == (answers[2], r.usage.input_tokens)
+    # ...and without the image, a shorter prompt: the chain's third turn counted the image's tokens.
+    history[0]["content"] = first[1:]
+    textual = oa.responses.create(model="tiny-vl", input=history + [{"role": "user", "content": turns[2]}])
+    assert textual.usage.input_tokens < r.usage.input_tokens
