@@ -20,6 +20,7 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 from urllib.parse import urljoin, urlsplit
 
@@ -109,6 +110,26 @@ def decode(raw: bytes, param: str) -> ImageInput:
         rgb = rgb.resize((max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale))), Image.Resampling.BICUBIC)
     digest = hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode() + rgb.tobytes()).hexdigest()
     return ImageInput(image=rgb, digest=digest, width=rgb.width, height=rgb.height, param=param)
+
+
+def read_file(path: Path) -> ImageInput:
+    """An image file (``mlxcli chat --image``, ``/image``)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InvalidRequest(f"cannot read the image {path}: {exc.strerror or exc}", param="image") from None
+    return decode(raw, "image")
+
+
+def to_png(image: ImageInput) -> bytes:
+    """Lossless, so the image read back has the same pixels and digest (the store, the HTTP clients)."""
+    out = io.BytesIO()
+    image.image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def data_url(image: ImageInput) -> str:
+    return "data:image/png;base64," + base64.b64encode(to_png(image)).decode()
 
 
 def check_count(count: int, param: str = "messages") -> None:

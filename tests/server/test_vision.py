@@ -215,3 +215,35 @@ def test_a_responses_chain_sends_turn_1s_image_again_in_turn_3(oa):
     history[0]["content"] = first[1:]
     textual = oa.responses.create(model="tiny-vl", input=history + [{"role": "user", "content": turns[2]}])
     assert textual.usage.input_tokens < r.usage.input_tokens
+
+
+# ---- mlxcli chat --image ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", ["chat", "responses", "anthropic"])
+def test_chat_sends_an_image_over_each_api(api, server, tmp_path):
+    from typer.testing import CliRunner
+
+    from mlxcli.cli import app
+
+    def ask(png: bytes) -> str:
+        path = tmp_path / "picture.png"
+        path.write_bytes(png)
+        args = ["chat", "--url", server.url, "--api", api, "--model", "tiny-vl", "--image", str(path), "-p", "What is this?", "--max-tokens", "8", "--no-store"]
+        result = CliRunner().invoke(app, args, env={"MLXCLI_HOME": str(tmp_path)})
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    a, b = ask(A), ask(B)
+    assert a.strip() and a != b and ask(A) == a
+
+
+def test_chat_refuses_a_file_that_is_not_an_image(tmp_path):
+    from typer.testing import CliRunner
+
+    from mlxcli.cli import app
+
+    path = tmp_path / "notes.txt"
+    path.write_text("not a picture")
+    result = CliRunner().invoke(app, ["chat", "--image", str(path), "-p", "hi"], env={"MLXCLI_HOME": str(tmp_path)})
+    assert result.exit_code == 2 and "not an image" in result.stderr

@@ -7,8 +7,8 @@ model take this path too.
 
 No prompt cache: a vision model's position state (Qwen2-VL's multimodal RoPE offsets) lives in the
 model between steps rather than in the KV cache, so a cached prefix cannot be resumed safely, and two
-requests never share KV. No batching: mlx-vlm's ``BatchGenerator`` keeps one set of image inputs for
-a whole prompt batch (see the README's Vision section), so requests run one after another.
+requests never share KV. No batching yet: our continuous batch drives mlx-lm's BatchGenerator, which takes
+no image features; mlx-vlm's own is a separate scheduler. Requests run one after another.
 """
 
 from __future__ import annotations
