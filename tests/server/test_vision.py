@@ -247,3 +247,29 @@ def test_chat_refuses_a_file_that_is_not_an_image(tmp_path):
     path.write_text("not a picture")
     result = CliRunner().invoke(app, ["chat", "--image", str(path), "-p", "hi"], env={"MLXCLI_HOME": str(tmp_path)})
     assert result.exit_code == 2 and "not an image" in result.stderr
+
+
+# ---- mlxcli bench --image-size -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", ["chat", "anthropic"])
+def test_bench_sends_an_image_with_each_request(api, server, tiny_vlm_dir):
+    import json
+
+    from typer.testing import CliRunner
+
+    from mlxcli.cli import app
+
+    def measured(*extra: str) -> dict:
+        args = ["bench", "--url", server.url, "--api", api, "--model", str(tiny_vlm_dir), "--request-model", "tiny-vl",
+                "--clients", "2", "--prompt-tokens", "40", "--gen-tokens", "4", "--repeat", "1", "--warmup", "0", "--json", *extra]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        row = json.loads(result.stdout)["results"][0]
+        assert row["errors"] == 0
+        return row["prompt_tokens_reported"]  # as the server counts
+
+    text, pictured = measured(), measured("--image-size", "112")
+    assert text["min"] == text["max"] == 40
+    # 112 pixels square: 8x8 patches merged 2x2, 16 image tokens, plus the image's start and end markers.
+    assert pictured["min"] == pictured["max"] == 40 + 16 + 2
