@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import struct
+import sys
 import zlib
 
 import anthropic
@@ -254,8 +256,6 @@ def test_chat_refuses_a_file_that_is_not_an_image(tmp_path):
 
 @pytest.mark.parametrize("api", ["chat", "anthropic"])
 def test_bench_sends_an_image_with_each_request(api, server, tiny_vlm_dir):
-    import json
-
     from typer.testing import CliRunner
 
     from mlxcli.cli import app
@@ -273,3 +273,28 @@ def test_bench_sends_an_image_with_each_request(api, server, tiny_vlm_dir):
     assert text["min"] == text["max"] == 40
     # 112 pixels square: 8x8 patches merged 2x2, 16 image tokens, plus the image's start and end markers.
     assert pictured["min"] == pictured["max"] == 40 + 16 + 2
+
+
+# ---- tools, and the extra ------------------------------------------------------------------------
+
+
+def test_a_vision_model_calls_tools_like_a_text_model(oa):
+    weather = {"type": "object", "properties": {"city": {"enum": ["Paris", "Rome"]}}, "required": ["city"], "additionalProperties": False}
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": weather, "strict": True}}
+    parts = [{"type": "image_url", "image_url": {"url": data_url(A)}}, {"type": "text", "text": "Which city is this? Look up its weather."}]
+    r = oa.chat.completions.create(
+        model="tiny-vl", messages=[{"role": "user", "content": parts}], tools=[tool], tool_choice="required", parallel_tool_calls=False, max_tokens=40
+    )
+    calls = r.choices[0].message.tool_calls
+    assert r.choices[0].finish_reason == "tool_calls" and calls[0].function.name == "get_weather"
+    assert json.loads(calls[0].function.arguments)["city"] in ("Paris", "Rome")
+
+
+def test_without_mlx_vlm_a_vision_model_names_the_extra(tiny_vlm_dir, monkeypatch):
+    from mlxcli.core.errors import ModelError
+
+    for name in [m for m in sys.modules if m == "mlx_vlm" or m.startswith("mlx_vlm.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "mlx_vlm", None)  # import mlx_vlm now raises ImportError
+    with pytest.raises(ModelError, match=r"mlxcli\[vision\]"):
+        served_model("tiny-vl", tiny_vlm_dir, EngineSettings())
