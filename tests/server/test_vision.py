@@ -81,21 +81,33 @@ def message(claude, png: bytes, stream: bool) -> str:
         return "".join(events.text_stream)
 
 
+def ollama_chat(server, png: bytes, stream: bool) -> str:
+    import ollama
+
+    client = ollama.Client(host=server.url)
+    message = {"role": "user", "content": "What is in this picture?", "images": [base64.b64encode(png).decode()]}
+    if not stream:
+        return client.chat(model="tiny-vl", messages=[message]).message.content
+    return "".join(part.message.content or "" for part in client.chat(model="tiny-vl", messages=[message], stream=True))
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-@pytest.mark.parametrize("api", ["chat", "responses", "anthropic"])
-def test_the_image_reaches_the_model(api, stream, oa, claude):
+@pytest.mark.parametrize("api", ["chat", "responses", "anthropic", "ollama"])
+def test_the_image_reaches_the_model(api, stream, oa, claude, server):
     ask = {"chat": lambda png: chat(oa, png, stream), "responses": lambda png: respond(oa, png, stream),
-           "anthropic": lambda png: message(claude, png, stream)}[api]
+           "anthropic": lambda png: message(claude, png, stream), "ollama": lambda png: ollama_chat(server, png, stream)}[api]
     a, b, again = ask(A), ask(B), ask(A)
     assert a and b
     assert a != b
     assert again == a
 
 
-def test_models_say_which_take_images(oa):
+def test_models_say_which_take_images(oa, server):
     models = {m.id: m.model_dump() for m in oa.models.list().data}
     assert "vision" in models["tiny-vl"]["capabilities"]
     assert "vision" not in models["tiny-text"]["capabilities"]
+    shown = {name: httpx.post(server.url + "/api/show", json={"model": name}).json()["capabilities"] for name in ("tiny-vl", "tiny-text")}
+    assert "vision" in shown["tiny-vl"] and "vision" not in shown["tiny-text"]  # what Ollama's clients read
 
 
 def test_swaps_between_a_text_and_a_vision_model(oa):
@@ -178,6 +190,8 @@ def test_an_image_to_a_text_model_is_a_400(server):
     error = openai_error(httpx.post(server.url + "/v1/chat/completions", json=body), 400)
     assert "does not accept images" in error["message"] and "tiny-text" in error["message"]
     assert error["param"] == "messages[0].content[0].image_url.url"
+    ollama = httpx.post(server.url + "/api/generate", json={"model": "tiny-text", "prompt": "?", "images": [base64.b64encode(A).decode()]})
+    assert ollama.status_code == 400 and "does not accept images" in ollama.json()["error"]
 
 
 def test_anthropic_bad_images_name_the_field(server):
