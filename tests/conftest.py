@@ -73,6 +73,14 @@ def tiny_model_dir(tokenizer_dir: Path, tmp_path_factory) -> Path:
     return make_tiny_model_dir(tokenizer_dir, tmp_path_factory.mktemp("tiny"))
 
 
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tokenizer_dir: Path, tmp_path_factory) -> Path:
+    """A random Qwen2-VL of about 3M parameters (tests/support/vision_models.py)."""
+    from tests.support.vision_models import make_tiny_vlm_dir
+
+    return make_tiny_vlm_dir(tokenizer_dir, tmp_path_factory.mktemp("tiny-vl"))
+
+
 @pytest.fixture
 def run_engine():
     """Factory: ``run_engine(models, settings)`` starts an engine; every one is stopped after the test."""

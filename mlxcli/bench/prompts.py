@@ -10,10 +10,12 @@ a run starts from a random seed, so neither do two runs.
 
 from __future__ import annotations
 
+import io
 import itertools
+from dataclasses import replace
 from typing import Callable
 
-from mlxcli.core.request import ChatRequest, Message
+from mlxcli.core.request import ChatRequest, ImageInput, Message
 
 # Counts the tokens of a rendered request (the engine's render, or engine.tokens.PromptCounter).
 TokenCounter = Callable[[ChatRequest], int]
@@ -107,15 +109,32 @@ def _fill(measure: Callable[[str], int], tokens: int) -> str | None:
 
 class PromptSet:
     """Prompts of a given length, one per seed (counted from ``first_seed``), built once and shared
-    by every target."""
+    by every target. With ``image_size``, each also carries an image of that many pixels square (random
+    pixels, one per seed): ``tokens`` counts the text, the image adds the model's image tokens."""
 
-    def __init__(self, count: TokenCounter, first_seed: int = 0):
+    def __init__(self, count: TokenCounter, first_seed: int = 0, image_size: int | None = None):
         self.count = count
         self.first_seed = first_seed
+        self.image_size = image_size
         self._cache: dict[tuple[int, int], list[Message]] = {}
 
     def get(self, tokens: int, seed: int) -> list[Message]:
         key = (tokens, seed)
         if key not in self._cache:
-            self._cache[key] = build_prompt(self.count, tokens, seed=self.first_seed + seed)
+            messages = build_prompt(self.count, tokens, seed=self.first_seed + seed)
+            if self.image_size:
+                messages[-1] = replace(messages[-1], images=[noise_image(self.image_size, self.first_seed + seed)])
+            self._cache[key] = messages
         return self._cache[key]
+
+
+def noise_image(size: int, seed: int) -> ImageInput:
+    import numpy as np
+    from PIL import Image
+
+    from mlxcli.server.images import decode
+
+    out = io.BytesIO()
+    pixels = (np.random.default_rng(seed).random((size, size, 3)) * 255).astype("uint8")
+    Image.fromarray(pixels).save(out, format="PNG")
+    return decode(out.getvalue(), "image")

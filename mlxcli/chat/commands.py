@@ -132,6 +132,22 @@ def _export(repl: "Repl", arg: str) -> None:
     repl.console.print(f"wrote {len(repl.session.exchanges)} exchange(s) to {path}", style="dim", highlight=False)
 
 
+def _image(repl: "Repl", arg: str) -> None:
+    from mlxcli.core.errors import MlxcliError
+    from mlxcli.server.images import read_file
+
+    if not arg.strip():
+        repl.console.print(f"{len(repl.session.images)} image(s) attached to the next message" if repl.session.images else "usage: /image PATH")
+        return
+    try:
+        image = read_file(Path(arg.strip()).expanduser())
+    except MlxcliError as exc:
+        repl.console.print(Text(f"error: {exc.message}", style="red"))
+        return
+    repl.session.images.append(image)
+    repl.console.print(f"attached {arg.strip()} ({image.width}x{image.height}): sent with your next message")
+
+
 def _exit(repl: "Repl", _arg: str) -> None:
     repl.done = True
 
@@ -145,6 +161,7 @@ COMMANDS = {
         Command("/retry", "", "ask the last question again; the new answer replaces the old one", _retry),
         Command("/history", "", "show this conversation", _history),
         Command("/stats", "", "model, conversation id, tokens and speed", _stats),
+        Command("/image", "PATH", "attach an image (PNG, JPEG, WebP, GIF) to the next message", _image),
         Command("/export", "FILE", "write this conversation to FILE: Markdown (.md) or JSON (.json)", _export),
         Command("/exit", "", "leave (also /quit, Ctrl-D)", _exit),
     )

@@ -20,7 +20,7 @@ from mlxcli.chat.backends import Backend
 from mlxcli.core.collect import Collector, Completion
 from mlxcli.core.errors import MlxcliError
 from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, Usage
-from mlxcli.core.request import ChatRequest, Grammar, Message, Sampling, new_id
+from mlxcli.core.request import ChatRequest, Grammar, ImageInput, Message, Sampling, new_id
 from mlxcli.store import ConversationStore, StoreFailure, Turn
 from mlxcli.store.records import Conversation
 
@@ -76,6 +76,7 @@ class ChatSession:
     response_format: Grammar | None = None  # every answer must match it (--json-schema)
     exchanges: list[Exchange] = field(default_factory=list)
     conversation_id: str | None = None
+    images: list[ImageInput] = field(default_factory=list)  # attached (--image, /image): sent with the next question
 
     def messages(self) -> list[Message]:
         """What the model sees before the next question: the system prompt and the history."""
@@ -83,7 +84,9 @@ class ChatSession:
         return ([Message(role="system", content=self.system)] if self.system else []) + history
 
     def ask(self, text: str, on_event: Callable[[Event], None] = lambda _e: None) -> Exchange:
-        return self._run(Message(role="user", content=text), on_event)
+        exchange = self._run(Message(role="user", content=text, images=list(self.images)), on_event)
+        self.images.clear()  # kept when the question fails, for the next try
+        return exchange
 
     def retry(self, on_event: Callable[[Event], None] = lambda _e: None) -> Exchange:
         """Ask the last question again; the new answer replaces the old one (which stays in the store)."""

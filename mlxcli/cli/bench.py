@@ -50,6 +50,7 @@ def bench(
     warmup: Annotated[int, typer.Option(min=0, help="Unmeasured runs first (engine: per case; server: per target).")] = 1,
     seed: Annotated[Optional[int], typer.Option(min=0, help="First prompt seed, to send the same prompts again (default: random, so no server cache has seen them).")] = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds a server request may take.")] = 600.0,
+    image_size: Annotated[Optional[int], typer.Option(min=14, max=4096, help="Send an image of this many pixels square (random pixels) with each request, to a vision model.")] = None,
     json_schema: Annotated[Optional[Path], typer.Option(help="Also run every request constrained to the JSON Schema in this file, interleaved with the free ones (load and turns scenarios).")] = None,
     fast_path: bool = FastPathOption,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON (schema mlxcli.bench/1) instead of tables.")] = False,
@@ -111,8 +112,8 @@ def bench(
         report = _run(
             scenario, targets, count, err,
             prompt_lens=prompt_lens, gen_lens=gen_lens, levels=levels, requests=requests, turns=turns,
-            repeat=repeat, warmup=warmup, seed=random.randrange(1_000_000) if seed is None else seed,
-            settings={"api": api if servers else None, "timeout_s": timeout},
+            repeat=repeat, warmup=warmup, seed=random.randrange(1_000_000) if seed is None else seed, image_size=image_size,
+            settings={"api": api if servers else None, "timeout_s": timeout, "image_size": image_size},
         )
         _write(report.to_json(), json_out=json_out, output=output)
     except ValueError as exc:  # e.g. a prompt length this tokenizer cannot reach
@@ -229,14 +230,14 @@ def _servers(urls: list[str], **options):
     return targets
 
 
-def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, levels, requests, turns, repeat, warmup, seed, settings):
+def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, levels, requests, turns, repeat, warmup, seed, image_size, settings):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mlxcli.bench import scenarios
     from mlxcli.bench.prompts import PromptSet
     from mlxcli.bench.report import Report
 
-    prompts = PromptSet(count, first_seed=seed)
+    prompts = PromptSet(count, first_seed=seed, image_size=image_size)
     n = len(targets)
     if scenario == "engine":
         total = len(prompt_lens) * len(gen_lens) * (warmup + repeat)

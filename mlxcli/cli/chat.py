@@ -65,6 +65,7 @@ def chat(
     repetition_penalty: Optional[float] = typer.Option(None, **bounds("repetition_penalty"), help="Penalize repeated tokens (1: off)."),
     stop: List[str] = typer.Option([], "--stop", help="Stop the answer at this text (repeatable)."),
     json_schema: Optional[Path] = typer.Option(None, "--json-schema", help="Answer with JSON that matches the JSON Schema in this file."),
+    image: List[Path] = typer.Option([], "--image", help="Send this image (PNG, JPEG, WebP, GIF) with the question, to a vision model (repeatable)."),
     store: bool = typer.Option(True, "--store/--no-store", help="Keep the conversation in the conversation store (mlxcli convo)."),
     store_path: Path = StorePathOption,
     conversation_dir: Path = ConversationDirOption,
@@ -85,6 +86,7 @@ def chat(
     if url is not None:
         _check_api(api, sampling)
     response_format = json_schema_file(json_schema) if json_schema is not None else None
+    images = _images(image)
     try:
         question = None
         if not interactive:
@@ -103,7 +105,7 @@ def chat(
 
     from mlxcli.chat.session import ChatSession
 
-    session = ChatSession(backend, conversations, system=system, sampling=sampling, response_format=response_format)
+    session = ChatSession(backend, conversations, system=system, sampling=sampling, response_format=response_format, images=images)
     code = 0
     try:
         if interactive:
@@ -117,6 +119,17 @@ def chat(
     if url is None:
         exit_process(code)  # the engine ran here: skip the teardown MLX may abort in
     raise typer.Exit(code)
+
+
+def _images(paths: List[Path]) -> list:
+    """The --image files, read and checked before anything slow starts."""
+    from mlxcli.core.errors import MlxcliError
+    from mlxcli.server.images import read_file
+
+    try:
+        return [read_file(path.expanduser()) for path in paths]
+    except MlxcliError as exc:
+        fail(exc.message, 2)
 
 
 def _check_api(api: str, sampling: Sampling) -> None:

@@ -15,6 +15,7 @@ from mlxcli.cli.common import FastPathOption, exit_process, fail, start_engine
 from mlxcli.cli.store_options import SIZE_HELP, ConversationDirOption, StorePathOption, size_option, store_settings
 from mlxcli.core.errors import MlxcliError
 from mlxcli.engine.settings import POLICIES, EngineSettings, ModelSpec
+from mlxcli.server.images import FetchPolicy
 from mlxcli.server.settings import ServerSettings
 from mlxcli.store.settings import StoreSettings
 
@@ -198,6 +199,10 @@ def serve(
         SERVER.metrics_auth, "--metrics-auth/--no-metrics-auth", envvar="MLXCLI_METRICS_AUTH",
         help="Require the API key (when one is set) on /metrics too; --no-metrics-auth lets Prometheus scrape without it.",
     ),
+    allow_image_urls: bool = typer.Option(
+        SERVER.image_fetch.allow, "--allow-image-urls/--no-allow-image-urls", envvar="MLXCLI_ALLOW_IMAGE_URLS",
+        help="Fetch http(s) image URLs in requests (public addresses only, 20 MiB, 10 s, no redirects to other hosts).",
+    ),
     log_level: str = typer.Option("INFO", envvar="MLXCLI_LOG_LEVEL", help="Logging level."),
     print_config: bool = typer.Option(
         False, "--print-config", help="Print the effective configuration (file + flags) as YAML and exit."
@@ -220,7 +225,7 @@ def serve(
         host=host, port=port, threads=threads, cors_origins=_csv(cors_origins), allowed_hosts=_csv(allowed_hosts),
         api_keys=read_api_keys(api_key, api_key_file), max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes,
         shutdown_timeout=shutdown_timeout, store_chat=store_chat, allow_delete=allow_delete, ui=ui,
-        metrics_auth=metrics_auth,
+        metrics_auth=metrics_auth, image_fetch=FetchPolicy(allow=allow_image_urls),
     )
     engine_settings = EngineSettings(
         temperature=temperature, top_p=top_p, max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch,

@@ -6,6 +6,7 @@ counts cache reads apart from ``input_tokens``: the neutral prompt count is thei
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -14,6 +15,7 @@ from mlxcli.client.errors import BadResponse, error_event
 from mlxcli.client.streams import arguments_object, count, json_payload, obj
 from mlxcli.core.events import Event, Finish, FinishReason, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from mlxcli.core.request import ChatRequest, Message
+from mlxcli.server.images import to_png
 
 NAME = "anthropic"
 TITLE = "Anthropic Messages"
@@ -88,9 +90,13 @@ def _messages(messages: list[Message]) -> list[dict[str, Any]]:
                 last["content"].append(block)
             else:
                 out.append({"role": "user", "content": [block]})
-        elif m.role == "user" and joins:
-            if m.content:  # Anthropic refuses empty text blocks
-                last["content"].append({"type": "text", "text": m.content})
+        elif m.role == "user" and (joins or m.images):
+            blocks = [{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": base64.b64encode(to_png(i)).decode()}}
+                      for i in m.images] + ([{"type": "text", "text": m.content}] if m.content else [])  # no empty text blocks
+            if joins:
+                last["content"].extend(blocks)
+            else:
+                out.append({"role": "user", "content": blocks})
         elif m.role == "assistant" and m.tool_calls:
             blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
             blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": arguments_object(c.arguments)} for c in m.tool_calls]

@@ -13,6 +13,7 @@ from mlxcli.client.errors import BadResponse, error_event
 from mlxcli.client.streams import count, json_payload, obj
 from mlxcli.core.events import Event, Finish, FinishReason, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from mlxcli.core.request import ChatRequest, Message
+from mlxcli.server.images import data_url
 
 NAME = "chat"
 TITLE = "OpenAI Chat Completions"
@@ -79,6 +80,8 @@ def openai_effort(effort: str) -> str:
 def _message(m: Message) -> dict[str, Any]:
     # Earlier reasoning is not sent back: servers such as DeepSeek's refuse it in the input.
     out: dict[str, Any] = {"role": m.role, "content": (m.content or None) if m.tool_calls else (m.content or "")}
+    if m.images:
+        out["content"] = [{"type": "image_url", "image_url": {"url": data_url(i)}} for i in m.images] + [{"type": "text", "text": m.content or ""}]
     if m.name:
         out["name"] = m.name
     if m.tool_calls:

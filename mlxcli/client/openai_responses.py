@@ -16,6 +16,7 @@ from mlxcli.client.openai_chat import openai_effort
 from mlxcli.client.streams import count, json_payload, obj
 from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
 from mlxcli.core.request import ChatRequest, Message
+from mlxcli.server.images import data_url
 
 NAME = "responses"
 TITLE = "OpenAI Responses"
@@ -68,6 +69,9 @@ def _items(m: Message) -> list[dict[str, Any]]:
     if m.role == "tool":
         return [{"type": "function_call_output", "call_id": m.tool_call_id or "", "output": m.content or ""}]
     if m.role != "assistant":
+        if m.images:
+            parts = [{"type": "input_image", "image_url": data_url(i)} for i in m.images] + [{"type": "input_text", "text": m.content or ""}]
+            return [{"type": "message", "role": m.role, "content": parts}]
         return [{"type": "message", "role": m.role, "content": m.content or ""}]
     items = [{"type": "message", "role": "assistant", "content": m.content or ""}] if m.content or not m.tool_calls else []
     items += [{"type": "function_call", "call_id": c.id, "name": c.name, "arguments": c.arguments} for c in m.tool_calls]

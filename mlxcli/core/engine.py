@@ -49,6 +49,7 @@ class ModelStatus:
     weight_bytes: int | None = None
     dtype: str | None = None
     details: ModelDetails = field(default_factory=ModelDetails)
+    vision: bool = False  # it takes images beside text
 
 
 @runtime_checkable

@@ -26,6 +26,24 @@ class ToolCall:
     custom: bool = False  # a call to a custom tool (OpenAI Responses)
 
 
+MAX_IMAGES = 16  # images per request, over the whole conversation
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """An image of a message, decoded and resized on the HTTP thread (``server/images.py``).
+
+    ``digest`` (sha256 of the decoded pixels) tells two images apart without comparing them;
+    ``image`` is a PIL image in RGB, typed loosely so that core imports no imaging library.
+    """
+
+    image: Any = field(compare=False, repr=False)
+    digest: str
+    width: int
+    height: int
+    param: str = field(default="messages", compare=False)  # the request field it came from, for errors
+
+
 @dataclass
 class Message:
     role: Role
@@ -34,6 +52,7 @@ class Message:
     tool_call_id: str | None = None  # on role == "tool": which call this answers
     name: str | None = None
     reasoning: str | None = None  # earlier assistant reasoning, when a client echoes it
+    images: list[ImageInput] = field(default_factory=list)  # shown to the model before ``content``
 
 
 @dataclass(frozen=True)

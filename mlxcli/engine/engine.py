@@ -48,6 +48,8 @@ from mlxcli.engine.registry import ModelRegistry, ServedModel, served_model
 from mlxcli.engine.runner import Runner
 from mlxcli.engine.settings import EngineSettings
 from mlxcli.engine.solo import Solo
+from mlxcli.engine.vision import model as vision
+from mlxcli.engine.vision.runner import VisionSolo
 
 log = logging.getLogger("mlxcli.engine")
 
@@ -179,8 +181,12 @@ class MlxEngine:
             raise InvalidRequest(
                 f"The model `{model.name}` is an embedding model: it answers embeddings requests, not chat.", param="model"
             )
+        pictures = vision.images_of(request)
+        if pictures and model.processor is None:
+            raise InvalidRequest(f"The model `{model.name}` does not accept images.", param=pictures[0].param)
         with self._render_lock:
-            return prompt.render(model.tokenizer, request, model.format, boundaries=boundaries and model.checkpoints is not False)
+            rendered = prompt.render(model.tokenizer, request, model.format, boundaries=boundaries and model.checkpoints is not False)
+            return vision.inputs(model.processor, rendered, pictures)
 
     def submit(self, request: ChatRequest) -> Generation:
         """Check and enqueue a request for the model it names.
@@ -334,7 +340,7 @@ class MlxEngine:
             job.emit(EngineFailure(f"the model {job.model.name!r} could not be loaded; see the server log"))
             return
         batches = self.settings.kv_bits is None and can_batch(loaded)  # quantized KV caches cannot merge
-        runner = Batch if batches else Solo
+        runner = VisionSolo if loaded.vision else Batch if batches else Solo
         self._runner = runner(job.model, loaded, self.settings, self.prompt_cache, self._stream)
         self._join(job)
         if not len(self._runner):

@@ -36,6 +36,7 @@ class LoadedModel:
     dtype: str  # what the weights run as, e.g. "float32 (dequantized)" or "4-bit"
     load_seconds: float
     weight_bytes: int = 0  # memory held by the weights
+    vision: bool = False  # an mlx-vlm model: generates through vision/runner.py
 
 
 def context_window_of(config: dict[str, Any], limit: int | None = None) -> int:
@@ -90,9 +91,9 @@ def load(
     except Exception as exc:  # mlx-lm raises many types for a broken directory
         raise ModelError(f"cannot load model {name!r} from {path}: {exc}") from exc
     device = "cpu" if mx.default_device().type == mx.cpu else "gpu"
-    dtype = _describe_dtype(model, config)
+    dtype = describe_dtype(model, config)
     if device == "cpu" and platform.current().fast_path:
-        model = _to_float32(model)
+        model = to_float32(model)
         dtype = f"float32 (from {dtype})" if not dtype.startswith("float32") else dtype
     if shard is not None:
         distributed.shard(model, config, shard)
@@ -115,7 +116,7 @@ def load(
     return loaded
 
 
-def _describe_dtype(model: nn.Module, config: dict[str, Any]) -> str:
+def describe_dtype(model: nn.Module, config: dict[str, Any]) -> str:
     quant = config.get("quantization") or config.get("quantization_config")
     if isinstance(quant, dict) and "bits" in quant:
         return f"{quant['bits']}-bit"
@@ -124,7 +125,7 @@ def _describe_dtype(model: nn.Module, config: dict[str, Any]) -> str:
     return "unknown"
 
 
-def _to_float32(model: nn.Module) -> nn.Module:
+def to_float32(model: nn.Module) -> nn.Module:
     """Dequantize and upcast: with OpenBLAS, float32 matmuls beat quantized kernels on CPU."""
     model = dequantize_model(model)
     model.set_dtype(mx.float32)

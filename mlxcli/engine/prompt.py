@@ -62,6 +62,7 @@ class RenderedPrompt:
     # Where the system block, the turns before the last user message, and all the messages end, in tokens
     # (ascending, each short of the whole prompt): the runners keep the KV there for later requests.
     boundaries: list[int] = field(default_factory=list)
+    media: dict[str, Any] | None = None  # a vision model's image inputs (pixel values, grids), as numpy arrays
 
 
 # Fill-in-the-middle markers (prefix, suffix, middle) as models' vocabularies spell them: Qwen2.5-Coder's
@@ -235,6 +236,8 @@ def tool_json(tool: ToolSpec) -> dict[str, Any]:
 
 def _template_message(message: Message, reasoning_key: str = "reasoning_content") -> dict[str, Any]:
     out: dict[str, Any] = {"role": message.role, "content": message.content or ""}
+    if message.images:  # the parts vision templates read: one placeholder per image, then the text
+        out["content"] = [{"type": "image"} for _ in message.images] + [{"type": "text", "text": message.content or ""}]
     if message.name:
         out["name"] = message.name
     if message.tool_calls:
@@ -303,7 +306,7 @@ def _fallback_messages(messages: list[Message], specs: list[dict[str, Any]]) -> 
             calls = "\n".join(_fallback_call(c) for c in m.tool_calls)
             out.append(Message(role="assistant", content=f"{m.content}\n{calls}" if m.content else calls, reasoning=m.reasoning))
         else:
-            out.append(Message(role=m.role, content=m.content, name=m.name, reasoning=m.reasoning))
+            out.append(Message(role=m.role, content=m.content, name=m.name, reasoning=m.reasoning, images=m.images))
     if specs:
         instructions = FALLBACK_INSTRUCTIONS.format(tools="\n".join(json.dumps(s, ensure_ascii=False) for s in specs))
         if out and out[0].role == "system":

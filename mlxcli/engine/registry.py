@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import mlx.core as mx
 from mlx_lm.tokenizer_utils import TokenizerWrapper
@@ -38,6 +38,7 @@ from mlxcli.engine import formats, loading
 from mlxcli.engine.embeddings import model as embeddings
 from mlxcli.engine.details import model_details
 from mlxcli.engine.embeddings.model import EmbeddingConfig
+from mlxcli.engine.vision import model as vision
 from mlxcli.engine.settings import EngineSettings, ModelSpec
 
 log = logging.getLogger("mlxcli.engine")
@@ -58,6 +59,7 @@ class ServedModel:
     details: ModelDetails | None = None  # what it is (directory, template, capabilities); from the tokenizer when None
     identity: str = ""  # its files and template (loading.fingerprint), for the prompt cache; "" : its name
     embedding: EmbeddingConfig | None = None  # set for an embedding model (pooling, width), which cannot chat
+    processor: Any = None  # a vision model's image processor (vision/model.py): it takes images
 
     state: ModelState = "unloaded"
     loaded: loading.LoadedModel | None = None
@@ -277,6 +279,7 @@ class ModelRegistry:
             weight_bytes=loaded.weight_bytes if loaded else None,
             dtype=loaded.dtype if loaded else None,
             details=m.details,
+            vision=m.processor is not None,
         )
 
 
@@ -306,24 +309,28 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
     tokenizer = loading.tokenizer_of(path, config, template)
     if template is not None:
         _check_template(tokenizer, template_file)
+    processor = vision.processor_of(path, config) if vision.is_vision(config) else None
     fmt = formats.detect(
         tokenizer,
         spec.tool_call_parser or settings.tool_call_parser,
         spec.reasoning_parser or settings.reasoning_parser,
         model_type=config.get("model_type"),
     )
-    log.info("%s: %s", name, formats.describe(fmt))
+    log.info("%s: %s%s", name, formats.describe(fmt), "; takes images" if processor is not None else "")
+    load = vision.load if processor is not None else loading.load
+    shard = {} if processor is not None else {"shard": settings.distributed}  # mlx-vlm's models are not sharded
     return ServedModel(
         name=name,
         tokenizer=tokenizer,
         context_window=loading.context_window_of(config, limit),
-        load=lambda: loading.load(name, path, context_length=limit, tokenizer=tokenizer, shard=settings.distributed),
+        load=lambda: load(name, path, context_length=limit, tokenizer=tokenizer, **shard),
         aliases=tuple(spec.aliases),
         ids=_ids(name, ids),
         spec=spec,
         format=fmt,
         details=model_details(tokenizer, fmt, path, config),
         identity=loading.fingerprint(path, tokenizer.chat_template),
+        processor=processor,
     )
 
 

@@ -135,8 +135,12 @@ class Solo(Runner):
         if sequence.add(token, finish, logprobs) and finish is None:
             finish = "stop"  # a stop string
         if finish is not None:
-            self._prompt_cache.store(self._cache_key, self._tokens, self._cache)
+            self._keep()
             self._end(finish)
+
+    def _keep(self) -> None:
+        """Leave the finished job's KV cache in the prompt cache."""
+        self._prompt_cache.store(self._cache_key, self._tokens, self._cache)
 
     def _end(self, reason: FinishReason | None) -> None:
         """Close the generator; ``reason`` None: the job already got its error."""

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import falcon
 
 from mlxcli.core.collect import Completion, collect
-from mlxcli.server import disconnect, middleware
+from mlxcli.server import disconnect, images, middleware
 from mlxcli.server.context import ServerContext
 from mlxcli.server.http import read_json, send_json
 from mlxcli.server.providers.base import Call, Provider
@@ -35,7 +35,10 @@ class Generate:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, deployment: str | None = None) -> None:
         req.context.api = self.provider.name  # for the access log
-        self.answer(req, resp, self.parse(read_json(req, self.ctx.settings.max_body_bytes)), deployment)
+        body = read_json(req, self.ctx.settings.max_body_bytes)
+        with images.fetching(self.ctx.settings.image_fetch):  # image URLs are fetched while parsing, if allowed
+            call = self.parse(body)
+        self.answer(req, resp, call, deployment)
 
     def answer(self, req: falcon.Request, resp: falcon.Response, call: Call, deployment: str | None = None) -> None:
         """Submit a parsed call; answer as JSON or a stream."""

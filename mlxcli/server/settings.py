@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mlxcli.server.images import FetchPolicy
+
 # Browsers may call the API from pages served by this machine only (any port): a web page on the
 # internet cannot make a local server do work or read its answers. `--cors-origins` widens it.
 LOOPBACK_ORIGINS = (
@@ -37,6 +39,7 @@ class ServerSettings:
     shutdown_timeout: float = 10.0  # in-flight requests get this long to finish on SIGINT/SIGTERM
     ui: bool = True  # the web chat page at /ui
     metrics_auth: bool = True  # /metrics needs the API key (when keys are set), like the API
+    image_fetch: FetchPolicy = field(default_factory=FetchPolicy)  # http(s) image URLs: off unless --allow-image-urls
 
     def worker_threads(self, in_flight: int) -> int:
         """The threads for ``in_flight`` generation requests at once (see ``middleware.Admission``)."""

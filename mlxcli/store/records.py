@@ -13,13 +13,15 @@ format (documented in the README); keep it backwards compatible and bump
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from mlxcli.core.collect import Completion
 from mlxcli.core.events import Compaction, Usage
-from mlxcli.core.request import Message, ToolCall, new_id
+from mlxcli.core.request import ImageInput, Message, ToolCall, new_id
 
 FORMAT = "mlxcli.conversation"
 FORMAT_VERSION = 1
@@ -180,6 +182,7 @@ def message_json(m: StoredMessage) -> dict[str, Any]:
         "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments, **({"custom": True} if c.custom else {})} for c in m.tool_calls],
         "tool_call_id": m.tool_call_id,
         "name": m.name,
+        **({"images": [image_json(i) for i in m.images]} if m.images else {}),
     }
 
 
@@ -194,7 +197,22 @@ def message_from_json(d: dict[str, Any]) -> StoredMessage:
         ],
         tool_call_id=d.get("tool_call_id"),
         name=d.get("name"),
+        images=[image_from_json(i) for i in d.get("images") or []],
     )
+
+
+def image_json(i: ImageInput) -> dict[str, Any]:
+    """An image as PNG (lossless: read back, it has the same pixels and digest), inline in its turn, so it
+    counts in the store's byte bound and is archived with its conversation."""
+    out = io.BytesIO()
+    i.image.save(out, format="PNG")
+    return {"digest": i.digest, "width": i.width, "height": i.height, "png": base64.b64encode(out.getvalue()).decode()}
+
+
+def image_from_json(d: dict[str, Any]) -> ImageInput:
+    from PIL import Image  # only a store holding images needs it, and images come from the vision extra
+
+    return ImageInput(image=Image.open(io.BytesIO(base64.b64decode(d["png"]))), digest=d["digest"], width=d["width"], height=d["height"])
 
 
 def usage_json(u: Usage) -> dict[str, int]:

@@ -155,7 +155,7 @@ def tool(name="get_weather"):
         (msg(model="x" * 300), "model"),
         (msg(model="evil\u0000name"), "model"),
         ({"messages": [{"role": "user", "content": "x"}] * 4097}, "messages"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages[0].content[0].type"),
+        ({"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "x", "format": "wav"}}]}]}, "messages[0].content[0].type"),
         ({"messages": [{"role": "assistant", "content": None, "tool_calls": [{"type": "function"}]}]}, "messages[0].tool_calls[0].function"),
         ({"messages": [{"role": "user", "content": "x", "name": 5}]}, "messages[0].name"),
     ],

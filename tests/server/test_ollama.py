@@ -258,7 +258,8 @@ def test_delete_is_off_by_default(server):
         ("/api/generate", {"model": "sky", "prompt": "x", "template": "{{ .Prompt }}"}, "'template'"),
         ("/api/generate", {"model": "sky", "prompt": "x", "suffix": "end"}, "'suffix'"),
         ("/api/generate", {"model": "sky", "prompt": "x", "context": [1, 2]}, "deprecated"),
-        ("/api/generate", {"model": "sky", "prompt": "x", "images": ["aGk="]}, "'images'"),
+        ("/api/generate", {"model": "sky", "prompt": "x", "images": ["aGk="]}, "images[0]"),  # not an image
+        ("/api/generate", {"model": "sky", "prompt": "x", "images": [5]}, "images[0]"),
         ("/api/generate", {"model": "sky", "prompt": 5}, "'prompt'"),
         ("/api/show", {}, "'model'"),
         ("/api/pull", {"model": "../etc"}, "not accepted"),

@@ -1,5 +1,5 @@
 """Wire helpers several providers share, written once: model names, sampling fields, stop lists,
-tools, named tool choices and text parts. Each reads through ``validate.Obj``, so every error is
+tools, named tool choices, text and image parts. Each reads through ``validate.Obj``, so every error is
 a 400 naming the parameter."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import re
 from typing import Any, Callable, Iterable, Mapping
 
 from mlxcli.core.errors import InvalidRequest
-from mlxcli.core.request import SAMPLING_BOUNDS, Grammar, ToolSpec
+from mlxcli.core.request import SAMPLING_BOUNDS, Grammar, ImageInput, ToolSpec
+from mlxcli.server.images import check_count
 from mlxcli.server.validate import Obj, objects
 
 MAX_INT = 2**31 - 1  # the widest integer a client may send where a field has no upper bound
@@ -113,20 +114,37 @@ def text(
 ) -> str | None:
     """A string, or a list of parts joined by newlines: ``parts`` maps each accepted part type to the
     field holding its text; ``refuse(part, type)`` is the error for any other type."""
+    return content(o, key, parts, {}, refuse, required=required)[0]
+
+
+def content(
+    o: Obj,
+    key: str,
+    parts: Mapping[str, str],
+    images: Mapping[str, Callable[[Obj], ImageInput]],
+    refuse: Callable[[Obj, str], InvalidRequest],
+    *,
+    required: bool = True,
+) -> tuple[str | None, list[ImageInput]]:
+    """``text``, and the images of the part types in ``images`` (each read by its function)."""
     value = o.raw(key)
     if value is None:
         if required:
             raise InvalidRequest(f"Missing required parameter: '{o.param(key)}'.", param=o.param(key), code="missing_required_parameter")
-        return None
+        return None, []
     if isinstance(value, str):
-        return o.str(key)
-    texts = []
+        return o.str(key), []
+    texts, found = [], []
     for part in objects(o.list(key, max_items=MAX_PARTS)):
         kind = part.str("type", required=True)
-        if kind not in parts:
+        if kind in images:
+            found.append(images[kind](part))
+            check_count(len(found), o.param(key))
+        elif kind in parts:
+            texts.append(part.str(parts[kind], required=True))
+        else:
             raise refuse(part, kind)
-        texts.append(part.str(parts[kind], required=True))
-    return "\n".join(texts)
+    return "\n".join(texts), found
 
 
 def text_only(part: Obj, kind: str) -> InvalidRequest:

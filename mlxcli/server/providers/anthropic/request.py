@@ -8,7 +8,8 @@ from typing import Any
 
 from mlxcli.core.collect import Completion
 from mlxcli.core.errors import InvalidRequest
-from mlxcli.core.request import ChatRequest, Effort, Grammar, Message, Sampling, ToolCall, ToolSpec, new_id
+from mlxcli.core.request import ChatRequest, Effort, Grammar, ImageInput, Message, Sampling, ToolCall, ToolSpec, new_id
+from mlxcli.server import images
 from mlxcli.server.providers import common
 from mlxcli.server.providers.anthropic.response import MessageStreamEncoder, message_json
 from mlxcli.server.validate import Obj, objects
@@ -99,7 +100,7 @@ def _text(o: Obj, key: str, *, required: bool = True) -> str | None:
 
 def _unsupported_block(block: Obj, kind: str) -> InvalidRequest:
     return InvalidRequest(
-        f"Content block type {kind!r} is not supported by this model (text, tool_use, tool_result and thinking only).",
+        f"Content block type {kind!r} is not supported by this model (text, image, tool_use, tool_result and thinking only).",
         param=block.param("type"),
     )
 
@@ -151,16 +152,21 @@ def _user_blocks(blocks: list[Obj]) -> list[Message]:
     """Runs of text blocks become user messages; each tool_result a tool message, in order."""
     out: list[Message] = []
     texts: list[str] = []
+    pictures: list[ImageInput] = []
 
     def flush() -> None:
-        if texts:
-            out.append(Message(role="user", content="\n".join(texts)))
+        if texts or pictures:
+            out.append(Message(role="user", content="\n".join(texts), images=list(pictures)))
             texts.clear()
+            pictures.clear()
 
     for block in blocks:
         kind = block.str("type", required=True)
         if kind == "text":
             texts.append(block.str("text", required=True))
+        elif kind == "image":
+            pictures.append(_image(block))
+            images.check_count(len(pictures), block.param("source"))
         elif kind == "tool_result":
             flush()
             tool_use_id = block.str("tool_use_id", required=True, max_len=256)
@@ -171,6 +177,15 @@ def _user_blocks(blocks: list[Obj]) -> list[Message]:
             raise _unsupported_block(block, kind)
     flush()
     return out or [Message(role="user", content="")]
+
+
+def _image(block: Obj) -> ImageInput:
+    """An ``image`` block: ``source`` ``{"type": "base64", "media_type", "data"}`` or ``{"type": "url", "url"}``."""
+    source = block.obj("source", required=True)
+    if source.str("type", required=True, choices=("base64", "url")) == "url":
+        return images.from_url(source.str("url", required=True, allow_empty=False), source.param("url"))
+    media_type = source.str("media_type", required=True)
+    return images.from_base64(source.str("data", required=True, allow_empty=False), source.param("data"), media_type)
 
 
 def _tool(t: Obj) -> ToolSpec | None:

@@ -119,7 +119,8 @@ def capabilities(status: ModelStatus) -> list[str]:
     if status.kind == "embedding":
         return ["embedding"]
     d = status.details
-    return ["completion", *(["tools"] if d.tools else []), *(["thinking"] if d.reasoning else [])]
+    flags = (("tools", d.tools), ("thinking", d.reasoning), ("vision", status.vision))
+    return ["completion", *(name for name, present in flags if present)]
 
 
 def served_status(ctx: ServerContext, name: str, kind: ModelKind = "chat") -> ModelStatus:

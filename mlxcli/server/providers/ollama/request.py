@@ -1,8 +1,8 @@
 """Ollama's ``/api/chat`` and ``/api/generate``: the request, and how it is answered.
 
 Streaming is the default. An empty ``messages`` (chat) or ``prompt`` (generate) only loads the
-model, or with ``keep_alive`` 0 unloads it, as Ollama does. Refused with a 400 that says why:
-``images`` (until vision models land), ``logprobs``, and on
+model, or with ``keep_alive`` 0 unloads it, as Ollama does. ``images`` (base64) go to a vision
+model as the message's image parts. Refused with a 400 that says why: ``logprobs``, and on
 generate ``raw``, ``template``, ``suffix`` and the deprecated ``context``.
 """
 
@@ -19,7 +19,8 @@ import falcon
 
 from mlxcli.core.collect import Completion
 from mlxcli.core.errors import InvalidRequest
-from mlxcli.core.request import ChatRequest, Effort, Grammar, Message, Sampling, ToolCall, ToolSpec, new_id
+from mlxcli.core.request import ChatRequest, Effort, Grammar, ImageInput, Message, Sampling, ToolCall, ToolSpec, new_id
+from mlxcli.server import images
 from mlxcli.server.http import read_json
 from mlxcli.server.providers import common
 from mlxcli.server.providers.ollama import response
@@ -80,6 +81,7 @@ def parse_chat(body: dict[str, Any]) -> OllamaCall:
     o = Obj(body)
     echo, model = model_names(o)
     messages = link_tool_results([_message(m) for m in objects(o.list("messages", max_items=MAX_MESSAGES))])
+    images.check_count(sum(len(m.images) for m in messages))
     tools = [_tool(t) for t in objects(o.list("tools", max_items=MAX_TOOLS))]
     request = ChatRequest(messages, model=model, tools=tools, tool_choice="auto" if tools else "none", reasoning=_think(o))
     return _call(o, request, "chat", echo, load=not messages)
@@ -92,11 +94,11 @@ def parse_generate(body: dict[str, Any]) -> OllamaCall:
     o.unsupported("template", "is not supported: prompts are rendered with the model's own chat template")
     o.unsupported("suffix", "(fill-in-the-middle) is not supported by this server")
     o.unsupported("context", "is deprecated by Ollama and not supported: send the conversation to /api/chat")
-    _no_images(o)
+    pictures = _images(o)
     prompt, system = o.str("prompt", default=""), o.str("system")
     messages = [Message(role="system", content=system)] if system else []
-    if prompt:
-        messages.append(Message(role="user", content=prompt))
+    if prompt or pictures:
+        messages.append(Message(role="user", content=prompt, images=pictures))
     request = ChatRequest(messages, model=model, tool_choice="none", reasoning=_think(o))
     return _call(o, request, "generate", echo, load=not prompt)
 
@@ -137,17 +139,23 @@ def _format(o: Obj) -> Grammar | None:
     return common.json_schema(o, "format")
 
 
-def _no_images(o: Obj) -> None:
-    # Vision: once image inputs land, each base64 image becomes an image part of its message here.
-    o.unsupported("images", "is not supported by this server: it serves text-only models")
+def _images(o: Obj) -> list[ImageInput]:
+    """``images``: base64 images (no data: prefix), shown to the model before the message's text."""
+    return [images.from_base64(data, param) for data, param in _strings(o.list("images", max_items=images.MAX_IMAGES + 1))]
+
+
+def _strings(items: list[tuple[Any, str]]) -> list[tuple[str, str]]:
+    for value, param in items:
+        if not isinstance(value, str):
+            raise InvalidRequest(f"Invalid type for '{param}': expected a base64 string.", param=param)
+    return items
 
 
 def _message(m: Obj) -> Message:
     role = m.str("role", required=True)
     if role.lower() not in ROLES:  # Ollama takes roles in any case
         raise InvalidRequest(f"Invalid value for '{m.param('role')}': expected one of {', '.join(ROLES)}, got {role!r}.", param=m.param("role"))
-    message = Message(role=role.lower(), content=m.str("content", default=""))
-    _no_images(m)
+    message = Message(role=role.lower(), content=m.str("content", default=""), images=_images(m))
     if message.role == "assistant":
         message.reasoning = m.str("thinking") or None  # a client echoing earlier thinking back
         message.tool_calls = [_tool_call(call) for call in objects(m.list("tool_calls", max_items=MAX_TOOLS))]

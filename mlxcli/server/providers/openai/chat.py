@@ -8,7 +8,8 @@ from typing import Any, Iterable
 from mlxcli.core.collect import Completion
 from mlxcli.core.errors import InvalidRequest, MlxcliError
 from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, TokenLogprob, ToolCallDelta, Usage
-from mlxcli.core.request import ChatRequest, Grammar, Message, Sampling, ToolCall, new_id, now
+from mlxcli.core.request import ChatRequest, Grammar, ImageInput, Message, Sampling, ToolCall, new_id, now
+from mlxcli.server import images
 from mlxcli.server.framing import sse_data
 from mlxcli.server.providers import common
 from mlxcli.server.providers.openai import tools
@@ -28,6 +29,16 @@ RESERVED_TEMPLATE_KWARGS = frozenset({
     "return_dict", "return_assistant_tokens_mask", "tokenizer_kwargs",
 })
 TEXT_PARTS = {"text": "text", "input_text": "text", "output_text": "text", "refusal": "refusal"}
+
+
+def _image_url(part: Obj) -> ImageInput:
+    """``{"type": "image_url", "image_url": {"url": ..., "detail": ...}}``; ``detail`` is accepted, not used."""
+    image = part.obj("image_url", required=True)
+    image.str("detail", choices=("auto", "low", "high"))
+    return images.from_url(image.str("url", required=True, allow_empty=False), image.param("url"))
+
+
+IMAGE_PARTS = {"image_url": _image_url}
 SAMPLING = ("temperature", "top_p", "top_k", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
 FINGERPRINT = "fp_mlxcli"
 
@@ -153,8 +164,8 @@ def _template_kwargs(o: Obj) -> dict[str, Any]:
 def _message(m: Obj) -> Message:
     role = m.str("role", required=True, choices=ROLES)
     role = "system" if role == "developer" else role
-    content = common.text(m, "content", TEXT_PARTS, common.text_only, required=role != "assistant")
-    message = Message(role=role, content=content, name=m.str("name", max_len=256))
+    content, image_parts = common.content(m, "content", TEXT_PARTS, IMAGE_PARTS, common.text_only, required=role != "assistant")
+    message = Message(role=role, content=content, name=m.str("name", max_len=256), images=image_parts)
     if role == "assistant":
         message.reasoning = m.str("reasoning_content")  # a client echoing our earlier reasoning back
         for call in objects(m.list("tool_calls", max_items=tools.MAX_TOOLS)):

@@ -22,6 +22,7 @@ def model_json(status: ModelStatus) -> dict[str, Any]:
         "created": STARTED_AT,
         "owned_by": "mlxcli",
         "kind": status.kind,  # chat or embedding: which requests it answers
+        "capabilities": ["chat", "vision"] if status.vision else [status.kind],
         "context_window": status.context_window,
         "aliases": list(status.aliases),
         "loaded": status.state == "loaded",

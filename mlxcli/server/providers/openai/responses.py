@@ -16,7 +16,8 @@ from typing import Any
 from mlxcli.core.collect import Completion
 from mlxcli.core.errors import EngineFailure, InvalidRequest
 from mlxcli.core.events import Usage
-from mlxcli.core.request import ChatRequest, Grammar, Message, Sampling, new_id, now
+from mlxcli.core.request import ChatRequest, Grammar, ImageInput, Message, Sampling, new_id, now
+from mlxcli.server import images
 from mlxcli.server.providers import common
 from mlxcli.server.providers.openai import responses_tools, tools
 from mlxcli.server.providers.openai.response_object import ResponsesStreamEncoder, ResponseState, replay
@@ -160,8 +161,9 @@ def _item(i: Obj) -> StoredMessage | Reference:
     item_id = i.str("id", max_len=256) or None
     if kind == "message":
         role = i.str("role", required=True, choices=INPUT_ROLES)
+        content, image_parts = common.content(i, "content", TEXT_PARTS, IMAGE_PARTS, common.text_only)
         return StoredMessage(
-            id=item_id or new_id("msg_"), role="system" if role == "developer" else role, content=_text(i, "content")
+            id=item_id or new_id("msg_"), role="system" if role == "developer" else role, content=content, images=image_parts
         )
     if kind in CALL_TYPES:
         call = responses_tools.call_of(i, kind)
@@ -209,6 +211,17 @@ def _shell_output(i: Obj) -> str:
     for part in objects(i.list("output", required=True)):
         texts += [t for t in (part.str("stdout"), part.str("stderr")) if t]
     return "\n".join(texts)
+
+
+def _input_image(part: Obj) -> ImageInput:
+    """``{"type": "input_image", "image_url": ..., "detail": ...}``; a ``file_id`` needs the Files API."""
+    part.str("detail", choices=("auto", "low", "high"))
+    if part.has("file_id") and not part.has("image_url"):
+        raise InvalidRequest("'file_id' images are not supported by this server: send 'image_url'.", param=part.param("file_id"))
+    return images.from_url(part.str("image_url", required=True, allow_empty=False), part.param("image_url"))
+
+
+IMAGE_PARTS = {"input_image": _input_image}
 
 
 def _text(i: Obj, key: str, *, required: bool = True) -> str | None:

@@ -1,0 +1,104 @@
+"""Vision models: detection, the processor, the model inputs of a prompt, and loading (mlx-vlm).
+
+mlx-vlm is the optional ``vision`` extra; it is imported only for a model that needs it, so a text
+server never pays for it and a vision model without it fails at start-up with the extra's name.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx_lm.tokenizer_utils import TokenizerWrapper
+
+from mlxcli.core.errors import InvalidRequest, ModelError
+from mlxcli.core.request import MAX_IMAGES, ChatRequest, ImageInput
+from mlxcli.engine import loading, platform
+from mlxcli.engine.prompt import RenderedPrompt
+
+log = logging.getLogger("mlxcli.engine")
+
+EXTRA = "pip install 'mlxcli[vision]'"
+
+
+def is_vision(config: dict[str, Any]) -> bool:
+    """A config with a vision tower, as mlx-vlm's models have."""
+    return isinstance(config.get("vision_config"), dict)
+
+
+def processor_of(path: Path, config: dict[str, Any]) -> Any:
+    """The model's processor (tokenizer + image processor): cheap, read when the model is configured."""
+    try:
+        from mlx_vlm.utils import get_model_and_args, load_image_processor, load_processor
+    except ImportError:
+        raise ModelError(f"{path} is a vision model: serving it needs mlx-vlm ({EXTRA})") from None
+    try:
+        get_model_and_args(dict(config))  # imports the model's module, which registers mlx-vlm's own processor class
+        processor = load_processor(path, add_detokenizer=False)
+        image_processor = load_image_processor(path)
+    except Exception as exc:  # transformers raises many types for a broken processor
+        raise ModelError(f"cannot load the image processor of {path}: {exc}") from exc
+    if image_processor is not None:
+        processor.image_processor = image_processor
+    return processor
+
+
+def images_of(request: ChatRequest) -> list[ImageInput]:
+    """Every image of the conversation, in order; at most ``MAX_IMAGES``."""
+    found = [image for message in request.messages for image in message.images]
+    if len(found) > MAX_IMAGES:
+        raise InvalidRequest(f"The request has {len(found)} images, more than the limit of {MAX_IMAGES}.", param=found[MAX_IMAGES].param)
+    return found
+
+
+def inputs(processor: Any, rendered: RenderedPrompt, images: list[ImageInput]) -> RenderedPrompt:
+    """The prompt with each image's placeholder expanded to its tokens, and the pixel values beside it
+    (numpy: MLX arrays belong to the engine thread). Runs on the caller's thread."""
+    if not images:
+        return rendered
+    try:
+        out = processor(
+            text=[rendered.text], images=[i.image for i in images], padding=False, add_special_tokens=False, return_tensors="np"
+        )
+    except Exception as exc:  # the processor refuses what its model cannot take (sizes, counts)
+        raise InvalidRequest(f"the model's image processor cannot read these images: {exc}", param=images[0].param) from exc
+    tokens = [int(t) for t in out["input_ids"][0]]
+    media = {k: v for k, v in out.items() if k not in ("input_ids", "attention_mask") and v is not None}
+    return RenderedPrompt(text=rendered.text, tokens=tokens, plan=rendered.plan, media=media)
+
+
+def load(name: str, path: Path, *, tokenizer: TokenizerWrapper, context_length: int | None) -> loading.LoadedModel:
+    """Weights through mlx-vlm (on the engine thread); float32 on the CPU fast path, as text models."""
+    start = time.perf_counter()
+    try:
+        from mlx_vlm.utils import load_model
+    except ImportError:
+        raise ModelError(f"{name} is a vision model: serving it needs mlx-vlm ({EXTRA})") from None
+    try:
+        model = load_model(path)
+    except Exception as exc:  # mlx-vlm raises many types for a broken directory
+        raise ModelError(f"cannot load model {name!r} from {path}: {exc}") from exc
+    config = loading.read_config(path)
+    dtype = loading.describe_dtype(model, config)
+    if mx.default_device().type == mx.cpu and platform.current().fast_path:
+        model = loading.to_float32(model)
+        dtype = f"float32 (from {dtype})" if not dtype.startswith("float32") else dtype
+    mx.eval(model.parameters())
+    loaded = loading.LoadedModel(
+        name=name,
+        path=path,
+        model=model,
+        tokenizer=tokenizer,
+        config=config,
+        context_window=loading.context_window_of(config, context_length),
+        dtype=dtype,
+        load_seconds=time.perf_counter() - start,
+        weight_bytes=sum(v.nbytes for _, v in nn.utils.tree_flatten(model.parameters())),
+        vision=True,
+    )
+    log.info("loaded %s (vision) from %s in %.1fs: %s, context %d", name, path, loaded.load_seconds, dtype, loaded.context_window)
+    return loaded
