@@ -151,9 +151,9 @@ def _fetch(url: str, param: str, policy: FetchPolicy) -> bytes:
     host = urlsplit(url).hostname
     with httpx.Client(follow_redirects=False, timeout=policy.timeout, trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            _check_host(url, param, policy)
+            pinned, headers, extensions = _pinned(url, _check_host(url, param, policy))
             try:
-                with client.stream("GET", url, headers={"Accept": "image/*"}) as response:
+                with client.stream("GET", pinned, headers=headers, extensions=extensions) as response:
                     if response.is_redirect:
                         url = urljoin(url, response.headers.get("location", ""))
                         if urlsplit(url).hostname != host or urlsplit(url).scheme not in ("http", "https"):
@@ -181,8 +181,20 @@ def _read(response: httpx.Response, param: str, policy: FetchPolicy, deadline: f
     return bytes(body)
 
 
-def _check_host(url: str, param: str, policy: FetchPolicy) -> None:
-    """Refuse a URL whose host resolves to any address that is not public (unless ``allow_private``)."""
+def _pinned(url: str, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """The request for ``url`` sent to the vetted ``address`` itself, so that a second DNS answer (a rebinding
+    attack) cannot send it elsewhere: the host goes in ``Host`` and, for https, in SNI and certificate checks."""
+    parts = urlsplit(url)
+    ip = f"[{address}]" if ":" in address else address
+    netloc = ip + (f":{parts.port}" if parts.port else "")
+    headers = {"Accept": "image/*", "Host": parts.netloc.rpartition("@")[2]}
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return parts._replace(netloc=netloc).geturl(), headers, extensions
+
+
+def _check_host(url: str, param: str, policy: FetchPolicy) -> str:
+    """The address to fetch ``url`` from; refuses a host that resolves to any address that is not public
+    (unless ``allow_private``)."""
     parts = urlsplit(url)
     if not parts.hostname:
         raise InvalidRequest(f"Invalid image URL in '{param}'.", param=param)
@@ -197,3 +209,4 @@ def _check_host(url: str, param: str, policy: FetchPolicy) -> None:
                 f"The image URL in '{param}' points at a non-public address ({address}), which this server does not fetch.",
                 param=param,
             )
+    return infos[0][4][0].split("%")[0]

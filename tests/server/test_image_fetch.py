@@ -4,6 +4,7 @@ setting only tests use."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,6 +24,7 @@ from tests.support.vision_models import noise_png
 PNG = noise_png(1)
 LOCAL = FetchPolicy(allow=True, allow_private=True, timeout=2.0)
 stop = threading.Event()
+hosts: list[str] = []  # the Host header of each request the origin got
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -30,6 +32,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        hosts.append(self.headers["Host"])
         port = self.server.server_address[1]
         routes = {
             "/a.png": lambda: self._send(PNG),
@@ -122,6 +125,27 @@ def test_redirects(origin):
     assert "another host" in refusal(origin + "/other-host")
     assert "redirects more than" in refusal(origin + "/loop")
     assert "HTTP 404" in refusal(origin + "/missing")
+
+
+def test_the_fetch_goes_to_the_address_that_was_checked(origin, monkeypatch):
+    """A host that resolves to a checked address once, then elsewhere (DNS rebinding): the fetch
+    connects to the checked address, naming the host in ``Host``; it never asks DNS again."""
+    real = socket.getaddrinfo
+    answers = iter([real("127.0.0.1", 0, type=socket.SOCK_STREAM)])
+
+    def rebinding(host, *args, **kwargs):
+        if host != "pinned.test":
+            return real(host, *args, **kwargs)
+        port = args[0] if args else kwargs.get("port")
+        first = next(answers, None)
+        if first is None:
+            raise socket.gaierror("a second lookup would rebind")
+        return [(*info[:4], (info[4][0], port)) for info in first]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    port = origin.rsplit(":", 1)[1]
+    assert fetch(f"http://pinned.test:{port}/a.png").digest == images.decode(PNG, "x").digest
+    assert hosts[-1] == f"pinned.test:{port}"
 
 
 def test_through_the_server(origin, tiny_vlm_dir):
