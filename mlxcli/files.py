@@ -18,3 +18,18 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_durably(target: Path, data: bytes, temporary: Path) -> None:
+    """``data`` at ``target``, whole or not at all: written to ``temporary`` (in the same directory),
+    fsynced, renamed over ``target``, and the rename made durable. The temporary file never outlives a failure."""
+    try:
+        with open(temporary, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)

@@ -30,7 +30,7 @@ from typing import Any
 from mlx_lm.models import cache as mlx_cache
 from mlx_lm.models.cache import can_trim_prompt_cache, load_prompt_cache, save_prompt_cache
 
-from mlxcli.files import fsync_dir
+from mlxcli.files import write_durably
 
 log = logging.getLogger("mlxcli.engine")
 
@@ -199,15 +199,9 @@ class DiskCache:
         data = _serialize(cache, {"format": FORMAT, "model": model, "tokens": json.dumps(tokens), "trimmable": str(trimmable)})
         temporary = self.directory / f"{TEMPORARY}{os.getpid()}-{os.urandom(4).hex()}"
         try:
-            with open(temporary, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, self.directory / name)
-            fsync_dir(self.directory)
+            write_durably(self.directory / name, data, temporary)
         except OSError as exc:  # a full or read-only disk costs the entry, never the request
             log.warning("prompt cache: cannot write %s: %s", self.directory / name, exc)
-            _unlink(temporary)
             return
         self.stats.writes += 1
         self.stats.bytes_written += len(data)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from mlxcli.files import fsync_dir
+from mlxcli.files import fsync_dir, write_durably
 from mlxcli.store.records import Conversation, conversation_from_json, conversation_json
 
 log = logging.getLogger("mlxcli.store")
@@ -58,16 +58,7 @@ class ArchiveDir:
         self.path.mkdir(parents=True, exist_ok=True)
         data = orjson.dumps(conversation_json(conversation), option=orjson.OPT_INDENT_2)
         temp = self.path / f"{TEMP_PREFIX}{conversation.id}-{os.getpid()}-{time.monotonic_ns()}"
-        try:
-            with open(temp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temp, target)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        fsync_dir(self.path)
+        write_durably(target, data, temp)
         return target
 
     def remove(self, conversation_id: str) -> None:
