@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mlxcli.core.embeddings import EmbeddingRequest, Embeddings
 from mlxcli.core.engine import Engine, ModelKind
+from mlxcli.server import disconnect
 from mlxcli.server.metrics import Metrics
 from mlxcli.server.middleware import Admission
 from mlxcli.server.settings import ServerSettings
@@ -32,3 +34,10 @@ class ServerContext:
         """
         served = self.engine.resolve(requested, kind)
         return requested or served
+
+    def embed(self, request: EmbeddingRequest, api: str) -> Embeddings:
+        """The vectors of ``request``, counted in /metrics under ``api``; cancelled if the client leaves.
+        Errors before the vectors are plain HTTP errors."""
+        job = self.engine.embed(request)
+        tracked = self.metrics.track_embeddings(job, api=api, model=self.engine.resolve(request.model, "embedding"))
+        return disconnect.embeddings(tracked)

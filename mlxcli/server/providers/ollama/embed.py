@@ -18,7 +18,6 @@ import falcon
 
 from mlxcli.core.embeddings import MAX_INPUTS, EmbeddingRequest, Embeddings
 from mlxcli.core.errors import InvalidRequest
-from mlxcli.server import disconnect
 from mlxcli.server.context import ServerContext
 from mlxcli.server.http import send_json
 from mlxcli.server.providers.ollama.models import served_status
@@ -99,10 +98,7 @@ class Embed:
         result = None
         if request.inputs:
             try:
-                job = self.ctx.metrics.track_embeddings(
-                    self.ctx.engine.embed(request), api="ollama", model=self.ctx.engine.resolve(request.model, "embedding")
-                )
-                result = disconnect.embeddings(job)
+                result = self.ctx.embed(request, api="ollama")
             except InvalidRequest as err:  # the engine names the neutral field; the legacy route calls it prompt
                 if call.legacy and err.param == "input":
                     raise InvalidRequest(err.message.replace("'input'", "'prompt'"), param="prompt") from err

@@ -18,7 +18,6 @@ import falcon
 
 from mlxcli.core.embeddings import MAX_INPUTS, EmbeddingRequest, Embeddings
 from mlxcli.core.errors import InvalidRequest
-from mlxcli.server import disconnect
 from mlxcli.server.context import ServerContext
 from mlxcli.server.http import read_json, send_json
 from mlxcli.server.providers import common
@@ -102,9 +101,6 @@ class Embed:
         request.request_id = req.context.request_id
         request.model = deployment or request.model
         model = self.ctx.model_name(request.model, "embedding")
-        job = self.ctx.metrics.track_embeddings(  # errors before the vectors are plain HTTP errors
-            self.ctx.engine.embed(request), api=self.provider.name, model=self.ctx.engine.resolve(request.model, "embedding")
-        )
-        result = disconnect.embeddings(job)
+        result = self.ctx.embed(request, api=self.provider.name)
         req.context.usage_tokens = str(result.prompt_tokens)
         send_json(resp, call.response(result, model))
