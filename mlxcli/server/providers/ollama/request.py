@@ -81,7 +81,6 @@ def parse_chat(body: dict[str, Any]) -> OllamaCall:
     o = Obj(body)
     echo, model = model_names(o)
     messages = link_tool_results([_message(m) for m in objects(o.list("messages", max_items=MAX_MESSAGES))])
-    images.check_count(sum(len(m.images) for m in messages))
     tools = [_tool(t) for t in objects(o.list("tools", max_items=MAX_TOOLS))]
     request = ChatRequest(messages, model=model, tools=tools, tool_choice="auto" if tools else "none", reasoning=_think(o))
     return _call(o, request, "chat", echo, load=not messages)
