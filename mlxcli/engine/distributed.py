@@ -112,8 +112,8 @@ class Peers:
         self._engine = engine
         self._world = check_world(mode)
         models = engine.registry.snapshot()
-        if len(models) > 1 or models[0].kind != "chat":
-            raise ModelError("--distributed serves one chat model: give a single --model (not an embedding model)")
+        if len(models) > 1 or models[0].kind != "chat" or models[0].vision:
+            raise ModelError("--distributed serves one text chat model: give a single --model (not an embedding or vision model)")
         if engine.registry.idle_unload is not None:
             raise ModelError("--idle-unload cannot be used with --distributed: every rank keeps the model loaded")
         self.rank, self.size = self._world.rank(), self._world.size()

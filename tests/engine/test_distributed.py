@@ -66,3 +66,15 @@ def test_a_distributed_engine_refuses_what_its_ranks_cannot_follow(monkeypatch, 
     monkeypatch.setattr(distributed, "group", TwoRanks)
     with pytest.raises(Exception, match="--idle-unload cannot be used with --distributed"):
         scripted_engine(lambda _prompt: "x", EngineSettings(distributed="tensor", idle_unload=60))
+
+
+def test_a_vision_model_is_refused_rather_than_run_whole_on_every_rank(monkeypatch, tiny_vlm_dir):
+    pytest.importorskip("mlx_vlm")
+    from mlxcli.core.errors import ModelError
+    from mlxcli.engine.engine import MlxEngine
+    from mlxcli.engine.registry import served_model
+
+    monkeypatch.setattr(distributed, "group", TwoRanks)
+    settings = EngineSettings(distributed="tensor")
+    with pytest.raises(ModelError, match="not an embedding or vision model"):
+        MlxEngine([served_model("tiny-vl", tiny_vlm_dir, settings)], settings)
