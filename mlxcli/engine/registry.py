@@ -25,6 +25,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -317,13 +318,15 @@ def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpe
         model_type=config.get("model_type"),
     )
     log.info("%s: %s%s", name, formats.describe(fmt), "; takes images" if processor is not None else "")
-    load = vision.load if processor is not None else loading.load
-    shard = {} if processor is not None else {"shard": settings.distributed}  # mlx-vlm's models are not sharded
+    if processor is not None:  # mlx-vlm's models are never sharded: --distributed refuses them
+        load = partial(vision.load, name, path, context_length=limit, tokenizer=tokenizer)
+    else:
+        load = partial(loading.load, name, path, context_length=limit, tokenizer=tokenizer, shard=settings.distributed)
     return ServedModel(
         name=name,
         tokenizer=tokenizer,
         context_window=loading.context_window_of(config, limit),
-        load=lambda: load(name, path, context_length=limit, tokenizer=tokenizer, **shard),
+        load=load,
         aliases=tuple(spec.aliases),
         ids=_ids(name, ids),
         spec=spec,
