@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mlxcli.cli import app
+from mlxcli.cli.distributed import free_ports
 from mlxcli.engine.registry import served_model
 from mlxcli.engine.settings import EngineSettings
 from tests.support.models import make_tiny_model_dir
@@ -38,7 +39,7 @@ LAUNCH_PROBE = "import mlx.core as mx; g = mx.distributed.init(); assert g.size(
 def launcher() -> str:
     """mlx.launch, once it has shown it can start two local ranks here (else the tests skip, saying why)."""
     launch = Path(sys.executable).parent / "mlx.launch"
-    command = [str(launch), "-n", "2", "--backend", "ring", "--starting-port", str(free_port()), "--", sys.executable, "-c", LAUNCH_PROBE]
+    command = [str(launch), "-n", "2", "--backend", "ring", "--starting-port", str(free_ports(2)), "--", sys.executable, "-c", LAUNCH_PROBE]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as exc:

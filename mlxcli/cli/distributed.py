@@ -6,6 +6,7 @@ Rank 0 serves HTTP as usual; every other rank runs the same engine without HTTP 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -60,7 +61,7 @@ def launch(ranks: int, mode: str | None, argv: list[str]) -> NoReturn:
     command = [sys.executable, "-m", "mlxcli", *without_launch(argv)]
     if mode is None:
         command += ["--distributed", "tensor"]
-    port = free_port()
+    port = free_ports(ranks)
     os.execv(launcher, [launcher, "-n", str(ranks), "--backend", "ring", "--starting-port", str(port), "--", *command])
 
 
@@ -77,8 +78,20 @@ def without_launch(argv: list[str]) -> list[str]:
     return out
 
 
-def free_port() -> int:
-    """A port the loopback ring can start from (it listens on this one and the next few)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int, attempts: int = 50) -> int:
+    """The first of ``count`` consecutive free loopback ports: the ring listens on one port per rank,
+    counting up from the one it is given, so every one of them must be free, not only the first."""
+    for _ in range(attempts):
+        with contextlib.ExitStack() as held:
+            first = held.enter_context(socket.socket())
+            first.bind(("127.0.0.1", 0))
+            start = first.getsockname()[1]
+            if start + count > 65536:
+                continue
+            try:
+                for port in range(start + 1, start + count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return start
+    fail(f"no {count} consecutive free ports on 127.0.0.1 for the ring backend")

@@ -68,8 +68,9 @@ def test_a_distributed_engine_refuses_what_its_ranks_cannot_follow(monkeypatch, 
         scripted_engine(lambda _prompt: "x", EngineSettings(distributed="tensor", idle_unload=60))
 
 
-def test_a_vision_model_is_refused_rather_than_run_whole_on_every_rank(monkeypatch, tiny_vlm_dir):
-    pytest.importorskip("mlx_vlm")
+def test_a_vision_model_is_refused_rather_than_run_whole_on_every_rank(monkeypatch, request):
+    pytest.importorskip("mlx_vlm")  # the vision extra (scripts/test installs it)
+    tiny_vlm_dir = request.getfixturevalue("tiny_vlm_dir")
     from mlxcli.core.errors import ModelError
     from mlxcli.engine.engine import MlxEngine
     from mlxcli.engine.registry import served_model
@@ -78,3 +79,16 @@ def test_a_vision_model_is_refused_rather_than_run_whole_on_every_rank(monkeypat
     settings = EngineSettings(distributed="tensor")
     with pytest.raises(ModelError, match="not an embedding or vision model"):
         MlxEngine([served_model("tiny-vl", tiny_vlm_dir, settings)], settings)
+
+
+def test_the_ring_gets_a_free_port_for_every_rank():
+    """The ring listens on one port per rank counting up from its starting port: all must be free
+    (a busy second port failed a launch with "[ring] Couldn't bind socket")."""
+    import socket
+
+    from mlxcli.cli.distributed import free_ports
+
+    start = free_ports(3)
+    with socket.socket() as a, socket.socket() as b, socket.socket() as c:
+        for sock, port in zip((a, b, c), range(start, start + 3)):
+            sock.bind(("127.0.0.1", port))
