@@ -119,7 +119,7 @@ class Peers:
         self.rank, self.size = self._world.rank(), self._world.size()
         self.status = RankStatus(mode, backend(), [0] * self.size)
         self.quitting = False  # rank 0 has ended the loop: every rank leaves it in the same pass
-        self.on_lost: Callable[[], None] = lambda: None  # the server's shutdown
+        self.on_lost: Callable[[], None] = lambda: None  # the server's shutdown, once the jobs have failed
         self._lock = threading.Lock()
         self._cancels: list["Job"] = []  # rank 0: cancelled since the last pass
         self._jobs: dict[int, "Job"] = {}  # followers: rank 0's jobs still running here, by number
@@ -158,7 +158,6 @@ class Peers:
         except RuntimeError as exc:  # the collective failed: a rank is gone
             self.status.lost = True
             log.critical("lost a rank of the distributed group: %s", exc)
-            threading.Thread(target=self.on_lost, name="mlxcli-lost-rank", daemon=True).start()
             raise EngineFailure(f"a rank of the distributed group was lost ({exc}); the server is stopping") from exc
 
     def _describe(self, job: "Job") -> tuple:

@@ -258,11 +258,13 @@ class MlxEngine:
             self._serve()
             self.prompt_cache.clear()  # to the disk tier, if there is one: the next start is warm
         except BaseException as exc:
-            self._failure = exc
             log.critical("the engine thread died: %r", exc)
             failure = exc if isinstance(exc, EngineFailure) else EngineFailure("the engine thread died")
-            for job in self._take_pending() + self._running():
+            for job in self._take_pending() + self._running():  # first: their readers see why, not "stopped"
                 job.emit(failure)
+            self._failure = exc
+            if self.peers is not None and self.peers.status.lost:  # only now: shutting down fails jobs too
+                self.peers.on_lost()
             raise
 
     def _serve(self) -> None:

@@ -48,7 +48,12 @@ def lose_a_rank(monkeypatch):
 def test_a_lost_rank_fails_the_request_in_flight_reports_503_and_stops_the_server(lose_a_rank, scripted_engine, serve):
     engine = scripted_engine(lambda _prompt: "and on " * 400, EngineSettings(temperature=0.0, distributed="tensor"))
     stopped = threading.Event()
-    engine.peers.on_lost = stopped.set
+
+    def shut_down() -> None:  # as the server's SIGTERM handler does, which fails what is still running
+        engine.stop(grace=0)
+        stopped.set()
+
+    engine.peers.on_lost = lambda: threading.Thread(target=shut_down).start()
     server = serve(engine)
     shown = httpx.get(server.url + "/health").json()["distributed"]
     assert (shown["mode"], shown["world_size"], [r["rank"] for r in shown["ranks"]], shown["lost"]) == ("tensor", 2, [0, 1], False)
