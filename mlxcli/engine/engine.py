@@ -72,7 +72,8 @@ class MlxEngine:
         self._runner: Runner | None = None  # the jobs generating now, all for one model (Batch or Solo)
         self._waiting: Job | None = None  # taken from the queue, not started yet: keeps arrival order
         self.prompt_cache = PromptCache.from_settings(self.settings)
-        self.registry.on_unload = lambda _model: self.prompt_cache.clear()
+        # A chat model's KV goes with it (to the disk tier, if any); an embedding model has none.
+        self.registry.on_unload = lambda model: self.prompt_cache.clear() if model.kind == "chat" else None
         self.context = ContextPolicy(
             lambda model, request: self._render(model, request, boundaries=True),
             self.submit,

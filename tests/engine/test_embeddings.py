@@ -236,8 +236,11 @@ def test_embedding_models_swap_within_their_own_budget(tiny_bert_dir, minilm_dir
     other = make_tiny_bert_dir(minilm_dir, tmp_path / "other", seed=1)
     engine = make_engine([scripted_model(tokenizer_dir, lambda p: "hi"), served_model("a", tiny_bert_dir, EngineSettings()),
                           served_model("b", other, EngineSettings())], max_loaded_models=1)
+    list(engine.submit(ChatRequest([Message("user", "hi")], sampling=Sampling(max_tokens=4))))
+    chat_cache = engine.stats()["prompt_cache"]["entries"]
     first = embed(engine, ["hello"], model="a")
     assert engine.stats()["loaded_models"] == ["scripted", "a"]
     assert embed(engine, ["hello"], model="b") != first
     assert engine.stats()["loaded_models"] == ["scripted", "b"]  # a made room for b; the chat model stayed
+    assert engine.stats()["prompt_cache"]["entries"] == chat_cache > 0  # and so did its prompt cache
     assert embed(engine, ["hello"], model="a") == first  # loaded again, the same weights
