@@ -184,7 +184,7 @@ class MlxEngine:
             )
         pictures = vision.images_of(request)
         if pictures and model.processor is None:
-            raise InvalidRequest(f"The model `{model.name}` does not accept images.", param=pictures[0].param)
+            request, pictures = vision.without_images(request, model.name), []
         with self._render_lock:
             rendered = prompt.render(model.tokenizer, request, model.format, boundaries=boundaries and model.checkpoints is not False)
             return vision.inputs(model.processor, rendered, pictures)

@@ -300,8 +300,9 @@ def _fallback_messages(messages: list[Message], specs: list[dict[str, Any]]) -> 
             last = out[-1] if out else None
             if last is not None and last.role == "user" and last.content and last.content.startswith("<tool_response>"):
                 last.content += "\n" + result  # the results of one turn's calls, together
+                last.images = last.images + m.images
             else:
-                out.append(Message(role="user", content=result))
+                out.append(Message(role="user", content=result, images=m.images))
         elif m.role == "assistant" and m.tool_calls:
             calls = "\n".join(_fallback_call(c) for c in m.tool_calls)
             out.append(Message(role="assistant", content=f"{m.content}\n{calls}" if m.content else calls, reasoning=m.reasoning))

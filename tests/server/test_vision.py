@@ -289,6 +289,50 @@ def test_bench_sends_an_image_with_each_request(api, server, tiny_vlm_dir):
     assert pictured["min"] == pictured["max"] == 40 + 16 + 2
 
 
+# ---- images a tool returned ----------------------------------------------------------------------
+
+def read_a_screenshot(claude, png: bytes, model: str = "tiny-vl") -> str:
+    """Claude Code's Read of an image file: the image comes back inside the tool_result. (No tools are
+    offered: their long system prompt drowns the random model's answer whatever the image.)"""
+    source = {"type": "base64", "media_type": "image/png", "data": base64.b64encode(png).decode()}
+    messages = [
+        {"role": "user", "content": "What does shot.png show?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {"file_path": "shot.png"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+            {"type": "image", "source": source}, {"type": "text", "text": "What is in this picture?"}]}]},
+    ]
+    reply = claude.messages.create(model=model, max_tokens=8, messages=messages)
+    return "".join(b.text for b in reply.content if b.type == "text")
+
+
+def view_an_image(oa, png: bytes, model: str = "tiny-vl") -> str:
+    """Codex's view_image: a function_call_output whose output is a list with an input_image."""
+    items = [
+        {"role": "user", "content": "What does shot.png show?"},
+        {"type": "function_call", "call_id": "call_1", "name": "view_image", "arguments": json.dumps({"path": "shot.png"})},
+        {"type": "function_call_output", "call_id": "call_1", "output": [
+            {"type": "input_image", "image_url": data_url(png)}, {"type": "input_text", "text": "What is in this picture?"}]},
+    ]
+    return oa.responses.create(model=model, input=items).output_text
+
+
+@pytest.mark.parametrize("api", ["anthropic", "responses"])
+def test_an_image_a_tool_returned_reaches_a_vision_model(api, oa, claude):
+    ask = {"anthropic": lambda png: read_a_screenshot(claude, png), "responses": lambda png: view_an_image(oa, png)}[api]
+    a, b, again = ask(A), ask(B), ask(A)
+    assert a != b and again == a
+
+
+def test_a_text_model_is_told_a_tool_s_image_is_not_shown_and_the_session_goes_on(oa, claude, server):
+    assert isinstance(read_a_screenshot(claude, A, model="tiny-text"), str)  # an answer, not a 400
+    assert isinstance(view_an_image(oa, A, model="tiny-text"), str)
+    from mlxcli.core.request import ChatRequest, ImageInput, Message
+
+    image = ImageInput(image=None, digest="x", width=1, height=1)
+    request = ChatRequest([Message("user", "Read it"), Message("tool", "shot.png:", tool_call_id="t", images=[image])], model="tiny-text")
+    assert "[1 image(s) not shown: the model `tiny-text` does not accept images]" in server.engine.render(request).text
+
+
 # ---- tools, and the extra ------------------------------------------------------------------------
 
 
@@ -312,3 +356,6 @@ def test_without_mlx_vlm_a_vision_model_names_the_extra(tiny_vlm_dir, monkeypatc
     monkeypatch.setitem(sys.modules, "mlx_vlm", None)  # import mlx_vlm now raises ImportError
     with pytest.raises(ModelError, match=r"mlxcli\[vision\]"):
         served_model("tiny-vl", tiny_vlm_dir, EngineSettings())
+
+
+

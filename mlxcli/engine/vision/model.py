@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,19 @@ def images_of(request: ChatRequest) -> list[ImageInput]:
     if len(found) > MAX_IMAGES:
         raise InvalidRequest(f"The request has {len(found)} images, more than the limit of {MAX_IMAGES}.", param=found[MAX_IMAGES].param)
     return found
+
+
+def without_images(request: ChatRequest, model: str) -> ChatRequest:
+    """The request for a model that cannot see: an image a tool returned becomes a note saying so (an
+    agent's session must go on past a screenshot it read); an image anyone else sent is a 400."""
+    for message in request.messages:
+        if message.images and message.role != "tool":
+            raise InvalidRequest(f"The model `{model}` does not accept images.", param=message.images[0].param)
+    note = f"[{{}} image(s) not shown: the model `{model}` does not accept images]"
+    return replace(request, messages=[
+        replace(m, images=[], content="\n".join(filter(None, [m.content, note.format(len(m.images))]))) if m.images else m
+        for m in request.messages
+    ])
 
 
 def inputs(processor: Any, rendered: RenderedPrompt, images: list[ImageInput]) -> RenderedPrompt:

@@ -171,8 +171,10 @@ def _user_blocks(blocks: list[Obj]) -> list[Message]:
             flush()
             tool_use_id = block.str("tool_use_id", required=True, max_len=256)
             block.bool("is_error")
-            result = _text(block, "content", required=False) or ""
-            out.append(Message(role="tool", content=result, tool_call_id=tool_use_id))
+            # A tool's result may show images (Claude Code's Read of a screenshot).
+            result, shown = common.content(block, "content", TEXT_BLOCKS, {"image": _image}, _unsupported_block, required=False)
+            images.check_count(len(shown), block.param("content"))
+            out.append(Message(role="tool", content=result or "", tool_call_id=tool_use_id, images=shown))
         else:
             raise _unsupported_block(block, kind)
     flush()

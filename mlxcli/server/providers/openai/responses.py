@@ -171,9 +171,13 @@ def _item(i: Obj) -> StoredMessage | Reference:
     if kind in OUTPUT_TYPES:
         # a local shell's output names its call by ``id``; a shell call's output is a list of command outcomes
         call_id = i.str("id" if kind == "local_shell_call_output" else "call_id", required=True, max_len=256)
-        output = _shell_output(i) if kind == "shell_call_output" else _text(i, "output")
+        pictures: list = []  # a tool's output may show images (Codex's view_image, MCP tools)
+        if kind == "shell_call_output":
+            output = _shell_output(i)
+        else:
+            output, pictures = common.content(i, "output", TEXT_PARTS, IMAGE_PARTS, common.text_only)
         return StoredMessage(id=new_id("fco_") if kind == "local_shell_call_output" else item_id or new_id("fco_"),
-                             role="tool", content=output, tool_call_id=call_id)
+                             role="tool", content=output, tool_call_id=call_id, images=pictures)
     if kind == "reasoning":
         text = _text(i, "content", required=False) or _text(i, "summary", required=False)
         return StoredMessage(id=item_id or new_id("rs_"), role="assistant", content=None, reasoning=text or "")
