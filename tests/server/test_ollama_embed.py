@@ -71,9 +71,15 @@ def test_truncate_cuts_at_the_window_unless_false(server, client, tiny_bert_dir)
     assert "'prompt'" in error(post(server, "/api/embeddings", {"model": "tiny", "prompt": LONG}))  # the legacy route never truncates
 
 
-def test_empty_input_answers_no_vectors(server):
+def test_empty_input_loads_the_model_and_answers_no_vectors(server, client):
+    """As on Ollama: an empty input preloads the model (keep_alive 0 unloads it), with no vectors."""
+    unloaded = post(server, "/api/embed", {"model": "tiny", "input": [], "keep_alive": 0}).json()
+    assert unloaded["embeddings"] == [] and "tiny:latest" not in [m.model for m in client.ps().models]
     body = post(server, "/api/embed", {"model": "tiny", "input": []}).json()
-    assert body.pop("total_duration") > 0 and body == {"model": "tiny", "embeddings": [], "prompt_eval_count": 0}
+    assert "tiny:latest" in [m.model for m in client.ps().models]
+    assert body.pop("total_duration") >= body.pop("load_duration") > 0
+    assert body == {"model": "tiny", "embeddings": [], "prompt_eval_count": 0}
+    assert client.embed(model="tiny", input="").embeddings == []
     assert post(server, "/api/embeddings", {"model": "tiny", "prompt": ""}).json() == {"embedding": []}
 
 

@@ -5,7 +5,8 @@
 ``truncate`` (default true, as on Ollama) cuts an input over the model's window to fit it; false
 makes it a 400, as the legacy route always does. ``dimensions`` keeps the first N components.
 ``keep_alive`` feeds the idle-unload timer; ``options`` are checked as for chat and change nothing
-here. An empty ``input`` (or ``prompt``) is answered with no vectors, as Ollama answers it.
+here. An empty ``input`` loads the model (or, with ``keep_alive`` 0, unloads it) and is answered with
+no vectors, as Ollama answers it; ``load_duration`` is the time that took.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any
 
 import falcon
 
+from mlxcli.core.collect import collect
 from mlxcli.core.embeddings import MAX_INPUTS, EmbeddingRequest, Embeddings
 from mlxcli.core.errors import InvalidRequest
+from mlxcli.server import disconnect
 from mlxcli.server.context import ServerContext
 from mlxcli.server.http import send_json
 from mlxcli.server.providers.ollama.models import served_status
@@ -31,15 +34,18 @@ class EmbedCall:
     model: str  # echoed as the client wrote it
     legacy: bool  # /api/embeddings: one ``prompt``, one ``embedding``
     started: float = field(default_factory=time.perf_counter)
+    load_seconds: float | None = None  # an empty input's load of the model (Ollama omits it otherwise)
 
     def response(self, result: Embeddings | None) -> dict[str, Any]:
         vectors = result.vectors if result is not None else []
         if self.legacy:
             return {"embedding": vectors[0] if vectors else []}
+        loaded = {"load_duration": max(1, int(self.load_seconds * 1e9))} if self.load_seconds is not None else {}
         return {
             "model": self.model,
             "embeddings": vectors,
             "total_duration": max(1, int((time.perf_counter() - self.started) * 1e9)),
+            **loaded,
             "prompt_eval_count": result.prompt_tokens if result is not None else 0,
         }
 
@@ -93,10 +99,13 @@ class Embed:
         call = self.parse(read_body(req, self.ctx.settings.max_body_bytes))
         request = call.request
         request.request_id = req.context.request_id
-        if served_status(self.ctx, request.model, "embedding").kind != "embedding":
+        status = served_status(self.ctx, request.model, "embedding")
+        if status.kind != "embedding":
             raise InvalidRequest(f'"{call.model}" does not support embeddings', param="model")
         result = None
-        if request.inputs:
+        if not request.inputs and not call.legacy:
+            call.load_seconds = self._load(status.name, request.keep_alive)
+        elif request.inputs:
             try:
                 result = self.ctx.embed(request, api="ollama")
             except InvalidRequest as err:  # the engine names the neutral field; the legacy route calls it prompt
@@ -105,3 +114,13 @@ class Embed:
                 raise
             req.context.usage_tokens = str(result.prompt_tokens)
         send_json(resp, call.response(result))
+
+    def _load(self, model: str, keep_alive: float | None) -> float:
+        """Seconds spent loading ``model`` (or unloading it, with ``keep_alive`` 0) in the engine's turn."""
+        started = time.perf_counter()
+        generation = self.ctx.engine.load(model, keep_alive)
+        try:
+            collect(disconnect.events(generation))
+        finally:
+            generation.cancel()
+        return time.perf_counter() - started
