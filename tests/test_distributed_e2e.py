@@ -182,7 +182,7 @@ def test_tensor_parallel_on_two_ranks_answers_as_one_process_does_and_a_dead_ran
     with pytest.raises(openai.APIError, match="connection to a peer was lost"):  # in a step or between steps
         for _ in stream:
             pass
-    server.proc.wait(120)
+    assert server.proc.wait(120) == 1  # rank 0's status, though mlx.launch itself exits 0
     assert "Node with rank 0 exited with code 1" in server.log()
 
 
@@ -191,6 +191,13 @@ def test_pipeline_parallel_on_two_ranks_answers_as_one_process_does(ranks, tiny_
     server = ranks(2, tiny_pipeline_dir, "--distributed", "pipeline")
     assert answers(server.url) == expected
     assert httpx.get(server.url + "/health").json()["distributed"]["mode"] == "pipeline"
+    # SIGTERM to `mlxcli serve --launch` alone (as systemd sends it) stops every rank, and it exits 0.
+    ranks = [server.rank_pid(0), server.rank_pid(1)]
+    os.kill(server.proc.pid, signal.SIGTERM)
+    assert server.proc.wait(120) == 0
+    for pid in ranks:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 @pytest.mark.default_model

@@ -11,7 +11,10 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from mlxcli.engine.engine import MlxEngine
 
 LAUNCH_FLAG = "--launch"
+LAUNCH_DIR = "MLXCLI_LAUNCH_DIR"  # set by --launch for its ranks: rank 0 leaves its pid and exit status there
 
 
 def rank(mode: str, fast_path: bool) -> int:
@@ -31,9 +35,12 @@ def rank(mode: str, fast_path: bool) -> int:
     from mlxcli.engine import distributed
 
     try:
-        return distributed.check_world(mode).rank()
+        number = distributed.check_world(mode).rank()
     except MlxcliError as exc:
         fail(exc.message)
+    if number == 0 and (status := os.environ.get(LAUNCH_DIR)):
+        (Path(status) / "rank0.pid").write_text(str(os.getpid()))
+    return number
 
 
 def follow(specs, *, fast_path: bool, settings) -> NoReturn:
@@ -50,7 +57,11 @@ def watch(engine: "MlxEngine") -> None:
 
 
 def exit_code(engine: "MlxEngine") -> int:
-    return 1 if engine.peers is not None and engine.peers.status.lost else 0
+    """Rank 0's exit status (1 after a lost rank), left for ``--launch`` too: mlx.launch exits 0 anyway."""
+    code = 1 if engine.peers is not None and engine.peers.status.lost else 0
+    if status := os.environ.get(LAUNCH_DIR):
+        (Path(status) / "rank0.exit").write_text(str(code))
+    return code
 
 
 def launch(ranks: int, mode: str | None, argv: list[str]) -> NoReturn:
@@ -62,7 +73,30 @@ def launch(ranks: int, mode: str | None, argv: list[str]) -> NoReturn:
     if mode is None:
         command += ["--distributed", "tensor"]
     port = free_ports(ranks)
-    os.execv(launcher, [launcher, "-n", str(ranks), "--backend", "ring", "--starting-port", str(port), "--", *command])
+    launch_command = [launcher, "-n", str(ranks), "--backend", "ring", "--starting-port", str(port), "--", *command]
+    with tempfile.TemporaryDirectory(prefix="mlxcli-launch-") as status:
+        sys.exit(supervise(launch_command, Path(status)))
+
+
+def supervise(command: list[str], status: Path) -> int:
+    """Run mlx.launch and answer for it: SIGTERM goes to rank 0, which stops every rank in turn (mlx.launch
+    itself would die and leave the ranks running), and the exit status is rank 0's (mlx.launch's is 0
+    even when a rank failed); 1 when rank 0 left none (it failed to start, or was killed)."""
+    child = subprocess.Popen(command, env={**os.environ, LAUNCH_DIR: str(status)})
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: None)  # Ctrl-C reaches the ranks themselves (one process group)
+    forwarded = False
+    while child.poll() is None:
+        rank0 = status / "rank0.pid"
+        if stopping.is_set() and not forwarded and rank0.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(rank0.read_text()), signal.SIGTERM)
+            forwarded = True
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=0.2)
+    exit_file = status / "rank0.exit"
+    return int(exit_file.read_text()) if exit_file.exists() else 1
 
 
 def without_launch(argv: list[str]) -> list[str]:
