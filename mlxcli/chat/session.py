@@ -12,9 +12,12 @@ the store (status ``incomplete``); ``retry`` asks again. An answer that fails
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from mlxcli.chat.backends import Backend
 from mlxcli.core.collect import Collector, Completion
@@ -26,6 +29,27 @@ from mlxcli.store.records import Conversation
 
 SOURCE = "chat"
 TURN_PREFIX = "chat_"
+
+
+@contextlib.contextmanager
+def ctrl_c() -> Iterator[threading.Event]:
+    """While an answer streams: Ctrl-C raises KeyboardInterrupt at once, as usual, and also sets the
+    event the loop checks after each event, because Python drops an exception raised where it cannot
+    propagate (a finalizer the garbage collector runs at that moment): such a Ctrl-C is not lost."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield pressed
+        return
+
+    def handler(signum, frame):
+        pressed.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -113,13 +137,16 @@ class ChatSession:
         interrupted = False
         reply = None
         try:
-            reply = self.backend.stream(request)
-            for event in reply:
-                if isinstance(event, (TextDelta, ReasoningDelta)):
-                    last = time.perf_counter()
-                    first = last if first is None else first
-                collector.feed(event)
-                on_event(event)
+            with ctrl_c() as pressed:
+                reply = self.backend.stream(request)
+                for event in reply:
+                    if isinstance(event, (TextDelta, ReasoningDelta)):
+                        last = time.perf_counter()
+                        first = last if first is None else first
+                    collector.feed(event)
+                    on_event(event)
+                    if pressed.is_set():
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
             interrupted = True
         finally:

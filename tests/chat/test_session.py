@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 
 from mlxcli.chat.backends import EngineBackend
@@ -77,6 +80,30 @@ def test_system_prompt_changes_apply_to_the_next_answer(chat_engine, store):
     assert answer.completion.text == "Arr! Reply 2: ahoy"
     turns_ = store.conversation(session.conversation_id).turns
     assert [t.instructions for t in turns_] == [None, "Talk like a pirate."]
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped KeyboardInterrupt, as it should be
+def test_a_ctrl_c_that_python_drops_still_stops_the_answer(chat_engine, store):
+    """A SIGINT whose KeyboardInterrupt lands in a finalizer is dropped by Python ("Exception ignored");
+    the answer must stop all the same."""
+    scripted_of(chat_engine).step_delay = 0.01
+    session = ChatSession(EngineBackend(chat_engine), store)
+    seen = []
+
+    class Finalized:
+        def __del__(self):  # runs the signal handler where its exception cannot propagate
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs here, between bytecodes
+                pass
+
+    def ctrl_c_in_a_finalizer(event):
+        seen.append(event)
+        if len(seen) == 5:
+            Finalized()
+
+    stopped = session.ask("tell me a long story", ctrl_c_in_a_finalizer)
+    assert stopped.interrupted and stopped.finish_reason == "cancelled"
+    assert 5 <= len(seen) < 10 and LONG_END not in stopped.completion.text
 
 
 def test_interrupting_keeps_the_partial_answer_in_the_conversation_and_the_store(chat_engine, store):
