@@ -233,6 +233,29 @@ def test_a_responses_chain_sends_turn_1s_image_again_in_turn_3(oa):
     assert textual.usage.input_tokens < r.usage.input_tokens
 
 
+def pixels(data_url_or_png) -> bytes:
+    from PIL import Image
+
+    png = base64.b64decode(data_url_or_png.split(",", 1)[1]) if isinstance(data_url_or_png, str) else data_url_or_png
+    return Image.open(io.BytesIO(png)).convert("RGB").tobytes()
+
+
+def test_stored_input_items_show_their_images(oa):
+    content = [{"type": "input_image", "image_url": data_url(A)}, {"type": "input_text", "text": "Look."}]
+    r = oa.responses.create(model="tiny-vl", input=[{"role": "user", "content": content}])
+    (item,) = oa.responses.input_items.list(r.id).data
+    image, text = item.content
+    assert (image.type, text.type, text.text) == ("input_image", "input_text", "Look.")
+    assert pixels(image.image_url) == pixels(A)  # stored losslessly
+    items = [{"role": "user", "content": "Look at shot.png"},
+             {"type": "function_call", "call_id": "c1", "name": "view_image", "arguments": "{}"},
+             {"type": "function_call_output", "call_id": "c1", "output": [{"type": "input_image", "image_url": data_url(B)}]}]
+    r = oa.responses.create(model="tiny-vl", input=items)
+    output = oa.responses.input_items.list(r.id).data[0]  # newest first
+    assert output.type == "function_call_output" and [p.type for p in output.output] == ["input_image"]
+    assert pixels(output.output[0].image_url) == pixels(B)
+
+
 # ---- mlxcli chat --image ---------------------------------------------------------------------------
 
 

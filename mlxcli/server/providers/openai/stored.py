@@ -10,13 +10,16 @@ from mlxcli.core.errors import InvalidRequest, NotFound
 from mlxcli.server.http import send_json
 from mlxcli.server.providers.openai.response_object import text_part
 from mlxcli.store import ConversationStore, StoredMessage, Turn
+from mlxcli.store.records import image_json
 
 
 def input_item_json(m: StoredMessage) -> dict[str, Any]:
-    """A stored input message as the Responses item it came from."""
+    """A stored input message as the Responses item it came from (its images first, as the model saw them)."""
+    pictures = [{"type": "input_image", "image_url": "data:image/png;base64," + image_json(i)["png"], "detail": "auto"}
+                for i in m.images]
     if m.role == "tool":
-        return {"id": m.id, "type": "function_call_output", "call_id": m.tool_call_id, "output": m.content or "",
-                "status": "completed"}
+        output: str | list = pictures + [{"type": "input_text", "text": m.content}] * bool(m.content) if pictures else m.content or ""
+        return {"id": m.id, "type": "function_call_output", "call_id": m.tool_call_id, "output": output, "status": "completed"}
     if m.role == "assistant" and m.tool_calls and not m.content:
         call = m.tool_calls[0]
         if call.custom:
@@ -30,7 +33,7 @@ def input_item_json(m: StoredMessage) -> dict[str, Any]:
     if m.role == "assistant":
         content = [text_part(m.content or "")]
     else:
-        content = [{"type": "input_text", "text": m.content or ""}]
+        content = pictures + [{"type": "input_text", "text": m.content or ""}] * (bool(m.content) or not pictures)
     return {"id": m.id, "type": "message", "role": m.role, "content": content, "status": "completed"}
 
 
