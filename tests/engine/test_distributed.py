@@ -97,3 +97,28 @@ def test_the_ring_gets_a_free_port_for_every_rank():
     with socket.socket() as a, socket.socket() as b, socket.socket() as c:
         for sock, port in zip((a, b, c), range(start, start + 3)):
             sock.bind(("127.0.0.1", port))
+
+
+def test_every_rank_is_told_the_same_seed_for_an_unseeded_sampled_request(monkeypatch, scripted_engine):
+    """Each rank draws its own tokens: an unseeded sampled request must reach them all with one seed."""
+    import pickle
+
+    from mlxcli.core.request import ChatRequest, Message, Sampling
+
+    monkeypatch.setattr(distributed, "group", TwoRanks)
+    told: list[tuple] = []
+
+    def share(self, data: bytes) -> bytes:
+        if data:
+            told.append(pickle.loads(data))
+        return data
+
+    monkeypatch.setattr(distributed.Peers, "_share", share)
+    engine = scripted_engine(lambda _prompt: "hi", EngineSettings(temperature=0.0, distributed="tensor"))
+    for sampling in (Sampling(temperature=0.8), Sampling(temperature=0.8, seed=7), Sampling(temperature=0.0)):
+        generation = engine.submit(ChatRequest([Message("user", "go")], sampling=sampling))
+        list(generation)
+        described_sampling = told[-1][0][3]  # (job described, cancels, quitting); the job's sampling
+        assert described_sampling.seed == generation.job.sampling.seed  # what rank 0 itself draws with
+    seeds = [message[0][3].seed for message in told[-3:]]
+    assert seeds[0] is not None and seeds[1] == 7 and seeds[2] is None  # only unseeded sampling gets one
