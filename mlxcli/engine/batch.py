@@ -21,6 +21,7 @@ from mlx_lm.models.cache import make_prompt_cache
 
 from mlxcli.core.errors import EngineFailure
 from mlxcli.engine.decoding import Sequence
+from mlxcli.engine.distributed import collective_failed
 from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.runner import Runner, segments
 
@@ -87,6 +88,8 @@ class Batch(Runner):
         try:
             read, responses = self._generator.next()
         except Exception as exc:  # a failed forward pass fails the batch, not the engine
+            if self._settings.distributed and collective_failed(exc):  # ...unless a rank is gone: the group is
+                raise  # broken, and the next collective might never return
             log.exception("batched generation failed")
             self._fail(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
             return

@@ -33,11 +33,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlxcli.engine")
 
+BACKEND_ERRORS = ("[ring]", "[jaccl]", "[mpi]", "[nccl]")  # how each backend's errors begin
 NOTHING = (None, [], False)  # a pass that starts no job, cancels none and goes on: no message at all
 
 # What mlx.launch sets for each backend (the group itself does not say which one it runs on).
 BACKEND_ENV = (("MLX_JACCL_COORDINATOR", "jaccl"), ("MLX_IBV_DEVICES", "jaccl"), ("MLX_HOSTFILE", "ring"),
                ("MLX_MPI_LIBNAME", "mpi"), ("OMPI_COMM_WORLD_SIZE", "mpi"), ("NCCL_HOST_IP", "nccl"))
+
+
+def collective_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` is a distributed backend's failure (a rank gone, a link down), not a request's."""
+    return isinstance(exc, RuntimeError) and str(exc).startswith(BACKEND_ERRORS)
 
 
 def group() -> mx.distributed.Group:
@@ -156,9 +162,14 @@ class Peers:
                     job.cancelled.set()
             return waiting
         except RuntimeError as exc:  # the collective failed: a rank is gone
-            self.status.lost = True
-            log.critical("lost a rank of the distributed group: %s", exc)
-            raise EngineFailure(f"a rank of the distributed group was lost ({exc}); the server is stopping") from exc
+            raise self.broken(exc) from exc
+
+    def broken(self, exc: BaseException) -> EngineFailure:
+        """The group cannot go on: a collective failed (a rank is gone), or a step failed on this rank,
+        which leaves it out of step with the others (and its next collective may never return)."""
+        self.status.lost = True
+        log.critical("lost a rank of the distributed group: %s", exc)
+        return EngineFailure(f"a rank of the distributed group was lost ({exc}); the server is stopping")
 
     def _describe(self, job: "Job") -> tuple:
         """What a follower needs to build the same job; unseeded sampling gets a seed shared by all ranks."""

@@ -38,7 +38,7 @@ from mlxcli.core.events import Finish, Timings
 from mlxcli.core.request import ChatRequest, Sampling
 from mlxcli.engine import constraints, prompt, sampling
 from mlxcli.engine.batch import Batch, can_batch
-from mlxcli.engine.distributed import Peers
+from mlxcli.engine.distributed import Peers, collective_failed
 from mlxcli.engine.embeddings.work import EmbedJob, Embedder, EmbeddingHandle, check_inputs, plan, tokenize
 from mlxcli.engine.job import Generation, Job
 from mlxcli.engine.overflow import ContextPolicy
@@ -259,6 +259,8 @@ class MlxEngine:
             self._serve()
             self.prompt_cache.clear()  # to the disk tier, if there is one: the next start is warm
         except BaseException as exc:
+            if self.peers is not None and collective_failed(exc):
+                exc = self.peers.broken(exc)  # in a step: a rank is gone
             log.critical("the engine thread died: %r", exc)
             failure = exc if isinstance(exc, EngineFailure) else EngineFailure("the engine thread died")
             for job in self._take_pending() + self._running():  # first: their readers see why, not "stopped"

@@ -22,6 +22,7 @@ from mlx_lm.models.cache import make_prompt_cache
 from mlxcli.core.errors import EngineFailure
 from mlxcli.core.events import FinishReason
 from mlxcli.engine.decoding import Sequence
+from mlxcli.engine.distributed import collective_failed
 from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.runner import Runner, segments
 
@@ -123,6 +124,8 @@ class Solo(Runner):
         except _Cancelled:
             return self._end("cancelled")
         except Exception as exc:  # one request's failure must not stop the engine
+            if self._settings.distributed and collective_failed(exc):  # ...unless a rank is gone: the group is
+                raise  # broken, and the next collective might never return
             log.exception("generation failed for %s", sequence.job.request.request_id)
             sequence.job.emit(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
             return self._end(None)

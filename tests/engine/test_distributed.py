@@ -67,6 +67,45 @@ def test_a_lost_rank_fails_the_request_in_flight_reports_503_and_stops_the_serve
     assert health.status_code == 503 and health.json()["distributed"]["lost"] is True
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the engine thread dies, as it should
+def test_a_rank_lost_inside_a_step_stops_the_group_and_a_request_s_own_failure_does_not(monkeypatch, scripted_engine, serve):
+    """A collective that fails inside a decode step leaves this rank out of step with the others (its next
+    collective may never return): the engine stops at once. A failure of the request itself happens on
+    every rank alike, so the group goes on."""
+    from tests.support.models import Fail, scripted_of
+
+    monkeypatch.setattr(distributed, "group", TwoRanks)
+    monkeypatch.setattr(distributed.Peers, "_share", lambda self, data: data)
+    engine = scripted_engine(lambda prompt: Fail("so far") if "fail" in prompt else "and on " * 400,
+                             EngineSettings(temperature=0.0, distributed="tensor"))
+    stopped = threading.Event()
+    engine.peers.on_lost = stopped.set
+    server = serve(engine)
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+    with pytest.raises(openai.APIError, match="scripted failure"):
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "fail"}])
+    assert client.chat.completions.create(model="m", messages=[{"role": "user", "content": "go"}], max_tokens=3).choices
+    assert httpx.get(server.url + "/health").status_code == 200 and not stopped.is_set()
+
+    model = scripted_of(engine)
+    forward, passes = type(model).__call__, []
+
+    def a_rank_dies_after_five_passes(self, *args, **kwargs):
+        passes.append(1)
+        if len(passes) > 5:
+            raise RuntimeError("[ring] connection to a peer was lost")
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "__call__", a_rank_dies_after_five_passes)
+    stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "go"}], max_tokens=800, stream=True)
+    with pytest.raises(openai.APIError, match=r"a rank of the distributed group was lost \(\[ring\] connection to a peer was lost\)"):
+        for _ in stream:
+            pass
+    assert wait_for(stopped.is_set)
+    health = httpx.get(server.url + "/health")
+    assert health.status_code == 503 and health.json()["distributed"]["lost"] is True
+
+
 def test_a_distributed_engine_refuses_what_its_ranks_cannot_follow(monkeypatch, scripted_engine):
     monkeypatch.setattr(distributed, "group", TwoRanks)
     with pytest.raises(Exception, match="--idle-unload cannot be used with --distributed"):
