@@ -60,7 +60,8 @@ def exit_code(engine: "MlxEngine") -> int:
     """Rank 0's exit status (1 after a lost rank), left for ``--launch`` too: mlx.launch exits 0 anyway."""
     code = 1 if engine.peers is not None and engine.peers.status.lost else 0
     if status := os.environ.get(LAUNCH_DIR):
-        (Path(status) / "rank0.exit").write_text(str(code))
+        with contextlib.suppress(OSError):  # --launch's supervisor already gone: nobody to tell
+            (Path(status) / "rank0.exit").write_text(str(code))
     return code
 
 
