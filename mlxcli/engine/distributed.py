@@ -165,8 +165,8 @@ class Peers:
             raise self.broken(exc) from exc
 
     def broken(self, exc: BaseException) -> EngineFailure:
-        """The group cannot go on: a collective failed (a rank is gone), or a step failed on this rank,
-        which leaves it out of step with the others (and its next collective may never return)."""
+        """The group cannot go on: a collective failed, between steps or inside one (a rank is gone, a
+        link is down), and this rank's next collective might never return."""
         self.status.lost = True
         log.critical("lost a rank of the distributed group: %s", exc)
         return EngineFailure(f"a rank of the distributed group was lost ({exc}); the server is stopping")
