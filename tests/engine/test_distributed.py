@@ -44,6 +44,16 @@ def lose_a_rank(monkeypatch):
     monkeypatch.setattr(distributed.Peers, "_share", share)
 
 
+def a_long_answer_fails_with_the_lost_rank_and_stops_the_server(client, server, stopped: threading.Event) -> None:
+    stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "go"}], max_tokens=800, stream=True)
+    with pytest.raises(openai.APIError, match=r"a rank of the distributed group was lost \(\[ring\] connection to a peer was lost\)"):
+        for _ in stream:
+            pass
+    assert wait_for(stopped.is_set)
+    health = httpx.get(server.url + "/health")
+    assert health.status_code == 503 and health.json()["distributed"]["lost"] is True
+
+
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the engine thread dies, as it should
 def test_a_lost_rank_fails_the_request_in_flight_reports_503_and_stops_the_server(lose_a_rank, scripted_engine, serve):
     engine = scripted_engine(lambda _prompt: "and on " * 400, EngineSettings(temperature=0.0, distributed="tensor"))
@@ -58,13 +68,7 @@ def test_a_lost_rank_fails_the_request_in_flight_reports_503_and_stops_the_serve
     shown = httpx.get(server.url + "/health").json()["distributed"]
     assert (shown["mode"], shown["world_size"], [r["rank"] for r in shown["ranks"]], shown["lost"]) == ("tensor", 2, [0, 1], False)
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
-    stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "go"}], max_tokens=800, stream=True)
-    with pytest.raises(openai.APIError, match=r"a rank of the distributed group was lost \(\[ring\] connection to a peer was lost\)"):
-        for _ in stream:
-            pass
-    assert wait_for(stopped.is_set)
-    health = httpx.get(server.url + "/health")
-    assert health.status_code == 503 and health.json()["distributed"]["lost"] is True
+    a_long_answer_fails_with_the_lost_rank_and_stops_the_server(client, server, stopped)
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the engine thread dies, as it should
@@ -97,13 +101,7 @@ def test_a_rank_lost_inside_a_step_stops_the_group_and_a_request_s_own_failure_d
         return forward(self, *args, **kwargs)
 
     monkeypatch.setattr(type(model), "__call__", a_rank_dies_after_five_passes)
-    stream = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "go"}], max_tokens=800, stream=True)
-    with pytest.raises(openai.APIError, match=r"a rank of the distributed group was lost \(\[ring\] connection to a peer was lost\)"):
-        for _ in stream:
-            pass
-    assert wait_for(stopped.is_set)
-    health = httpx.get(server.url + "/health")
-    assert health.status_code == 503 and health.json()["distributed"]["lost"] is True
+    a_long_answer_fails_with_the_lost_rank_and_stops_the_server(client, server, stopped)
 
 
 def test_a_distributed_engine_refuses_what_its_ranks_cannot_follow(monkeypatch, scripted_engine):
