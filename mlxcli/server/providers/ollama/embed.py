@@ -17,13 +17,11 @@ from typing import Any
 
 import falcon
 
-from mlxcli.core.collect import collect
 from mlxcli.core.embeddings import MAX_INPUTS, EmbeddingRequest, Embeddings
 from mlxcli.core.errors import InvalidRequest
-from mlxcli.server import disconnect
 from mlxcli.server.context import ServerContext
 from mlxcli.server.http import send_json
-from mlxcli.server.providers.ollama.models import served_status
+from mlxcli.server.providers.ollama.models import load_model, served_status
 from mlxcli.server.providers.ollama.request import keep_alive, model_names, parse_options, read_body
 from mlxcli.server.validate import MAX_STRING, Obj
 
@@ -104,7 +102,7 @@ class Embed:
             raise InvalidRequest(f'"{call.model}" does not support embeddings', param="model")
         result = None
         if not request.inputs and not call.legacy:
-            call.load_seconds = self._load(status.name, request.keep_alive)
+            call.load_seconds = load_model(self.ctx, status.name, request.keep_alive)
         elif request.inputs:
             try:
                 result = self.ctx.embed(request, api="ollama")
@@ -114,13 +112,3 @@ class Embed:
                 raise
             req.context.usage_tokens = str(result.prompt_tokens)
         send_json(resp, call.response(result))
-
-    def _load(self, model: str, keep_alive: float | None) -> float:
-        """Seconds spent loading ``model`` (or unloading it, with ``keep_alive`` 0) in the engine's turn."""
-        started = time.perf_counter()
-        generation = self.ctx.engine.load(model, keep_alive)
-        try:
-            collect(disconnect.events(generation))
-        finally:
-            generation.cancel()
-        return time.perf_counter() - started

@@ -9,13 +9,16 @@ reaches the model. Models are MLX safetensors directories, so ``format`` is ``sa
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 import falcon
 
+from mlxcli.core.collect import collect
 from mlxcli.core.engine import ModelKind, ModelStatus
 from mlxcli.core.errors import InvalidRequest, ModelNotFound, PermissionDenied
 from mlxcli.core.request import now
+from mlxcli.server import disconnect
 from mlxcli.server.context import ServerContext
 from mlxcli.server.http import send_json
 from mlxcli.server.providers.ollama.request import model_names, read_body
@@ -127,6 +130,18 @@ def served_status(ctx: ServerContext, name: str, kind: ModelKind = "chat") -> Mo
     """The status of the model ``name`` reaches, as a request of ``kind`` naming it would (404 otherwise)."""
     served = ctx.engine.resolve(name, kind)
     return next(s for s in ctx.engine.models() if s.name == served)
+
+
+def load_model(ctx: ServerContext, name: str | None, keep_alive: float | None) -> float:
+    """Load the model ``name`` in the engine's turn (with ``keep_alive`` 0, unload it), as a request with
+    nothing to answer asks; the seconds that took."""
+    started = time.perf_counter()
+    generation = ctx.engine.load(name, keep_alive)
+    try:
+        collect(disconnect.events(generation))
+    finally:
+        generation.cancel()
+    return time.perf_counter() - started
 
 
 class Tags:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import falcon
 
-from mlxcli.core.collect import collect
 from mlxcli.core.errors import InvalidRequest
-from mlxcli.server import disconnect
 from mlxcli.server.generate import Generate
 from mlxcli.server.http import send_json
-from mlxcli.server.providers.ollama.models import served_status
+from mlxcli.server.providers.ollama.models import load_model, served_status
 from mlxcli.server.providers.ollama.request import OllamaCall, read_body
 
 # The Ollama release whose API this provider follows: clients decide what to send (tools, thinking)
@@ -34,11 +32,7 @@ class Chat(Generate):
 
     def _load(self, resp: falcon.Response, call: OllamaCall) -> None:
         """Nothing to ask: load the model (or unload it, keep_alive 0) and say so."""
-        generation = self.ctx.engine.load(call.request.model, call.request.keep_alive)
-        try:
-            collect(disconnect.events(generation))
-        finally:
-            generation.cancel()
+        load_model(self.ctx, call.request.model, call.request.keep_alive)
         send_json(resp, call.loaded())
 
 
