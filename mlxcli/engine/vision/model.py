@@ -17,7 +17,7 @@ import mlx.nn as nn
 from mlx_lm.tokenizer_utils import TokenizerWrapper
 
 from mlxcli.core.errors import InvalidRequest, ModelError
-from mlxcli.core.request import MAX_IMAGES, ChatRequest, ImageInput
+from mlxcli.core.request import MAX_IMAGES, ChatRequest, ImageInput, Message
 from mlxcli.engine import loading, platform
 from mlxcli.engine.prompt import RenderedPrompt
 
@@ -62,11 +62,12 @@ def without_images(request: ChatRequest, model: str) -> ChatRequest:
     for message in request.messages:
         if message.images and message.role != "tool":
             raise InvalidRequest(f"The model `{model}` does not accept images.", param=message.images[0].param)
-    note = f"[{{}} image(s) not shown: the model `{model}` does not accept images]"
-    return replace(request, messages=[
-        replace(m, images=[], content="\n".join(filter(None, [m.content, note.format(len(m.images))]))) if m.images else m
-        for m in request.messages
-    ])
+
+    def noted(m: Message) -> Message:
+        note = f"[{len(m.images)} image(s) not shown: the model `{model}` does not accept images]"
+        return replace(m, images=[], content=f"{m.content}\n{note}" if m.content else note)
+
+    return replace(request, messages=[noted(m) if m.images else m for m in request.messages])
 
 
 def inputs(processor: Any, rendered: RenderedPrompt, images: list[ImageInput]) -> RenderedPrompt:

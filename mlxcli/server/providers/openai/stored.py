@@ -17,8 +17,9 @@ def input_item_json(m: StoredMessage) -> dict[str, Any]:
     """A stored input message as the Responses item it came from (its images first, as the model saw them)."""
     pictures = [{"type": "input_image", "image_url": "data:image/png;base64," + image_json(i)["png"], "detail": "auto"}
                 for i in m.images]
-    if m.role == "tool":
-        output: str | list = pictures + [{"type": "input_text", "text": m.content}] * bool(m.content) if pictures else m.content or ""
+    text = [{"type": "input_text", "text": m.content}] if m.content else []
+    if m.role == "tool":  # a plain string unless the tool showed images
+        output: str | list = pictures + text if pictures else m.content or ""
         return {"id": m.id, "type": "function_call_output", "call_id": m.tool_call_id, "output": output, "status": "completed"}
     if m.role == "assistant" and m.tool_calls and not m.content:
         call = m.tool_calls[0]
@@ -33,7 +34,7 @@ def input_item_json(m: StoredMessage) -> dict[str, Any]:
     if m.role == "assistant":
         content = [text_part(m.content or "")]
     else:
-        content = pictures + [{"type": "input_text", "text": m.content or ""}] * (bool(m.content) or not pictures)
+        content = pictures + text if pictures else [{"type": "input_text", "text": m.content or ""}]
     return {"id": m.id, "type": "message", "role": m.role, "content": content, "status": "completed"}
 
 
