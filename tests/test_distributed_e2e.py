@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from mlxcli.cli import app
 from mlxcli.cli.distributed import free_ports
-from mlxcli.engine.registry import served_model
+from mlxcli.engine.kinds import served_model
 from mlxcli.engine.settings import EngineSettings
 from tests.support.models import make_tiny_model_dir
 from tests.support.process import free_port

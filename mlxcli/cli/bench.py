@@ -142,7 +142,7 @@ def _embeddings(model: str, servers: list[str], *, in_process: bool, sizes: list
     from mlxcli.client import Client
     from mlxcli.core.errors import MlxcliError
     from mlxcli.engine.engine import MlxEngine
-    from mlxcli.engine.registry import served_model
+    from mlxcli.engine.kinds import served_model
     from mlxcli.engine.settings import EngineSettings
     from mlxcli.models import resolve_model
 

@@ -72,7 +72,7 @@ def start_engine(model: "str | None | Sequence[ModelSpec]", *, fast_path: bool, 
     platform.configure(fast_path)  # before anything imports mlx
     from mlxcli.core.errors import MlxcliError
     from mlxcli.engine.engine import MlxEngine
-    from mlxcli.engine.registry import prepare
+    from mlxcli.engine.kinds import prepare
     from mlxcli.engine.settings import EngineSettings, ModelSpec
     from mlxcli.models import DEFAULT_MODEL
 

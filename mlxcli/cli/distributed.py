@@ -1,7 +1,7 @@
 """`mlxcli serve --distributed` / `--launch N`: the ranks of a model sharded over mx.distributed.
 
 Rank 0 serves HTTP as usual; every other rank runs the same engine without HTTP or store
-(engine/distributed.py) until rank 0 ends the loop, or until a rank is lost.
+(engine/peers.py) until rank 0 ends the loop, or until a rank is lost.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ def rank(mode: str, fast_path: bool) -> int:
     """This process's rank in the group it shards over (joining it), or a clear error when alone."""
     platform.configure(fast_path)  # before mlx is imported
     from mlxcli.core.errors import MlxcliError
-    from mlxcli.engine import distributed
+    from mlxcli.engine import group
 
     try:
-        number = distributed.check_world(mode).rank()
+        number = group.check_world(mode).rank()
     except MlxcliError as exc:
         fail(exc.message)
     if number == 0 and (status := os.environ.get(LAUNCH_DIR)):

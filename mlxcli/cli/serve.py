@@ -21,7 +21,7 @@ from mlxcli.store.settings import StoreSettings
 
 CONFIG_META = "mlxcli.config"
 REASONING_MODES = ("separate", "strip")
-DISTRIBUTED_MODES = ("tensor", "pipeline")  # engine/distributed.py's MODES (importing it imports mlx)
+DISTRIBUTED_MODES = ("tensor", "pipeline")  # engine/group.py shards in these modes (importing it imports mlx)
 KV_BITS = (2, 3, 4, 5, 6, 8)  # what mx.quantize supports
 NOT_SERVER_SETTINGS = ("config", "model", "print_config", "launch")  # flags a config file's `server:` cannot set (the ranks --launch starts read the file too)
 ENGINE, SERVER = EngineSettings(), ServerSettings()  # the defaults

@@ -34,6 +34,7 @@ class EmbeddingJob(Protocol):
     """One submitted embeddings request."""
 
     prompt_tokens: int
+    model: str  # the served name of the model answering it
 
     def result(self, timeout: float | None = None) -> Embeddings | None:
         """The vectors, or None if they are not ready within ``timeout`` seconds; raises the request's

@@ -13,7 +13,7 @@ from mlxcli.core.events import Compaction, Event
 from mlxcli.core.request import ChatRequest
 
 ModelState = Literal["unloaded", "loading", "loaded"]
-ModelKind = Literal["chat", "embedding"]  # what a model answers: chat requests, or embeddings requests
+ModelKind = str  # the requests a model answers (its task): "chat", "embedding", ... one per model kind
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,11 @@ class ModelStatus:
     weight_bytes: int | None = None
     dtype: str | None = None
     details: ModelDetails = field(default_factory=ModelDetails)
-    vision: bool = False  # it takes images beside text
+    capabilities: tuple[str, ...] = ()  # its task first, then what else it takes ("vision": images beside text)
+
+    @property
+    def vision(self) -> bool:
+        return "vision" in self.capabilities
 
 
 @runtime_checkable
@@ -61,6 +65,7 @@ class Generation(Protocol):
 
     prompt_tokens: int
     compaction: Compaction | None  # what the context overflow policy did to the conversation, if anything
+    model: str  # the served name of the model answering it (the request's name resolved, once)
 
     @property
     def generated_tokens(self) -> int: ...
@@ -75,6 +80,20 @@ class Generation(Protocol):
         ...
 
     def __iter__(self) -> Iterator[Event]: ...
+
+    def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class Work(Protocol):
+    """One submitted request of a kind that answers once (``Engine.work``)."""
+
+    model: str  # the served name of the model answering it
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The answer, or None if it is not ready within ``timeout`` seconds; raises the request's
+        ``MlxcliError`` if it failed."""
+        ...
 
     def cancel(self) -> None: ...
 
@@ -120,6 +139,12 @@ class Engine(Protocol):
     def load(self, model: str | None, keep_alive: float | None = None) -> Generation:
         """Load a model in turn, as a request for it would, and set its ``keep_alive`` (see ChatRequest);
         with ``keep_alive`` 0, unload it once idle instead. The generation's one event is a Finish."""
+        ...
+
+    def work(self, task: ModelKind, request: Any) -> "Work":
+        """Check and enqueue a request of a model kind that answers once (``task``: embedding, ...) for the
+        model it names; raises ModelNotFound, InvalidRequest (naming the field; another kind's model) or
+        Overloaded before anything is computed."""
         ...
 
     def embed(self, request: EmbeddingRequest) -> EmbeddingJob:

@@ -21,14 +21,14 @@ from mlx_lm.models.cache import make_prompt_cache
 
 from mlxcli.core.errors import EngineFailure
 from mlxcli.engine.decoding import Sequence
-from mlxcli.engine.distributed import collective_failed
+from mlxcli.engine.group import collective_failed
 from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.runner import Runner, segments
 
 if TYPE_CHECKING:
     from mlxcli.engine.job import Job
     from mlxcli.engine.loading import LoadedModel
-    from mlxcli.engine.registry import ServedModel
+    from mlxcli.engine.served import ServedModel
     from mlxcli.engine.settings import EngineSettings
 
 log = logging.getLogger("mlxcli.engine")
@@ -48,7 +48,7 @@ class Batch(Runner):
         super().__init__(served, model, settings, prompt_cache, stream)
         self._generator = BatchGenerator(
             model.model,
-            stop_tokens=[[t] for t in model.tokenizer.eos_token_ids],
+            stop_tokens=[[t] for t in served.stop_tokens],
             completion_batch_size=settings.max_batch,
             prefill_batch_size=min(settings.max_batch, PREFILL_BATCH),
             prefill_step_size=settings.prefill_step_size,

@@ -35,18 +35,18 @@ class _Tokenizers:
     """llguidance's view of each model tokenizer, built once."""
 
     def __init__(self) -> None:
-        self._made: weakref.WeakKeyDictionary[TokenizerWrapper, LLTokenizer] = weakref.WeakKeyDictionary()
+        self._made: weakref.WeakKeyDictionary[TokenizerWrapper, dict[tuple[int, ...], LLTokenizer]] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self.build_seconds: list[float] = []  # for `mlxcli bench`
 
-    def get(self, tokenizer: TokenizerWrapper) -> LLTokenizer:
+    def get(self, tokenizer: TokenizerWrapper, stop_tokens: tuple[int, ...]) -> LLTokenizer:
         with self._lock:
-            made = self._made.get(tokenizer)
+            made = self._made.setdefault(tokenizer, {}).get(stop_tokens)
             if made is None:
                 import llguidance.hf  # imports transformers: only once a constraint is used
 
                 started = time.perf_counter()
-                made = self._made[tokenizer] = llguidance.hf.from_tokenizer(tokenizer._tokenizer, eos_token=sorted(tokenizer.eos_token_ids))
+                made = self._made[tokenizer][stop_tokens] = llguidance.hf.from_tokenizer(tokenizer._tokenizer, eos_token=list(stop_tokens))
                 self.build_seconds.append(time.perf_counter() - started)
                 log.info("built the structured-output tokenizer in %.2fs", self.build_seconds[-1])
             return made
@@ -60,18 +60,19 @@ def special_tokens(tokenizer: TokenizerWrapper) -> frozenset[str]:
     return frozenset(t.content for t in decoder.values() if t.special)
 
 
-def compile(request: ChatRequest, plan: OutputPlan, tokenizer: TokenizerWrapper) -> "Constraint | None":
-    """The request's constraint, or None when its output is free. Raises InvalidRequest naming the
-    parameter whose schema or grammar llguidance cannot compile."""
+def compile(request: ChatRequest, plan: OutputPlan, tokenizer: TokenizerWrapper, stop_tokens: frozenset[int]) -> "Constraint | None":
+    """The request's constraint, or None when its output is free (``stop_tokens``: the ids that end an
+    answer). Raises InvalidRequest naming the parameter whose schema or grammar llguidance cannot compile."""
     built = grammars.build(request, plan, special_tokens(tokenizer))
     if built is None:
         return None
     grammar, pieces = built
-    lltok = TOKENIZERS.get(tokenizer)
+    stops = tuple(sorted(stop_tokens))
+    lltok = TOKENIZERS.get(tokenizer, stops)
     matcher = LLMatcher(lltok, grammar, log_level=0)  # never raises: an error is its state
     if matcher.is_error():
         _blame(request, pieces, lltok, matcher.get_error())
-    return Constraint(matcher, sorted(tokenizer.eos_token_ids))
+    return Constraint(matcher, list(stops))
 
 
 def _blame(request: ChatRequest, pieces: list[grammars.Piece], lltok: LLTokenizer, error: str) -> None:

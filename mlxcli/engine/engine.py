@@ -16,9 +16,11 @@ output and prompt cache. A load job (``load``) takes its turn the same way, but
 only loads its model. Which models stay in memory is the registry's business
 (registry.py). ``MlxEngine`` implements ``mlxcli.core.engine.Engine``.
 
-Embedding requests have a queue of their own (sharing the wake-up of the chat queue): they
-start as soon as they arrive, whatever chat request waits, and each pass of the loop embeds one
-batch of them beside one decode step (embeddings/work.py).
+What a model does is its kind's business (kinds.py): a kind that chats renders its prompts and makes
+the runner of its jobs; a kind that answers once (embeddings) prepares its jobs and steps them in a
+``Worker``. Those jobs have a queue of their own (sharing the wake-up of the chat queue): they start
+as soon as they arrive, whatever chat request waits, and each pass of the loop works one unit of them
+(an embeddings batch) beside one decode step (worker.py).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from typing import Any, Sequence
 
 import mlx.core as mx
@@ -37,19 +38,18 @@ from mlxcli.core.errors import EngineFailure, InvalidRequest
 from mlxcli.core.events import Finish, Timings
 from mlxcli.core.request import ChatRequest, Sampling
 from mlxcli.engine import constraints, prompt, sampling
-from mlxcli.engine.batch import Batch, can_batch
-from mlxcli.engine.distributed import Peers, collective_failed
-from mlxcli.engine.embeddings.work import EmbedJob, Embedder, EmbeddingHandle, check_inputs, plan, tokenize
-from mlxcli.engine.job import Generation, Job
+from mlxcli.engine.group import collective_failed
+from mlxcli.engine.job import Generation, Job, WorkHandle, WorkJob
+from mlxcli.engine.kinds import for_task, kind_of, served_model
 from mlxcli.engine.overflow import ContextPolicy
+from mlxcli.engine.peers import Peers
 from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.queue import BoundedQueue
-from mlxcli.engine.registry import ModelRegistry, ServedModel, served_model
+from mlxcli.engine.registry import ModelRegistry
 from mlxcli.engine.runner import Runner
+from mlxcli.engine.served import ServedModel
 from mlxcli.engine.settings import EngineSettings
-from mlxcli.engine.solo import Solo
-from mlxcli.engine.vision import model as vision
-from mlxcli.engine.vision.runner import VisionSolo
+from mlxcli.engine.worker import Worker
 
 log = logging.getLogger("mlxcli.engine")
 
@@ -61,19 +61,19 @@ PERSIST_SECONDS = 120
 
 
 class MlxEngine:
-    """Serves ``models`` (the first is the default); see ``registry.served_model`` to build them."""
+    """Serves ``models`` (the first is the default); see ``kinds.served_model`` to build them."""
 
     def __init__(self, models: Sequence[ServedModel], settings: EngineSettings | None = None):
         self.settings = settings or EngineSettings()
         self.registry = ModelRegistry.from_settings(models, self.settings)
         self._queue: BoundedQueue[Job] = BoundedQueue(self.settings.max_queue)
-        self._embed_queue: BoundedQueue[EmbedJob] = BoundedQueue(self.settings.max_queue, wakes=self._queue)
-        self._embedder = Embedder(self.registry)
+        self._work_queue: BoundedQueue[WorkJob] = BoundedQueue(self.settings.max_queue, wakes=self._queue)
+        self._workers: dict[str, Worker] = {}  # by kind, made as their first job arrives
         self._runner: Runner | None = None  # the jobs generating now, all for one model (Batch or Solo)
         self._waiting: Job | None = None  # taken from the queue, not started yet: keeps arrival order
         self.prompt_cache = PromptCache.from_settings(self.settings)
         # A chat model's KV goes with it (to the disk tier, if any); an embedding model has none.
-        self.registry.on_unload = lambda model: self.prompt_cache.clear() if model.kind == "chat" else None
+        self.registry.on_unload = lambda model: self.prompt_cache.clear() if model.task == "chat" else None
         self.context = ContextPolicy(
             lambda model, request: self._render(model, request, boundaries=True),
             self.submit,
@@ -87,7 +87,7 @@ class MlxEngine:
         self._render_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="mlxcli-engine", daemon=True)
         # Sharded over mx.distributed: every pass of the loop starts with rank 0's decisions.
-        self.peers = Peers(self, self.settings.distributed) if self.settings.distributed else None
+        self.peers = Peers(self.registry, self.settings.distributed) if self.settings.distributed else None
 
     @classmethod
     def from_path(cls, name: str, path, settings: EngineSettings | None = None) -> "MlxEngine":
@@ -108,7 +108,7 @@ class MlxEngine:
         """Refuse new work, let in-flight work finish for ``grace`` seconds, then cancel it."""
         self._stopping.set()
         deadline = time.monotonic() + grace
-        while (self._running() or self._waiting or len(self._queue) or len(self._embed_queue)) and time.monotonic() < deadline:
+        while (self._running() or self._waiting or len(self._queue) or len(self._work_queue)) and time.monotonic() < deadline:
             time.sleep(0.05)
         for job in self._take_pending():
             job.emit(EngineFailure("the server is shutting down"))
@@ -121,15 +121,15 @@ class MlxEngine:
         """Block until the worker ends (a follower rank of a distributed engine serves nothing else)."""
         self._thread.join()
 
-    def _take_pending(self) -> list[Job | EmbedJob]:
+    def _take_pending(self) -> list[Job | WorkJob]:
         """Remove and return every job not started yet."""
         waiting, self._waiting = self._waiting, None
-        return ([waiting] if waiting is not None else []) + self._queue.drain() + self._embed_queue.drain()
+        return ([waiting] if waiting is not None else []) + self._queue.drain() + self._work_queue.drain()
 
-    def _running(self) -> list[Job | EmbedJob]:
-        """The jobs generating or embedding now (read from any thread: a snapshot)."""
+    def _running(self) -> list[Job | WorkJob]:
+        """The jobs generating or working now (read from any thread: a snapshot)."""
         runner = self._runner
-        return (runner.jobs if runner is not None else []) + self._embedder.jobs
+        return (runner.jobs if runner is not None else []) + [job for w in list(self._workers.values()) for job in w.jobs]
 
     @property
     def alive(self) -> bool:
@@ -155,7 +155,7 @@ class MlxEngine:
         states = self.registry.snapshot()
         ranks = {"distributed": self.peers.status.json()} if self.peers is not None else {}
         return ranks | {
-            "queue_depth": len(self._queue) + (self._waiting is not None) + len(self._embed_queue),
+            "queue_depth": len(self._queue) + (self._waiting is not None) + len(self._work_queue),
             "active_requests": len(self._running()),
             "prompt_cache": self.prompt_cache.stats(),
             "loaded_models": [m.name for m in states if m.state == "loaded"],
@@ -178,16 +178,9 @@ class MlxEngine:
         return self._render(self.registry.resolve(request.model), request)
 
     def _render(self, model: ServedModel, request: ChatRequest, *, boundaries: bool = False) -> prompt.RenderedPrompt:
-        if model.embedding is not None:
-            raise InvalidRequest(
-                f"The model `{model.name}` is an embedding model: it answers embeddings requests, not chat.", param="model"
-            )
-        pictures = vision.images_of(request)
-        if pictures and model.processor is None:
-            request, pictures = vision.without_images(request, model.name), []
+        kind = kind_of(model)
         with self._render_lock:
-            rendered = prompt.render(model.tokenizer, request, model.format, boundaries=boundaries and model.checkpoints is not False)
-            return vision.inputs(model.processor, rendered, pictures)
+            return kind.render(model, request, boundaries)
 
     def submit(self, request: ChatRequest) -> Generation:
         """Check and enqueue a request for the model it names.
@@ -207,10 +200,10 @@ class MlxEngine:
         rendered = self._render(model, request, boundaries=True)
         rendered, compaction = self.context.fit(model, request, rendered, settings.max_tokens, window)  # or ContextLengthExceeded
         room = window - len(rendered.tokens)
-        constraint = constraints.compile(request, rendered.plan, model.tokenizer)
+        constraint = constraints.compile(request, rendered.plan, model.tokenizer, model.stop_tokens)
         job = Job(request, model, settings, rendered, min(settings.max_tokens, room), constraint, compaction)
         self._queue.put(job)
-        return Generation(self, job)
+        return Generation(job, lambda: self.alive, self.cancel)
 
     def load(self, model: str | None, keep_alive: float | None = None) -> Generation:
         """Load ``model`` in turn and set its keep-alive (0: unload it once idle instead); one Finish event."""
@@ -220,29 +213,29 @@ class MlxEngine:
         request = ChatRequest(messages=[], model=served.name, keep_alive=keep_alive)
         job = Job(request, served, Sampling(), prompt.RenderedPrompt("", []), max_tokens=0, load_only=True)
         self._queue.put(job)
-        return Generation(self, job)
+        return Generation(job, lambda: self.alive, self.cancel)
 
-    def cancel(self, job: Job | EmbedJob) -> None:
+    def cancel(self, job: Job | WorkJob) -> None:
         self.peers.cancel(job) if self.peers is not None and isinstance(job, Job) else job.cancelled.set()
-        self._queue.remove(job) if isinstance(job, Job) else self._embed_queue.remove(job)  # the worker drops it elsewhere
+        self._queue.remove(job) if isinstance(job, Job) else self._work_queue.remove(job)  # the worker drops it elsewhere
 
-    def embed(self, request: EmbeddingRequest) -> EmbeddingHandle:
+    def embed(self, request: EmbeddingRequest) -> WorkHandle:
         """Check, tokenize and enqueue an embeddings request (see ``mlxcli.core.engine.Engine.embed``)."""
+        return self.work("embedding", request)
+
+    def work(self, task: ModelKind, request: Any) -> WorkHandle:
+        """Check and enqueue a request of a kind that answers once (``task``: embedding, ...) for the model
+        it names; its handle's ``result()`` is the answer."""
         if not self.alive or self._stopping.is_set():
             raise EngineFailure("the engine is not running")
-        model = self.registry.resolve(request.model, "embedding")
-        if model.embedding is None:
-            raise InvalidRequest(
-                f"The model `{model.name}` is a chat model without a pooling configuration (sentence-transformers' "
-                "modules.json): it cannot embed. Serve an embedding model beside it, e.g. --model minilm.",
-                param="model",
-            )
-        with self._render_lock:
-            tokens = tokenize(request, model.tokenizer, model.context_window)
-        check_inputs(request, tokens, model.embedding, model.context_window)
-        job = EmbedJob(request=request, model=model, tokens=tokens, batches=deque(plan([len(t) for t in tokens])))
-        self._embed_queue.put(job)
-        return EmbeddingHandle(job, lambda: self.alive, self.cancel)
+        model = self.registry.resolve(request.model, task)
+        if model.task != task:
+            raise InvalidRequest(for_task(task).refusal(model), param="model")
+        kind = kind_of(model)
+        with self._render_lock:  # tokenizers are not safe to call from several threads at once
+            job = kind.prepare(model, request)
+        self._work_queue.put(job)
+        return kind.handle(job, lambda: self.alive, self.cancel)
 
     # ---- the worker thread -----------------------------------------------
 
@@ -275,9 +268,9 @@ class MlxEngine:
         embed one batch of the embedding requests beside each step."""
         admitted = False  # the last pass admitted a job: a burst's next request may be a few ms behind it
         while True:
-            while (embedding := self._embed_queue.get_nowait()) is not None:
-                self._embedder.add(embedding)
-            busy = self._runner is not None or len(self._embedder)
+            while (work := self._work_queue.get_nowait()) is not None:
+                self._worker(work.model).add(work)
+            busy = self._runner is not None or any(map(len, self._workers.values()))
             wait = GATHER_SECONDS if admitted else (0 if busy else 0.1)
             if self.peers is not None:
                 self._waiting = self.peers.exchange(self._waiting, lambda: self._take(wait), self._quitting)
@@ -302,9 +295,10 @@ class MlxEngine:
                 self._runner.step()
                 if not len(self._runner):
                     self._close_runner()
-            if len(self._embedder):
-                self._embedder.step()
-            elif self._runner is None:
+            working = [w for w in self._workers.values() if len(w)]
+            for worker in working:
+                worker.step()
+            if not working and self._runner is None:
                 self.registry.unload_idle()
                 if self.peers.quitting if self.peers is not None else self._quitting():
                     return
@@ -313,7 +307,12 @@ class MlxEngine:
         return self._queue.get(timeout=wait) if wait else self._queue.get_nowait()
 
     def _quitting(self) -> bool:
-        return self._stopping.is_set() and not len(self._queue) and not len(self._embed_queue)
+        return self._stopping.is_set() and not len(self._queue) and not len(self._work_queue)
+
+    def _worker(self, model: ServedModel) -> Worker:
+        if model.kind not in self._workers:
+            self._workers[model.kind] = kind_of(model).worker(self.registry)
+        return self._workers[model.kind]
 
     def _can_join(self, job: Job) -> bool:
         runner = self._runner
@@ -344,9 +343,7 @@ class MlxEngine:
             log.error("cannot load %s for %s: %s", job.model.name, job.request.request_id, exc)
             job.emit(EngineFailure(f"the model {job.model.name!r} could not be loaded; see the server log"))
             return
-        batches = self.settings.kv_bits is None and can_batch(loaded)  # quantized KV caches cannot merge
-        runner = VisionSolo if loaded.vision else Batch if batches else Solo
-        self._runner = runner(job.model, loaded, self.settings, self.prompt_cache, self._stream)
+        self._runner = kind_of(job.model).runner(job.model, loaded, self.settings, self.prompt_cache, self._stream)
         self._join(job)
         if not len(self._runner):
             self._close_runner()

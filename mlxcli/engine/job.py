@@ -1,5 +1,9 @@
-"""A request inside the engine (``Job``: what runs, and its events) and the caller's handle on it
-(``Generation``, which implements ``mlxcli.core.engine.Generation``)."""
+"""A request inside the engine and the caller's handle on it.
+
+``Job`` (a chat request: what runs, and its events) and ``Generation`` (``mlxcli.core.engine.Generation``);
+``WorkJob`` (a request of a kind that answers once: embeddings, ...) and ``WorkHandle``. Bottom-layer
+data: a handle is given the engine's ``alive`` and ``cancel``, it does not know the engine.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,14 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import Any, Callable, Iterator
 
 from mlxcli.core.errors import EngineFailure, MlxcliError
 from mlxcli.core.events import Compaction, Event, Finish
 from mlxcli.core.request import ChatRequest, Sampling
 from mlxcli.engine import constraints
 from mlxcli.engine.prompt import RenderedPrompt
-from mlxcli.engine.registry import ServedModel
-
-if TYPE_CHECKING:
-    from mlxcli.engine.engine import MlxEngine
+from mlxcli.engine.served import ServedModel
 
 
 @dataclass
@@ -44,9 +45,11 @@ class Job:
 class Generation:
     """The caller's handle on one job: iterate for events; ``cancel()`` to stop it."""
 
-    def __init__(self, engine: "MlxEngine", job: Job):
-        self._engine = engine
+    def __init__(self, job: Job, alive: Callable[[], bool], cancel: Callable[[Job], None]):
         self.job = job
+        self.model = job.model.name  # the served model that answers, whatever name the request gave
+        self._alive = alive
+        self._cancel = cancel
         self.prompt_tokens = len(job.prompt.tokens)
         self.compaction = job.compaction  # known before the answer starts: for a response header
         self._done = False
@@ -69,7 +72,7 @@ class Generation:
             try:
                 item = self.job.events.get(timeout=wait)
             except queue.Empty:
-                if not self._engine.alive:
+                if not self._alive():
                     self._done = True
                     raise EngineFailure("the engine stopped while this request was running") from None
                 if deadline is not None and time.monotonic() >= deadline:
@@ -93,6 +96,49 @@ class Generation:
     def cancel(self) -> None:
         if not self._done:
             self._done = True
-            self._engine.cancel(self.job)
+            self._cancel(self.job)
 
     close = cancel
+
+
+@dataclass(eq=False)
+class WorkJob:
+    """A request of a kind that answers once (embeddings, ...): worked on a step at a time by its kind's
+    ``Worker`` (worker.py), then ``emit``s its outcome."""
+
+    request: Any  # the kind's neutral request (it has ``request_id`` and ``keep_alive``)
+    model: ServedModel
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    output: Any = None  # the answer, or the MlxcliError it failed with
+    acquired: bool = False  # holds its model in memory (registry.acquire) until it ends
+
+    def emit(self, outcome: Any) -> None:
+        self.output = outcome
+        self.done.set()
+
+
+class WorkHandle:
+    """The caller's side of a ``WorkJob``: ``result()`` waits for its answer; ``cancel()`` drops it."""
+
+    def __init__(self, job: WorkJob, alive: Callable[[], bool], cancel: Callable[[WorkJob], None]):
+        self.job = job
+        self.model = job.model.name
+        self._alive = alive
+        self._cancel = cancel
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The answer, or None if it is not ready within ``timeout`` seconds; raises the request's error."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.job.done.wait(0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))):
+            if not self._alive():
+                raise EngineFailure("the engine stopped while this request was running")
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+        if isinstance(self.job.output, MlxcliError):
+            raise self.job.output
+        return self.job.output
+
+    def cancel(self) -> None:
+        if not self.job.done.is_set():
+            self._cancel(self.job)

@@ -16,7 +16,7 @@ from mlx_lm.tokenizer_utils import TokenizerWrapper
 from mlx_lm.utils import dequantize_model, load_model, load_tokenizer
 
 from mlxcli.core.errors import ModelError
-from mlxcli.engine import distributed, platform
+from mlxcli.engine import group, platform
 
 log = logging.getLogger("mlxcli.engine")
 
@@ -36,7 +36,18 @@ class LoadedModel:
     dtype: str  # what the weights run as, e.g. "float32 (dequantized)" or "4-bit"
     load_seconds: float
     weight_bytes: int = 0  # memory held by the weights
-    vision: bool = False  # an mlx-vlm model: generates through vision/runner.py
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    """A model directory as the model kinds see it (kinds.py): its path and config.json, read once."""
+
+    path: Path
+    config: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: Path) -> "ModelDir":
+        return cls(path, read_config(path))
 
 
 def context_window_of(config: dict[str, Any], limit: int | None = None) -> int:
@@ -83,7 +94,7 @@ def load(
     shard: str | None = None,
 ) -> LoadedModel:
     """Load weights (and the tokenizer unless given); on the CPU fast path run them as float32.
-    ``shard`` (tensor or pipeline): keep only this rank's part of them (distributed.py)."""
+    ``shard`` (tensor or pipeline): keep only this rank's part of them (group.py)."""
     start = time.perf_counter()
     try:
         model, config = load_model(path, lazy=shard is not None)
@@ -96,7 +107,7 @@ def load(
         model = to_float32(model)
         dtype = f"float32 (from {dtype})" if not dtype.startswith("float32") else dtype
     if shard is not None:
-        distributed.shard(model, config, shard)
+        group.shard(model, config, shard)
     mx.eval(model.parameters())
     loaded = LoadedModel(
         name=name,

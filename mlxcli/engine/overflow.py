@@ -35,7 +35,7 @@ from mlxcli.core.request import ChatRequest, Message, Sampling
 if TYPE_CHECKING:
     from mlxcli.core.engine import Generation
     from mlxcli.engine.prompt import RenderedPrompt
-    from mlxcli.engine.registry import ServedModel
+    from mlxcli.engine.served import ServedModel
 
 log = logging.getLogger("mlxcli.engine")
 

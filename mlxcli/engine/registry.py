@@ -11,8 +11,8 @@ created it), through ``acquire`` / ``release`` / ``unload_idle``; any thread may
 
 Eviction is least-recently-used among models with no generation in progress
 (``in_use == 0``), so a model is never unloaded under a running request. A model idle for
-its keep-alive (the last request's ``keep_alive``, else ``idle_unload``) is unloaded. Chat and
-embedding models each have their own ``max_loaded`` budget: an embedding model beside a chat model
+its keep-alive (the last request's ``keep_alive``, else ``idle_unload``) is unloaded. The models of each
+task (chat, embedding, ...) have their own ``max_loaded`` budget: an embedding model beside a chat model
 never waits for the chat model's generations to end.
 """
 
@@ -24,71 +24,17 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import mlx.core as mx
-from mlx_lm.tokenizer_utils import TokenizerWrapper
 
-from mlxcli.core.engine import ModelDetails, ModelKind, ModelState, ModelStatus
+from mlxcli.core.engine import ModelKind, ModelStatus
 from mlxcli.core.errors import ModelError, ModelNotFound
-from mlxcli.core.request import Sampling
-from mlxcli.engine import formats, loading
-from mlxcli.engine.embeddings import model as embeddings
-from mlxcli.engine.details import model_details
-from mlxcli.engine.embeddings.model import EmbeddingConfig
-from mlxcli.engine.vision import model as vision
-from mlxcli.engine.settings import EngineSettings, ModelSpec
+from mlxcli.engine import loading
+from mlxcli.engine.served import ServedModel
+from mlxcli.engine.settings import EngineSettings
 
 log = logging.getLogger("mlxcli.engine")
-
-
-@dataclass(eq=False)
-class ServedModel:
-    """One configured model. The fields after ``spec`` are its state, written by the worker thread."""
-
-    name: str  # the served name: listed in /v1/models and used in logs
-    tokenizer: TokenizerWrapper
-    context_window: int
-    load: Callable[[], loading.LoadedModel]  # called on the worker thread only
-    aliases: tuple[str, ...] = ()
-    ids: tuple[str, ...] = ()  # further names that reach it: the model as configured, its canonical id
-    spec: ModelSpec | None = None  # sampling defaults, parser overrides
-    format: formats.OutputFormat | None = None  # reasoning and tool-call formats; detected from the tokenizer when None
-    details: ModelDetails | None = None  # what it is (directory, template, capabilities); from the tokenizer when None
-    identity: str = ""  # its files and template (loading.fingerprint), for the prompt cache; "" : its name
-    embedding: EmbeddingConfig | None = None  # set for an embedding model (pooling, width), which cannot chat
-    processor: Any = None  # a vision model's image processor (vision/model.py): it takes images
-
-    state: ModelState = "unloaded"
-    loaded: loading.LoadedModel | None = None
-    in_use: int = 0  # generations in progress
-    loaded_at: float | None = None
-    last_used: float | None = None
-    keep_alive: float | None = None  # seconds it stays loaded once idle, as the last request said (None: idle_unload)
-    checkpoints: bool | None = None  # whether its prompts keep message-boundary checkpoints (None: not loaded yet)
-
-    def __post_init__(self) -> None:
-        if self.spec is None:
-            self.spec = ModelSpec(model=self.name)
-        if self.format is None and self.embedding is None:
-            self.format = formats.detect(self.tokenizer, self.spec.tool_call_parser, self.spec.reasoning_parser)
-        if self.details is None:
-            self.details = model_details(self.tokenizer, self.format)
-        if self.format is not None:  # an embedding model generates nothing: no format, no stop tokens
-            # The format's own stop tokens end generation as end-of-sequence does (gpt-oss's <|call|>).
-            self.tokenizer.eos_token_ids = self.tokenizer.eos_token_ids | formats.stop_token_ids(self.format, self.tokenizer)
-
-    @property
-    def kind(self) -> ModelKind:
-        return "chat" if self.embedding is None else "embedding"
-
-    @property
-    def sampling(self) -> Sampling:
-        assert self.spec is not None
-        return self.spec.sampling
 
 
 class ModelRegistry:
@@ -162,14 +108,14 @@ class ModelRegistry:
             found = next((model for pattern, model in self._patterns if fnmatch.fnmatchcase(key, pattern)), None)
         return found
 
-    def resolve(self, requested: str | None, kind: ModelKind = "chat") -> ServedModel:
-        """The model a request of ``kind`` (chat, embeddings) selects by its ``model``, or ModelNotFound.
+    def resolve(self, requested: str | None, task: ModelKind = "chat") -> ServedModel:
+        """The model a request of ``task`` (chat, embedding, ...) selects by its ``model``, or ModelNotFound.
 
-        No name → the first model of that kind. The only model of a kind answers to any name (clients
+        No name → the first model of that task. The only model of a task answers to any name (clients
         send names like ``gpt-4o`` or ``text-embedding-3-small``) unless names are strict. With no
-        model of the kind, all models count (the caller then says why the one reached cannot answer).
+        model of the task, all models count (the caller then says why the one reached cannot answer).
         """
-        of_kind = [m for m in self.models if m.kind == kind] or self.models
+        of_kind = [m for m in self.models if m.task == task] or self.models
         if not requested or not requested.strip():
             return of_kind[0]
         found = self.lookup(requested)
@@ -222,10 +168,10 @@ class ModelRegistry:
                 self._unload(model, f"idle for {limit:g}s")
 
     def _make_room_for(self, model: ServedModel) -> None:
-        while len(loaded := [m for m in self.models if m.loaded is not None and m.kind == model.kind]) >= self.max_loaded:
+        while len(loaded := [m for m in self.models if m.loaded is not None and m.task == model.task]) >= self.max_loaded:
             idle = [m for m in loaded if m.in_use == 0]
             if not idle:  # only possible once generations of several models overlap
-                raise ModelError(f"cannot load {model.name!r}: every loaded {model.kind} model is in use")
+                raise ModelError(f"cannot load {model.name!r}: every loaded {model.task} model is in use")
             victim = min(idle, key=lambda m: m.last_used or 0.0)
             self._unload(victim, f"least recently used; making room for {model.name}")
 
@@ -268,7 +214,7 @@ class ModelRegistry:
             unloads_at = m.last_used + limit
         return ModelStatus(
             name=m.name,
-            kind=m.kind,
+            kind=m.task,
             aliases=m.aliases,
             context_window=m.context_window,
             state=m.state,
@@ -280,7 +226,7 @@ class ModelRegistry:
             weight_bytes=loaded.weight_bytes if loaded else None,
             dtype=loaded.dtype if loaded else None,
             details=m.details,
-            vision=m.processor is not None,
+            capabilities=m.capabilities,
         )
 
 
@@ -291,100 +237,3 @@ def _key(name: str) -> str:
 def is_pattern(name: str) -> bool:
     """An alias with shell-style wildcards (``*``, ``?``, ``[…]``) stands for every name it matches."""
     return any(c in name for c in "*?[")
-
-
-# ---- building models from specs ------------------------------------------------
-
-
-def served_model(name: str, path: Path, settings: EngineSettings, spec: ModelSpec | None = None, ids: Sequence[str] = ()) -> ServedModel:
-    """A model directory ready to serve: tokenizer and context window now, weights on first use."""
-    spec = spec or ModelSpec(model=str(path))
-    config = loading.read_config(path)
-    limits = [n for n in (spec.context_length, settings.context_length) if n]
-    limit = min(limits) if limits else None
-    embedding = embeddings.embedding_config(path, config)
-    if embedding is not None:
-        return _embedding_model(name, path, config, embedding, spec, ids, limit)
-    template_file = spec.chat_template or settings.chat_template
-    template = read_chat_template(template_file) if template_file else None
-    tokenizer = loading.tokenizer_of(path, config, template)
-    if template is not None:
-        _check_template(tokenizer, template_file)
-    processor = vision.processor_of(path, config) if vision.is_vision(config) else None
-    fmt = formats.detect(
-        tokenizer,
-        spec.tool_call_parser or settings.tool_call_parser,
-        spec.reasoning_parser or settings.reasoning_parser,
-        model_type=config.get("model_type"),
-    )
-    log.info("%s: %s%s", name, formats.describe(fmt), "; takes images" if processor is not None else "")
-    if processor is not None:  # mlx-vlm's models are never sharded: --distributed refuses them
-        load = partial(vision.load, name, path, context_length=limit, tokenizer=tokenizer)
-    else:
-        load = partial(loading.load, name, path, context_length=limit, tokenizer=tokenizer, shard=settings.distributed)
-    return ServedModel(
-        name=name,
-        tokenizer=tokenizer,
-        context_window=loading.context_window_of(config, limit),
-        load=load,
-        aliases=tuple(spec.aliases),
-        ids=_ids(name, ids),
-        spec=spec,
-        format=fmt,
-        details=model_details(tokenizer, fmt, path, config),
-        identity=loading.fingerprint(path, tokenizer.chat_template),
-        processor=processor,
-    )
-
-
-def _embedding_model(
-    name: str, path: Path, config: dict, embedding: EmbeddingConfig, spec: ModelSpec, ids: Sequence[str], limit: int | None
-) -> ServedModel:
-    tokenizer = loading.tokenizer_of(path, config)
-    log.info("%s: embeddings, %s pooling%s, %d dimensions", name, embedding.pooling,
-             ", normalised" if embedding.normalize else "", embedding.width)
-    return ServedModel(
-        name=name,
-        tokenizer=tokenizer,
-        context_window=min(embedding.window, limit or embedding.window),
-        load=lambda: embeddings.load(name, path, config, embedding, tokenizer),
-        aliases=tuple(spec.aliases),
-        ids=_ids(name, ids),
-        spec=spec,
-        embedding=embedding,
-        details=model_details(tokenizer, None, path, config),
-    )
-
-
-def _ids(name: str, ids: Sequence[str]) -> tuple[str, ...]:
-    return tuple(i for i in dict.fromkeys(ids) if _key(i) != _key(name))
-
-
-def prepare(spec: ModelSpec, settings: EngineSettings, progress=None) -> ServedModel:
-    """Resolve a spec (fetching or converting the model if needed) into a model ready to serve."""
-    from mlxcli.models import resolve_model
-
-    resolved = resolve_model(spec.model, progress=progress)
-    # A local directory is served under its basename rather than its absolute path.
-    default_name = Path(resolved.name).name if resolved.source == "local" else resolved.name
-    return served_model(spec.served_name or default_name, resolved.path, settings, spec, ids=(spec.model, resolved.name))
-
-
-def _check_template(tokenizer: TokenizerWrapper, file: str) -> None:
-    """Fail at start-up, not on the first request, when a custom template cannot render."""
-    probe = [{"role": "user", "content": "Hello"}]
-    try:
-        tokenizer.apply_chat_template(probe, add_generation_prompt=True, tokenize=False)
-    except Exception as exc:  # jinja's TemplateSyntaxError, UndefinedError, ...
-        raise ModelError(f"the chat template {file} cannot render a simple conversation: {exc}") from exc
-
-
-def read_chat_template(file: str) -> str:
-    path = Path(file).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"cannot read the chat template {path}: {exc}") from exc
-    if not text.strip():
-        raise ModelError(f"the chat template {path} is empty")
-    return text

@@ -19,7 +19,7 @@ from mlxcli.engine.sampling import Samplers
 if TYPE_CHECKING:
     from mlxcli.engine.job import Job
     from mlxcli.engine.loading import LoadedModel
-    from mlxcli.engine.registry import ServedModel
+    from mlxcli.engine.served import ServedModel
     from mlxcli.engine.settings import EngineSettings
 
 
@@ -39,7 +39,7 @@ class Runner:
         self._settings = settings
         self._prompt_cache = prompt_cache
         self._stream = stream
-        self._samplers = Samplers(model)
+        self._samplers = Samplers(model, served.stop_tokens)
         self._cache_key = cache_key(served, model, settings)
         # Caches that can be trimmed serve every prefix of a stored entry; others only the stored
         # prefixes themselves, so their prompts are read in segments and the KV at each boundary is kept.

@@ -43,9 +43,9 @@ class Samplers:
 
     MAX_KINDS = 64  # distinct settings kept; clients choose them freely
 
-    def __init__(self, model: "LoadedModel"):
+    def __init__(self, model: "LoadedModel", stop_tokens: frozenset[int]):
         self._vocab = model.config.get("vocab_size") or len(model.tokenizer)
-        self._eos = list(model.tokenizer.eos_token_ids)
+        self._eos = sorted(stop_tokens)
         self._made: dict[tuple, Sampler] = {}
 
     def sampler(self, job: "Job") -> Sampler:

@@ -22,14 +22,14 @@ from mlx_lm.models.cache import make_prompt_cache
 from mlxcli.core.errors import EngineFailure
 from mlxcli.core.events import FinishReason
 from mlxcli.engine.decoding import Sequence
-from mlxcli.engine.distributed import collective_failed
+from mlxcli.engine.group import collective_failed
 from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.runner import Runner, segments
 
 if TYPE_CHECKING:
     from mlxcli.engine.job import Job
     from mlxcli.engine.loading import LoadedModel
-    from mlxcli.engine.registry import ServedModel
+    from mlxcli.engine.served import ServedModel
     from mlxcli.engine.settings import EngineSettings
 
 log = logging.getLogger("mlxcli.engine")
@@ -131,7 +131,7 @@ class Solo(Runner):
             return self._end(None)
         self._tokens.append(token)
         finish: FinishReason | None = None
-        if token in self.model.tokenizer.eos_token_ids:
+        if token in self.served.stop_tokens:
             finish = "stop"
         elif sequence.job.generated_tokens + 1 >= sequence.job.max_tokens:
             finish = "length"

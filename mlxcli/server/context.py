@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mlxcli.core.embeddings import EmbeddingRequest, Embeddings
-from mlxcli.core.engine import Engine, ModelKind
+from mlxcli.core.engine import Engine
 from mlxcli.server import disconnect
 from mlxcli.server.metrics import Metrics
 from mlxcli.server.middleware import Admission
@@ -23,21 +23,9 @@ class ServerContext:
     store: ConversationStore = field(default_factory=ConversationStore.memory)
     shutdown: ShutdownHooks = field(default_factory=ShutdownHooks)  # flush/close what the server holds
 
-    def model_name(self, requested: str | None, kind: ModelKind = "chat") -> str:
-        """Map a requested model name to a served model; return the name to echo back.
-
-        Every provider calls this with the name its client used (OpenAI/Anthropic ``model``,
-        an Azure deployment) before submitting. Raises ModelNotFound (404 in the provider's
-        shape) when several models are served and none answers to ``requested``, or a single
-        model is served with ``--strict-model-names``. The client's own name is echoed back
-        (clients send names like ``gpt-4o``); the served name when it sent none.
-        """
-        served = self.engine.resolve(requested, kind)
-        return requested or served
-
-    def embed(self, request: EmbeddingRequest, api: str) -> Embeddings:
-        """The vectors of ``request``, counted in /metrics under ``api``; cancelled if the client leaves.
-        Errors before the vectors are plain HTTP errors."""
+    def embed(self, request: EmbeddingRequest, api: str) -> tuple[Embeddings, str]:
+        """The vectors of ``request`` and the served name of the model that made them, counted in /metrics
+        under ``api``; cancelled if the client leaves. Errors before the vectors are plain HTTP errors."""
         job = self.engine.embed(request)
-        tracked = self.metrics.track_embeddings(job, api=api, model=self.engine.resolve(request.model, "embedding"))
-        return disconnect.embeddings(tracked)
+        tracked = self.metrics.track_embeddings(job, api=api, model=job.model)
+        return disconnect.embeddings(tracked), job.model

@@ -45,14 +45,13 @@ class Generate:
         request = call.request
         request.request_id = req.context.request_id
         request.model = deployment or request.model
-        model = self.ctx.model_name(request.model)
-        generation = self.ctx.metrics.track(  # errors before the 200 are plain HTTP errors
-            self.ctx.engine.submit(request), api=self.provider.name, model=self.ctx.engine.resolve(request.model)
-        )
+        submitted = self.ctx.engine.submit(request)  # errors before the 200 are plain HTTP errors
+        model = request.model or submitted.model  # the client's own name is echoed back (clients send names like gpt-4o)
+        generation = self.ctx.metrics.track(submitted, api=self.provider.name, model=submitted.model)
         if generation.compaction is not None:  # the conversation outgrew the window: say what the model saw
             c = generation.compaction
             resp.set_header(CONTEXT_HEADER, f"{c.policy}; dropped={c.dropped}")
-        record = self._recorder(call, model)
+        record = self._recorder(call, model, submitted.model)
         if call.stream:
             req.context.streaming = True
             resp.content_type = self.framing.media_type
@@ -77,7 +76,7 @@ class Generate:
             record(completion)
         send_json(resp, body)
 
-    def _recorder(self, call: Call, model: str) -> Callable[[Completion], None] | None:
+    def _recorder(self, call: Call, model: str, served: str) -> Callable[[Completion], None] | None:
         if not (self.ctx.settings.store_chat if call.store is None else call.store):
             return None
 
@@ -86,7 +85,7 @@ class Generate:
                 return  # never acknowledged as an answer
             turn = call.turn(completion, model)
             if turn is not None:
-                turn.model = self.ctx.engine.resolve(call.request.model)  # the model that answered, whatever the client called it
+                turn.model = served  # the model that answered, whatever the client called it
                 self.ctx.store.record(turn)
 
         return record

@@ -8,12 +8,9 @@ archiving (the turn is still found, in its archive) and go with the turn when it
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Callable, ContextManager, Iterable
 
 import orjson
-
-if TYPE_CHECKING:
-    from mlxcli.store.database import Database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -39,8 +36,9 @@ def unindex(db: sqlite3.Connection, turn_ids: Iterable[str]) -> None:
     db.executemany("DELETE FROM items WHERE turn_id = ?", [(t,) for t in turn_ids])
 
 
-def turn_of(database: Database, item_id: str) -> str | None:
-    with database.snapshot() as db:
+def turn_of(snapshot: Callable[[], ContextManager[sqlite3.Connection | None]], item_id: str) -> str | None:
+    """The turn holding ``item_id``, read in a ``snapshot()`` of the store (``Database.snapshot``)."""
+    with snapshot() as db:
         row = db.execute("SELECT turn_id FROM items WHERE id = ?", (item_id,)).fetchone() if db else None
     return row[0] if row else None
 

@@ -209,7 +209,7 @@ class ConversationStore:
 
     def turn_with_item(self, item_id: str) -> Turn | None:
         """The turn holding an input or output item (a Responses item id), wherever it lives."""
-        return self.get(turn_id) if (turn_id := item_index.turn_of(self._database, item_id)) else None
+        return self.get(turn_id) if (turn_id := item_index.turn_of(self._database.snapshot, item_id)) else None
 
     def history(self, turn_id: str) -> list[Turn] | None:
         """The turns leading up to and including ``turn_id`` (oldest first), or None if unknown."""

@@ -8,7 +8,7 @@ import pytest
 
 from mlxcli.bench.embeddings import make_input
 from mlxcli.engine.engine import EngineSettings, MlxEngine
-from mlxcli.engine.registry import served_model
+from mlxcli.engine.kinds import served_model
 from tests.bench.test_bench_cli import bench, bench_process, rows
 
 

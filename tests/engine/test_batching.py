@@ -16,7 +16,7 @@ from mlxcli.core.collect import collect
 from mlxcli.core.events import TextDelta
 from mlxcli.core.request import ChatRequest, Message, Sampling
 from mlxcli.engine.engine import EngineSettings, MlxEngine
-from mlxcli.engine.registry import served_model
+from mlxcli.engine.kinds import served_model
 from mlxcli.engine.prompt_cache import PromptCache
 
 PROMPTS = [

@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from mlxcli.engine import distributed
+from mlxcli.engine import group, peers
 from mlxcli.engine.settings import EngineSettings
 from tests.support.http import wait_for
 
@@ -29,7 +29,7 @@ class TwoRanks:
 def lose_a_rank(monkeypatch):
     """Rank 0 of two whose collectives work (rank 0's message comes back) until the third pass after the
     first job starts, which fails as the ring backend does when a peer is gone."""
-    monkeypatch.setattr(distributed, "group", TwoRanks)
+    monkeypatch.setattr(group, "group", TwoRanks)
     passes_since_job: list[int] = []
 
     def share(self, data: bytes) -> bytes:
@@ -41,7 +41,7 @@ def lose_a_rank(monkeypatch):
             passes_since_job.append(1)
         return data
 
-    monkeypatch.setattr(distributed.Peers, "_share", share)
+    monkeypatch.setattr(peers.Peers, "_share", share)
 
 
 def a_long_answer_fails_with_the_lost_rank_and_stops_the_server(client, server, stopped: threading.Event) -> None:
@@ -78,8 +78,8 @@ def test_a_rank_lost_inside_a_step_stops_the_group_and_a_request_s_own_failure_d
     every rank alike, so the group goes on."""
     from tests.support.models import Fail, scripted_of
 
-    monkeypatch.setattr(distributed, "group", TwoRanks)
-    monkeypatch.setattr(distributed.Peers, "_share", lambda self, data: data)
+    monkeypatch.setattr(group, "group", TwoRanks)
+    monkeypatch.setattr(peers.Peers, "_share", lambda self, data: data)
     engine = scripted_engine(lambda prompt: Fail("so far") if "fail" in prompt else "and on " * 400,
                              EngineSettings(temperature=0.0, distributed="tensor"))
     stopped = threading.Event()
@@ -105,7 +105,7 @@ def test_a_rank_lost_inside_a_step_stops_the_group_and_a_request_s_own_failure_d
 
 
 def test_a_distributed_engine_refuses_what_its_ranks_cannot_follow(monkeypatch, scripted_engine):
-    monkeypatch.setattr(distributed, "group", TwoRanks)
+    monkeypatch.setattr(group, "group", TwoRanks)
     with pytest.raises(Exception, match="--idle-unload cannot be used with --distributed"):
         scripted_engine(lambda _prompt: "x", EngineSettings(distributed="tensor", idle_unload=60))
 
@@ -115,9 +115,9 @@ def test_a_vision_model_is_refused_rather_than_run_whole_on_every_rank(monkeypat
     tiny_vlm_dir = request.getfixturevalue("tiny_vlm_dir")
     from mlxcli.core.errors import ModelError
     from mlxcli.engine.engine import MlxEngine
-    from mlxcli.engine.registry import served_model
+    from mlxcli.engine.kinds import served_model
 
-    monkeypatch.setattr(distributed, "group", TwoRanks)
+    monkeypatch.setattr(group, "group", TwoRanks)
     settings = EngineSettings(distributed="tensor")
     with pytest.raises(ModelError, match="not an embedding or vision model"):
         MlxEngine([served_model("tiny-vl", tiny_vlm_dir, settings)], settings)
@@ -142,7 +142,7 @@ def test_every_rank_is_told_the_same_seed_for_an_unseeded_sampled_request(monkey
 
     from mlxcli.core.request import ChatRequest, Message, Sampling
 
-    monkeypatch.setattr(distributed, "group", TwoRanks)
+    monkeypatch.setattr(group, "group", TwoRanks)
     told: list[tuple] = []
 
     def share(self, data: bytes) -> bytes:
@@ -150,7 +150,7 @@ def test_every_rank_is_told_the_same_seed_for_an_unseeded_sampled_request(monkey
             told.append(pickle.loads(data))
         return data
 
-    monkeypatch.setattr(distributed.Peers, "_share", share)
+    monkeypatch.setattr(peers.Peers, "_share", share)
     engine = scripted_engine(lambda _prompt: "hi", EngineSettings(temperature=0.0, distributed="tensor"))
     for sampling in (Sampling(temperature=0.8), Sampling(temperature=0.8, seed=7), Sampling(temperature=0.0)):
         generation = engine.submit(ChatRequest([Message("user", "go")], sampling=sampling))

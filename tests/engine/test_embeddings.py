@@ -14,7 +14,7 @@ from mlxcli.core.events import Finish
 from mlxcli.core.request import ChatRequest, Message, Sampling
 from mlxcli.engine.embeddings import model as embeddings
 from mlxcli.engine.embeddings.work import plan
-from mlxcli.engine.registry import served_model
+from mlxcli.engine.kinds import served_model
 from mlxcli.engine.settings import EngineSettings
 from tests.support.embedding_models import make_tiny_bert_dir, make_tiny_decoder_dir, write_sentence_transformers
 from tests.support.models import scripted_model
@@ -222,7 +222,7 @@ def test_a_cancelled_request_stops_between_batches_and_frees_its_model(tiny_bert
     registry = ModelRegistry([served])
     embedder = Embedder(registry)
     tokens = [served.tokenizer.encode(t) for t in TEXTS]
-    job = EmbedJob(EmbeddingRequest(list(TEXTS)), served, tokens, deque(plan([len(t) for t in tokens], max_batch=2)))
+    job = EmbedJob(EmbeddingRequest(list(TEXTS)), served, tokens=tokens, batches=deque(plan([len(t) for t in tokens], max_batch=2)))
     embedder.add(job)
     embedder.step()  # the first batch: the model is now held for this request
     assert served.in_use == 1 and len(embedder) == 1 and sum(v is not None for v in job.vectors) == 2

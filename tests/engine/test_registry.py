@@ -17,7 +17,8 @@ from mlxcli.core.events import TextDelta
 from mlxcli.core.request import ChatRequest, Message, Sampling
 from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.engine.loading import LoadedModel
-from mlxcli.engine.registry import ServedModel, served_model
+from mlxcli.engine.kinds import served_model
+from mlxcli.engine.served import ServedModel
 from mlxcli.engine.settings import ModelSpec
 from tests.support.http import wait_for
 from tests.support.models import ScriptedModel, make_tiny_model_dir, scripted_model, scripted_of

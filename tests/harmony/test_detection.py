@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from mlxcli.cli import app
 from mlxcli.engine import formats
-from mlxcli.engine.registry import served_model
+from mlxcli.engine.kinds import served_model
 from mlxcli.engine.settings import EngineSettings, ModelSpec
 
 
@@ -51,7 +51,8 @@ def test_a_served_gpt_oss_stops_at_call_and_return(gpt_oss_dir):
     model = served_model("gpt-oss", gpt_oss_dir, EngineSettings())
     vocab = model.tokenizer.get_vocab()
     assert config["eos_token_id"] == vocab["<|return|>"]  # the config names <|return|> only, as gpt-oss's does
-    assert {vocab["<|return|>"], vocab["<|call|>"]} <= model.tokenizer.eos_token_ids
+    assert {vocab["<|return|>"], vocab["<|call|>"]} <= model.stop_tokens
+    assert vocab["<|call|>"] not in model.tokenizer.eos_token_ids  # the tokenizer it was given is left as it was
     assert model.format.headers is not None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 
 from mlxcli.engine.engine import EngineSettings
-from mlxcli.engine.registry import served_model
+from mlxcli.engine.kinds import served_model
 from tests.harmony.clients import no_markers
 
 

@@ -113,7 +113,7 @@ def test_an_embedding_repo_is_pulled_with_its_pooling_config_and_served(hf_env, 
     """sentence-transformers' layout: the pooling config lives in a subfolder (1_Pooling/config.json)."""
     from mlxcli.core.embeddings import EmbeddingRequest
     from mlxcli.engine.engine import MlxEngine
-    from mlxcli.engine.registry import served_model
+    from mlxcli.engine.kinds import served_model
     from mlxcli.engine.settings import EngineSettings
 
     files = {str(p.relative_to(tiny_bert_dir)): p.read_bytes() for p in tiny_bert_dir.rglob("*") if p.is_file()}

@@ -7,7 +7,7 @@ import base64
 from mlxcli.core.collect import collect
 from mlxcli.core.request import ChatRequest, Message, Sampling
 from mlxcli.engine.engine import EngineSettings
-from mlxcli.engine.registry import prepare
+from mlxcli.engine.kinds import prepare
 from mlxcli.engine.settings import ModelSpec
 from mlxcli.models import pull
 from mlxcli.server.images import from_url

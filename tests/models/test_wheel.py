@@ -113,7 +113,7 @@ def zip_alias(tmp_path, monkeypatch, entries: dict[str, bytes], *, links: tuple[
 
 
 def test_a_zipped_model_directory_is_unpacked_as_it_is(home, tmp_path, monkeypatch, tiny_bert_dir):
-    from mlxcli.engine.registry import served_model
+    from mlxcli.engine.kinds import served_model
     from mlxcli.engine.settings import EngineSettings
 
     files = {str(p.relative_to(tiny_bert_dir)): p.read_bytes() for p in tiny_bert_dir.rglob("*") if p.is_file()}
@@ -125,7 +125,7 @@ def test_a_zipped_model_directory_is_unpacked_as_it_is(home, tmp_path, monkeypat
     for name, data in files.items():
         assert (resolved.path / name).read_bytes() == data
     assert json.loads((resolved.path / MARKER).read_text())["sha256"] == spec.member_sha256
-    assert served_model("tinyzip", resolved.path, EngineSettings()).kind == "embedding"
+    assert served_model("tinyzip", resolved.path, EngineSettings()).task == "embedding"
     assert leftovers(home) == []
 
 

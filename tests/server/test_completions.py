@@ -7,7 +7,7 @@ import openai
 import pytest
 
 from mlxcli.engine.engine import EngineSettings
-from mlxcli.engine.registry import served_model
+from mlxcli.engine.kinds import served_model
 from tests.support.models import Recording, scripted_model
 from tests.support.tool_models import make_tool_tokenizer_dir
 

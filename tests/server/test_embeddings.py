@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from mlxcli.engine.engine import EngineSettings, MlxEngine
-from mlxcli.engine.registry import served_model
+from mlxcli.engine.kinds import served_model
 from tests.support.http import openai_error, wait_for
 from tests.support.models import scripted_model
 from tests.support.prometheus import delta, moved, scrape, value

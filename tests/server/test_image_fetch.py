@@ -13,7 +13,7 @@ import pytest
 
 from mlxcli.core.errors import InvalidRequest
 from mlxcli.engine.engine import EngineSettings, MlxEngine
-from mlxcli.engine.registry import served_model
+from mlxcli.engine.kinds import served_model
 from mlxcli.server import images
 from mlxcli.server.images import FetchPolicy
 from mlxcli.server.settings import ServerSettings

@@ -9,7 +9,7 @@ import ollama
 import pytest
 
 from mlxcli.engine.engine import EngineSettings, MlxEngine
-from mlxcli.engine.registry import served_model
+from mlxcli.engine.kinds import served_model
 from tests.support.http import wait_for
 from tests.support.models import scripted_model
 from tests.support.server import RunningServer

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from mlxcli.engine.engine import EngineSettings
-from mlxcli.engine.registry import served_model
+from mlxcli.engine.kinds import served_model
 
 SYSTEM = (
     "You are a patient teacher. You explain things step by step, in plain words, with one short "

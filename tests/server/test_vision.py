@@ -20,7 +20,7 @@ import openai
 import pytest
 
 from mlxcli.engine.engine import EngineSettings, MlxEngine
-from mlxcli.engine.registry import served_model
+from mlxcli.engine.kinds import served_model
 from tests.support.http import anthropic_error, openai_error
 from tests.support.server import RunningServer
 from tests.support.vision_models import noise_png

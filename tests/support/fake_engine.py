@@ -17,7 +17,8 @@ from mlxcli.core.request import ChatRequest
 
 
 class EchoGeneration:
-    def __init__(self, request: ChatRequest):
+    def __init__(self, request: ChatRequest, model: str = "echo"):
+        self.model = model
         last = next((m.content or "" for m in reversed(request.messages) if m.role == "user"), "")
         self.prompt_tokens = sum(len((m.content or "").split()) for m in request.messages)
         self.compaction = None
@@ -46,7 +47,8 @@ class EchoGeneration:
 
 
 class LengthEmbedding:
-    def __init__(self, request: EmbeddingRequest):
+    def __init__(self, request: EmbeddingRequest, model: str = "echo"):
+        self.model = model
         lengths = [len(x) for x in request.inputs]
         self.prompt_tokens = sum(lengths)
         self._result = Embeddings([[float(n), 1.0] for n in lengths], self.prompt_tokens)
@@ -76,7 +78,7 @@ class EchoEngine:
         return 4
 
     def models(self) -> list[ModelStatus]:
-        return [ModelStatus(name=self.name, kind="chat", aliases=(), context_window=1024, state="loaded", active=0)]
+        return [ModelStatus(name=self.name, kind="chat", aliases=(), context_window=1024, state="loaded", active=0, capabilities=("chat",))]
 
     def lookup(self, name: str) -> str | None:
         return self.name if name == self.name else None
@@ -97,6 +99,9 @@ class EchoEngine:
     def load(self, model: str | None, keep_alive: float | None = None) -> EchoGeneration:
         self.resolve(model)
         return EchoGeneration(ChatRequest([]))
+
+    def work(self, task: str, request: Any) -> "LengthEmbedding":
+        return self.embed(request)
 
     def embed(self, request: EmbeddingRequest) -> "LengthEmbedding":
         self.resolve(request.model, "embedding")

@@ -22,7 +22,7 @@ from mlx_lm.tokenizer_utils import TokenizerWrapper
 from mlx_lm.utils import load_tokenizer
 
 from mlxcli.engine.loading import LoadedModel
-from mlxcli.engine.registry import ServedModel
+from mlxcli.engine.served import ServedModel
 from mlxcli.engine.settings import ModelSpec
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mlxcli.cli import app
 from mlxcli.core.errors import ModelError
-from mlxcli.engine.registry import served_model
+from mlxcli.engine.kinds import served_model
 from mlxcli.engine.settings import EngineSettings, ModelSpec
 
 

@@ -13,7 +13,7 @@ import pytest
 from mlx_lm.utils import load_tokenizer
 
 from mlxcli.engine.engine import EngineSettings, MlxEngine
-from mlxcli.engine.registry import served_model
+from mlxcli.engine.kinds import served_model
 from mlxcli.server.settings import ServerSettings
 from tests.support.http import wait_for
 from tests.support.models import scripted_model, scripted_of

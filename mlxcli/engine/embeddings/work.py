@@ -1,32 +1,27 @@
 """Embedding requests on the engine thread, one batch at a time between decode steps.
 
 A request's inputs are sorted by length and cut into batches (``plan``) when it is submitted, so
-the padding in a batch is only the gap between neighbours in length. The engine calls ``step``
-once per pass of its loop, beside one decode step of the running chat batch: an embedding request
-never waits behind a long generation, and a generation is slowed by one embedding batch per token
-at most. Requests in progress take turns batch by batch, so a small one is not stuck behind a
-request of 2048 inputs.
+the padding in a batch is only the gap between neighbours in length. The engine steps the
+``Embedder`` (a ``Worker``: worker.py) once per pass of its loop, one batch at a time, beside one
+decode step of the running chat batch: an embedding request never waits behind a long generation,
+and requests in progress take turns batch by batch, so a small one is not stuck behind a request of
+2048 inputs.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from mlxcli.core.embeddings import EmbeddingRequest, Embeddings
-from mlxcli.core.errors import EngineFailure, InvalidRequest, MlxcliError
+from mlxcli.core.errors import InvalidRequest
 from mlxcli.engine.embeddings.model import EmbeddingConfig, normalize
+from mlxcli.engine.job import WorkHandle, WorkJob
+from mlxcli.engine.worker import Worker
 
 if TYPE_CHECKING:
     from mlx_lm.tokenizer_utils import TokenizerWrapper
-
-    from mlxcli.engine.registry import ModelRegistry, ServedModel
-
-log = logging.getLogger("mlxcli.engine")
 
 MAX_BATCH = 32  # inputs embedded together at most
 MAX_BATCH_TOKENS = 8192  # padded tokens per batch: bounds the memory and the time of one step
@@ -76,102 +71,37 @@ def check_inputs(request: EmbeddingRequest, tokens: list[list[int]], setup: Embe
 
 
 @dataclass(eq=False)
-class EmbedJob:
-    request: EmbeddingRequest
-    model: "ServedModel"
-    tokens: list[list[int]]
-    batches: deque[list[int]]
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
+class EmbedJob(WorkJob):
+    tokens: list[list[int]] = field(default_factory=list)
+    batches: deque[list[int]] = field(default_factory=deque)
     vectors: list[list[float] | None] = field(default_factory=list)
-    output: Embeddings | MlxcliError | None = None
-    acquired: bool = False  # holds its model in memory (registry.acquire) until it ends
 
     def __post_init__(self) -> None:
         self.vectors = [None] * len(self.tokens)
 
-    def emit(self, outcome: Embeddings | MlxcliError) -> None:
-        self.output = outcome
-        self.done.set()
 
-
-class EmbeddingHandle:
+class EmbeddingHandle(WorkHandle):
     """The caller's side of an ``EmbedJob`` (``mlxcli.core.embeddings.EmbeddingJob``)."""
 
-    def __init__(self, job: EmbedJob, alive: Callable[[], bool], cancel: Callable[[EmbedJob], None]):
-        self.job = job
+    def __init__(self, job: EmbedJob, alive: Callable[[], bool], cancel: Callable[[WorkJob], None]):
+        super().__init__(job, alive, cancel)
         self.prompt_tokens = sum(len(t) for t in job.tokens)
-        self._alive = alive
-        self._cancel = cancel
-
-    def result(self, timeout: float | None = None) -> Embeddings | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.job.done.wait(0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))):
-            if not self._alive():
-                raise EngineFailure("the engine stopped while this request was running")
-            if deadline is not None and time.monotonic() >= deadline:
-                return None
-        if isinstance(self.job.output, MlxcliError):
-            raise self.job.output
-        return self.job.output
-
-    def cancel(self) -> None:
-        if not self.job.done.is_set():
-            self._cancel(self.job)
 
 
-class Embedder:
-    """The embedding requests in progress, the one whose turn it is first (engine thread only, but
-    ``jobs`` is read anywhere: a request stays listed until it ends)."""
+class Embedder(Worker):
+    """One batch of an embedding request per pass."""
 
-    def __init__(self, registry: "ModelRegistry"):
-        self._registry = registry
-        self._jobs: deque[EmbedJob] = deque()
+    name = "embedding"
 
-    @property
-    def jobs(self) -> list[EmbedJob]:
-        return list(self._jobs)
-
-    def __len__(self) -> int:
-        return len(self._jobs)
-
-    def add(self, job: EmbedJob) -> None:
-        self._jobs.append(job)
-
-    def step(self) -> None:
-        """Embed the next batch of the request whose turn it is."""
-        job = self._jobs[0]
-        if job.cancelled.is_set():
-            return self._end(job, None)
-        try:
-            if not job.acquired:
-                self._registry.set_keep_alive(job.model, job.request.keep_alive)
-                self._registry.acquire(job.model)
-                job.acquired = True
-            self._embed(job, job.batches.popleft())
-        except Exception as exc:  # one request's failure must not stop the engine
-            log.exception("embedding failed for %s", job.request.request_id)
-            return self._end(job, EngineFailure(f"embedding failed: {type(exc).__name__}: {exc}"))
-        if job.batches:
-            self._jobs.rotate(-1)  # the next request's turn
-        else:
-            self._end(job, Embeddings(vectors=job.vectors, prompt_tokens=sum(len(t) for t in job.tokens)))  # type: ignore[arg-type]
-
-    def _embed(self, job: EmbedJob, batch: list[int]) -> None:
-        loaded = job.model.loaded
-        assert loaded is not None
-        model = loaded.model
+    def advance(self, job: EmbedJob) -> Embeddings | None:
+        batch = job.batches.popleft()
+        model = job.model.loaded.model
         vectors = model.embed([job.tokens[i] for i in batch])
         if job.request.dimensions is not None:
             vectors = vectors[:, : job.request.dimensions]
             vectors = normalize(vectors) if model.setup.normalize else vectors
         for i, vector in zip(batch, vectors.tolist()):
             job.vectors[i] = vector
-
-    def _end(self, job: EmbedJob, outcome: Embeddings | MlxcliError | None) -> None:
-        self._jobs.remove(job)
-        if job.acquired:
-            self._registry.release(job.model)
-            job.acquired = False
-        if outcome is not None:
-            job.emit(outcome)
+        if job.batches:
+            return None
+        return Embeddings(vectors=job.vectors, prompt_tokens=sum(len(t) for t in job.tokens))  # type: ignore[arg-type]

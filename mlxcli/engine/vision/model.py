@@ -113,7 +113,6 @@ def load(name: str, path: Path, *, tokenizer: TokenizerWrapper, context_length: 
         dtype=dtype,
         load_seconds=time.perf_counter() - start,
         weight_bytes=sum(v.nbytes for _, v in nn.utils.tree_flatten(model.parameters())),
-        vision=True,
     )
     log.info("loaded %s (vision) from %s in %.1fs: %s, context %d", name, path, loaded.load_seconds, dtype, loaded.context_window)
     return loaded

@@ -20,7 +20,7 @@ import mlx.core as mx
 from mlxcli.engine.solo import Solo
 
 if TYPE_CHECKING:
-    from mlxcli.engine.engine import Job
+    from mlxcli.engine.job import Job
 
 
 class VisionSolo(Solo):

@@ -105,7 +105,7 @@ class Embed:
             call.load_seconds = load_model(self.ctx, status.name, request.keep_alive)
         elif request.inputs:
             try:
-                result = self.ctx.embed(request, api="ollama")
+                result, _ = self.ctx.embed(request, api="ollama")
             except InvalidRequest as err:  # the engine names the neutral field; the legacy route calls it prompt
                 if call.legacy and err.param == "input":
                     raise InvalidRequest(err.message.replace("'input'", "'prompt'"), param="prompt") from err

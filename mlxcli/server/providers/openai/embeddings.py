@@ -100,7 +100,6 @@ class Embed:
         request = call.request
         request.request_id = req.context.request_id
         request.model = deployment or request.model
-        model = self.ctx.model_name(request.model, "embedding")
-        result = self.ctx.embed(request, api=self.provider.name)
+        result, served = self.ctx.embed(request, api=self.provider.name)
         req.context.usage_tokens = str(result.prompt_tokens)
-        send_json(resp, call.response(result, model))
+        send_json(resp, call.response(result, request.model or served))  # the client's own name is echoed back

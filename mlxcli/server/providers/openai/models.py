@@ -21,8 +21,8 @@ def model_json(status: ModelStatus) -> dict[str, Any]:
         "object": "model",
         "created": STARTED_AT,
         "owned_by": "mlxcli",
-        "kind": status.kind,  # chat or embedding: which requests it answers
-        "capabilities": ["chat", "vision"] if status.vision else [status.kind],
+        "kind": status.kind,  # chat, embedding, ...: which requests it answers
+        "capabilities": list(status.capabilities) or [status.kind],
         "context_window": status.context_window,
         "aliases": list(status.aliases),
         "loaded": status.state == "loaded",

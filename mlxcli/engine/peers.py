@@ -1,12 +1,10 @@
-"""One model sharded over ``mx.distributed`` (ring, JACCL, MPI, NCCL), as mlx_lm.server does under ``mlx.launch``.
-
-Every rank runs the same engine loop over its shard of the model (mlx-lm's ``shard()`` for tensor
-parallelism, ``pipeline()`` for pipeline parallelism). Rank 0 serves HTTP; at the top of each pass of
-its loop it tells the other ranks what the pass does (``Peers.exchange``): the job it takes from its
-queue, with a sampling seed so that every rank draws the same tokens, the jobs cancelled since the
-last pass, and whether the loop ends. The others build the same jobs (their events go nowhere) and so
-take the same steps: batching, the prompt cache, stop strings and constraints follow unchanged.
-The same collective carries each rank's memory, for ``/health`` and ``mlxcli ps``.
+"""One model sharded over the ranks of a group (group.py): every rank runs the same engine loop over its
+shard. Rank 0 serves HTTP; at the top of each pass of its loop it tells the other ranks what the pass
+does (``Peers.exchange``): the job it takes from its queue, with a sampling seed so that every rank draws
+the same tokens, the jobs cancelled since the last pass, and whether the loop ends. The others build the
+same jobs (their events go nowhere) and so take the same steps: batching, the prompt cache, stop strings
+and constraints follow unchanged. The same collective carries each rank's memory, for ``/health`` and
+``mlxcli ps``.
 
 A rank that dies breaks the next collective ("connection to a peer was lost"): the engine thread
 fails its requests and stops, and ``lost`` tells the server to shut down and exit non-zero.
@@ -15,7 +13,6 @@ fails its requests and stops, and ``lost`` tells the server to shut down and exi
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import secrets
 import threading
@@ -23,69 +20,19 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 import mlx.core as mx
-import mlx.nn as nn
 
 from mlxcli.core.errors import EngineFailure, MlxcliError, ModelError
 from mlxcli.core.events import Finish
+from mlxcli.engine import constraints
+from mlxcli.engine.group import backend, check_world
+from mlxcli.engine.job import Job
 
 if TYPE_CHECKING:
-    from mlxcli.engine.engine import Job, MlxEngine
+    from mlxcli.engine.registry import ModelRegistry
 
 log = logging.getLogger("mlxcli.engine")
 
-BACKEND_ERRORS = ("[ring]", "[jaccl]", "[mpi]", "[nccl]")  # how each backend's errors begin
 NOTHING = (None, [], False)  # a pass that starts no job, cancels none and goes on: no message at all
-
-# What mlx.launch sets for each backend (the group itself does not say which one it runs on).
-BACKEND_ENV = (("MLX_JACCL_COORDINATOR", "jaccl"), ("MLX_IBV_DEVICES", "jaccl"), ("MLX_HOSTFILE", "ring"),
-               ("MLX_MPI_LIBNAME", "mpi"), ("OMPI_COMM_WORLD_SIZE", "mpi"), ("NCCL_HOST_IP", "nccl"))
-
-
-def collective_failed(exc: BaseException) -> bool:
-    """Whether ``exc`` is a distributed backend's failure (a rank gone, a link down), not a request's."""
-    return isinstance(exc, RuntimeError) and str(exc).startswith(BACKEND_ERRORS)
-
-
-def group() -> mx.distributed.Group:
-    return mx.distributed.init()
-
-
-def backend() -> str:
-    return next((name for var, name in BACKEND_ENV if var in os.environ), "any")
-
-
-def check_world(mode: str) -> mx.distributed.Group:
-    """The group of ranks to shard over: at least two, or a clear error (not under mlx.launch)."""
-    world = group()
-    if world.size() < 2:
-        raise ModelError(
-            f"--distributed {mode} needs several ranks, but this process is alone: start it under mlx.launch "
-            "(mlx.launch -n 2 --backend ring -- mlxcli serve ...) or use `mlxcli serve --launch 2`"
-        )
-    return world
-
-
-def shard(model: nn.Module, config: dict[str, Any], mode: str) -> None:
-    """Split ``model`` over the ranks (``mode``: tensor or pipeline), or raise naming the constraint."""
-    world = check_world(mode)
-    n, kind = world.size(), config.get("model_type", "?")
-    if mode == "tensor":
-        if not hasattr(model, "shard"):
-            raise ModelError(f"the {kind} architecture has no tensor-parallel shard() in mlx-lm: try --distributed pipeline")
-        text = config.get("text_config") or config
-        for key in ("num_attention_heads", "num_key_value_heads", "intermediate_size"):
-            value = text.get(key)
-            if isinstance(value, int) and value % n:
-                raise ModelError(f"--distributed tensor over {n} ranks needs {key} divisible by {n}, but this model has {value}: use a world size that divides it")
-        model.shard(world)
-    else:
-        inner = getattr(model, "model", None)
-        if not hasattr(inner, "pipeline"):
-            raise ModelError(f"the {kind} architecture has no pipeline() in mlx-lm: try --distributed tensor")
-        layers = len(inner.layers)
-        if layers < n:
-            raise ModelError(f"--distributed pipeline over {n} ranks needs at least {n} layers, but this model has {layers}")
-        inner.pipeline(world)
 
 
 @dataclass
@@ -114,33 +61,33 @@ class _Discard:
 class Peers:
     """The engine's link to the other ranks; every method but ``cancel`` runs on the engine thread."""
 
-    def __init__(self, engine: "MlxEngine", mode: str):
-        self._engine = engine
+    def __init__(self, registry: "ModelRegistry", mode: str):
+        self._registry = registry
         self._world = check_world(mode)
-        models = engine.registry.snapshot()
+        models = registry.snapshot()
         if len(models) > 1 or models[0].kind != "chat" or models[0].vision:
             raise ModelError("--distributed serves one text chat model: give a single --model (not an embedding or vision model)")
-        if engine.registry.idle_unload is not None:
+        if registry.idle_unload is not None:
             raise ModelError("--idle-unload cannot be used with --distributed: every rank keeps the model loaded")
         self.rank, self.size = self._world.rank(), self._world.size()
         self.status = RankStatus(mode, backend(), [0] * self.size)
         self.quitting = False  # rank 0 has ended the loop: every rank leaves it in the same pass
         self.on_lost: Callable[[], None] = lambda: None  # the server's shutdown, once the jobs have failed
         self._lock = threading.Lock()
-        self._cancels: list["Job"] = []  # rank 0: cancelled since the last pass
-        self._jobs: dict[int, "Job"] = {}  # followers: rank 0's jobs still running here, by number
+        self._cancels: list[Job] = []  # rank 0: cancelled since the last pass
+        self._jobs: dict[int, Job] = {}  # followers: rank 0's jobs still running here, by number
         self._numbers = 0
 
     @property
     def leader(self) -> bool:
         return self.rank == 0
 
-    def cancel(self, job: "Job") -> None:
+    def cancel(self, job: Job) -> None:
         """Rank 0 (any thread): the job stops at the next pass, on every rank at once."""
         with self._lock:
             self._cancels.append(job)
 
-    def exchange(self, waiting: "Job | None", take: Callable[[], "Job | None"], stopping: Callable[[], bool]) -> "Job | None":
+    def exchange(self, waiting: Job | None, take: Callable[[], Job | None], stopping: Callable[[], bool]) -> Job | None:
         """One pass's decisions, from rank 0 to all: the job waiting to start (``take`` it from the queue
         when none waits), the cancellations, the end of the loop. Returns this rank's waiting job."""
         try:
@@ -171,7 +118,7 @@ class Peers:
         log.critical("lost a rank of the distributed group: %s", exc)
         return EngineFailure(f"a rank of the distributed group was lost ({exc}); the server is stopping")
 
-    def _describe(self, job: "Job") -> tuple:
+    def _describe(self, job: Job) -> tuple:
         """What a follower needs to build the same job; unseeded sampling gets a seed shared by all ranks."""
         if job.sampling.seed is None and (job.sampling.temperature or 0) > 0:
             job.sampling = replace(job.sampling, seed=secrets.randbits(63))
@@ -179,13 +126,10 @@ class Peers:
         job.number = self._numbers
         return job.number, job.model.name, job.request, job.sampling, job.prompt, job.max_tokens, job.load_only
 
-    def _follow(self, described: tuple) -> "Job":
-        from mlxcli.engine import constraints
-        from mlxcli.engine.job import Job
-
+    def _follow(self, described: tuple) -> Job:
         number, name, request, sampling, rendered, max_tokens, load_only = described
-        model = self._engine.registry.lookup(name)
-        constraint = constraints.compile(request, rendered.plan, model.tokenizer)
+        model = self._registry.lookup(name)
+        constraint = constraints.compile(request, rendered.plan, model.tokenizer, model.stop_tokens)
         job = Job(request, model, sampling, rendered, max_tokens, constraint, events=_Discard(), number=number, load_only=load_only)
         self._jobs = {n: j for n, j in self._jobs.items() if not j.events.done} | {number: job}
         return job
