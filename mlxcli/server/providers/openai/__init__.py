@@ -1,5 +1,5 @@
-"""The OpenAI API: Chat Completions, legacy Completions, Responses (stored, with previous_response_id), Embeddings
-and the model list.
+"""The OpenAI API: Chat Completions, legacy Completions, Responses (stored, with previous_response_id; its
+WebSocket refused so that Codex falls back to HTTP at once), Embeddings and the model list.
 
 ``api_routes`` mounts them under a prefix: ``/v1`` here, and Azure's own prefixes (azure.py).
 """
@@ -15,6 +15,7 @@ from mlxcli.server.providers.openai import chat, completions, responses
 from mlxcli.server.providers.openai.embeddings import Embed
 from mlxcli.server.providers.openai.errors import error_body
 from mlxcli.server.providers.openai.models import Models
+from mlxcli.server.providers.openai.responses_route import Responses
 from mlxcli.server.providers.openai.stored import StoredResponses
 
 if TYPE_CHECKING:
@@ -41,8 +42,8 @@ def chat_resource(ctx: "ServerContext", provider: Provider | None = None) -> Gen
     return Generate(ctx, chat.parse, provider or PROVIDER)
 
 
-def responses_resource(ctx: "ServerContext", provider: Provider | None = None) -> Generate:
-    return Generate(ctx, lambda body: responses.parse(body, ctx.store), provider or PROVIDER)
+def responses_resource(ctx: "ServerContext", provider: Provider | None = None) -> Responses:
+    return Responses(ctx, lambda body: responses.parse(body, ctx.store), provider or PROVIDER)
 
 
 PROVIDER = Provider(
