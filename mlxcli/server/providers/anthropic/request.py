@@ -11,6 +11,7 @@ from mlxcli.core.errors import InvalidRequest
 from mlxcli.core.request import ChatRequest, Effort, Grammar, ImageInput, Message, Sampling, ToolCall, ToolSpec, new_id
 from mlxcli.server import images
 from mlxcli.server.providers import common
+from mlxcli.server.providers.anthropic import claude_code
 from mlxcli.server.providers.anthropic.response import MessageStreamEncoder, message_json
 from mlxcli.server.validate import Obj, objects
 from mlxcli.store import Turn
@@ -19,7 +20,6 @@ MAX_MESSAGES = 4096
 MAX_BLOCKS = 4096
 MAX_TOOLS = 512  # agents such as Claude Code send many tools (MCP servers included)
 TEXT_BLOCKS = {"text": "text"}
-BILLING_HEADER = "x-anthropic-billing-header:"
 # Thinking budgets on the neutral effort scale: up to 4k tokens is low, up to 16k medium, beyond high.
 BUDGET_EFFORTS = ((4096, "low"), (16384, "medium"))
 EFFORTS = ("low", "medium", "high", "xhigh", "max")
@@ -65,11 +65,14 @@ def parse_prompt(o: Obj) -> ChatRequest:
     """What decides the prompt: model, system, messages, tools, tool_choice, thinking (shared with count_tokens)."""
     model = common.model_name(o, required=True)
     messages: list[Message] = []
-    system = _system(o)
+    # Claude Code's billing header left out, and the parts of its system prompt that change between
+    # requests moved to the end of the conversation: the prompt cache can reuse every earlier request.
+    system, moved = claude_code.stable_system(_text(o, "system", required=False))
     if system:
         messages.append(Message(role="system", content=system))
     for m in objects(o.list("messages", required=True, min_items=1, max_items=MAX_MESSAGES)):
         messages.extend(_messages(m))
+    claude_code.append_context(messages, moved)
     tools = [tool for tool in map(_tool, objects(o.list("tools", max_items=MAX_TOOLS))) if tool is not None]
     tool_choice, parallel = _tool_choice(o, tools)
     return ChatRequest(
@@ -80,17 +83,6 @@ def parse_prompt(o: Obj) -> ChatRequest:
         parallel_tool_calls=parallel,
         reasoning=_effort(o),
     )
-
-
-def _system(o: Obj) -> str | None:
-    """The system prompt, without Claude Code's billing header: a line it writes first on every request
-    (``x-anthropic-billing-header: cc_version=…; cch=…;``) whose hash changes each time. It means nothing
-    to the model, and left in it would make every prompt differ from its first tokens, so the prompt
-    cache could never reuse a turn."""
-    text = _text(o, "system", required=False)
-    if text is None or not text.startswith(BILLING_HEADER):
-        return text
-    return text.split("\n", 1)[1] if "\n" in text else ""
 
 
 def _text(o: Obj, key: str, *, required: bool = True) -> str | None:
