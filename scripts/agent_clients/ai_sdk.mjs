@@ -7,9 +7,9 @@ import { z } from 'zod';
 const openai = createOpenAI({ baseURL: process.env.MLXCLI_URL + '/v1', apiKey: 'unused' });
 let ran = 0;
 const result = await generateText({
-  model: openai.responses('tiny'),
+  model: openai.responses('scripted'),
   prompt: 'What is the weather in Paris? Use the weather tool.',
-  maxOutputTokens: 32,
+  maxOutputTokens: 256,
   tools: {
     weather: tool({
       description: 'The weather in a city',
