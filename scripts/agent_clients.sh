@@ -23,12 +23,8 @@ LIMIT="${CLIENT_TIMEOUT:-300}"
 CLIENTS=(${@:-claude codex codex-ws opencode ai-sdk})
 mkdir -p "$WORK"
 
-echo "installing the clients (npm) into $WORK/npm ..." >&2
-npm install --silent --no-audit --no-fund --prefix "$WORK/npm" \
-    @anthropic-ai/claude-code @openai/codex opencode-ai ai @ai-sdk/openai zod >"$WORK/npm.log" 2>&1 \
-    || { tail -20 "$WORK/npm.log"; exit 1; }
+"$ROOT/scripts/agent_clients/install.sh" "$WORK" || exit 1
 BIN="$WORK/npm/node_modules/.bin"
-cp "$ROOT/scripts/agent_clients/ai_sdk.mjs" "$WORK/npm/"  # ES modules resolve packages from their own folder
 
 LOG="$WORK/serve.log"
 (cd "$ROOT" && exec "$PY" -m tests.support.scripted_server --script agent --port "$PORT" --prompt-cache-dir none \
