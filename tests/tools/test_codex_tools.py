@@ -137,3 +137,24 @@ def test_response_created_and_in_progress_arrive_while_the_prompt_is_still_being
         prefill_done.set()  # only now may the prompt finish
         rest = "\n".join(lines)
     assert events == ["response.created", "response.in_progress"] and "response.completed" in rest
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_tool_choice_naming_a_namespaced_tool_forces_its_flat_name(tool_server, stream):
+    forced = '<tool_call>\n{"name": "multi_agent_v1__spawn_agent", "arguments": '
+    respond = Recording(lambda prompt: '{"task": "tests"}}\n</tool_call>' if prompt.endswith(forced) else DONE)
+    server = tool_server(respond)
+    choice = {"type": "function", "name": "spawn_agent", "namespace": "multi_agent_v1"}
+    (call,) = calls(post(server, stream, tools=[NAMESPACE], tool_choice=choice))
+    assert (call["namespace"], call["name"], json.loads(call["arguments"])) == ("multi_agent_v1", "spawn_agent", {"task": "tests"})
+    allowed = {"type": "allowed_tools", "mode": "required", "tools": [choice]}
+    post(server, stream, tools=[NAMESPACE, {"type": "function", "name": "other", "parameters": {"type": "object"}}], tool_choice=allowed)
+    assert "multi_agent_v1__spawn_agent" in respond.prompts[-1] and '"name": "other"' not in respond.prompts[-1]
+
+
+def test_a_tool_choice_naming_a_tool_outside_the_namespace_is_refused(tool_server):
+    server = tool_server(lambda prompt: DONE)
+    choice = {"type": "function", "name": "spawn_agent", "namespace": "other_ns"}
+    r = httpx.post(server.url + "/v1/responses", json={"model": "m", "input": "Go.", "tools": [NAMESPACE], "tool_choice": choice})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tool_choice", r.text
+    assert "other_ns__spawn_agent" in r.json()["error"]["message"]

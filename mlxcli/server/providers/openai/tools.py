@@ -2,7 +2,8 @@
 
 Chat Completions nests a function under ``function`` (``{"type": "function", "function": {"name"}}``),
 Responses does not (``{"type": "function", "name"}``); otherwise the rules are the same. Responses' own
-tool types (namespaces, shells, hosted tools) are read in ``responses_tools``.
+tool types (namespaces, shells, hosted tools) are read in ``responses_tools``; a choice names a namespaced
+tool by ``namespace`` and ``name``, as its calls are written.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from mlxcli.core.errors import InvalidRequest
 from mlxcli.core.request import Effort, ToolSpec
 from mlxcli.server.providers import common
+from mlxcli.server.providers.openai import responses_tools
 from mlxcli.server.validate import Obj, objects
 
 MAX_TOOLS = 128
@@ -46,11 +48,19 @@ def tool_choice(o: Obj, specs: list[ToolSpec], *, nested: bool) -> tuple[str | d
     kind = choice.str("type", required=True, choices=("function", "allowed_tools") if nested else ("function", "custom", "allowed_tools"))
     if kind in ("function", "custom"):
         function = choice.obj("function", required=True) if nested else choice
-        return common.named_tool(function.str("name", required=True), specs, "tool_choice"), specs
+        return common.named_tool(tool_name(function), specs, "tool_choice"), specs
     allowed = choice.obj("allowed_tools", required=True) if nested else choice
     mode = allowed.str("mode", default="auto", choices=("auto", "required"))
     refs = [t.obj("function", required=True) if nested else t for t in objects(allowed.list("tools", required=True, max_items=MAX_TOOLS))]
     return mode, allowed_tools(specs, refs)
+
+
+def tool_name(ref: Obj) -> str:
+    """The tool a choice names: a namespaced one (Responses: ``namespace`` beside ``name``, as its calls are
+    written) by the flat name it is offered under."""
+    name = ref.str("name", required=True)
+    namespace = ref.str("namespace", max_len=64)
+    return responses_tools.flat_name(namespace, name) if namespace else name
 
 
 def allowed_tools(specs: list[ToolSpec], refs: list[Obj]) -> list[ToolSpec]:
@@ -58,7 +68,7 @@ def allowed_tools(specs: list[ToolSpec], refs: list[Obj]) -> list[ToolSpec]:
     known = {t.name for t in specs}
     names = set()
     for ref in refs:
-        name = ref.str("name", required=True)
+        name = tool_name(ref)
         if name not in known:
             raise InvalidRequest(f"allowed_tools names {name!r}, which is not in 'tools'.", param=ref.param("name"))
         names.add(name)
