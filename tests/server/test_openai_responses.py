@@ -10,7 +10,7 @@ from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.store import ConversationStore
 from tests.support.models import Fail, Recording, scripted_model
 from tests.support.server import RunningServer
-from tests.support.streams import check_responses_stream
+from tests.support.streams import check_responses_stream, parse_sse
 
 LONG = "one two three four five six seven eight nine ten eleven twelve"
 
@@ -317,7 +317,8 @@ def test_tools_and_sampling_are_accepted_and_echoed(client):
         ({"input": "x", "tools": [{"type": "function", "name": "bad name"}]}, "tools[0].name"),
         ({"input": "x", "tools": [{"type": "function", "name": "f"}], "tool_choice": {"type": "function", "name": "g"}}, "tool_choice"),
         ({"input": "x", "previous_response_id": 12}, "previous_response_id"),
-        ({"input": "x", "top_logprobs": 5}, "top_logprobs"),
+        ({"input": "x", "top_logprobs": 21}, "top_logprobs"),
+        ({"input": "x", "include": [7]}, "include[0]"),
     ],
 )
 def test_bad_requests_name_the_parameter(server, body, param):
@@ -332,3 +333,40 @@ def test_bad_input_items_queries(client, server, query, param):
     r = client.responses.create(model="m", input="x")
     err = error_of(httpx.get(f"{server.url}/v1/responses/{r.id}/input_items?{query}"), 400)
     assert err["param"] == param
+
+
+# ---- logprobs ------------------------------------------------------------------
+
+LOGPROBS = ["message.output_text.logprobs"]
+
+
+@pytest.mark.parametrize("top", [None, 3])
+def test_logprobs_cover_every_token_of_the_answer_when_included(client, top):
+    r = client.responses.create(model="m", input="logprobs please", include=LOGPROBS, top_logprobs=top)
+    part = r.output[0].content[0]
+    assert "".join(t.token for t in part.logprobs) == part.text == "You said: logprobs please"
+    assert len(part.logprobs) == r.usage.output_tokens and r.top_logprobs == top
+    for t in part.logprobs:
+        assert bytes(t.bytes).decode() == t.token and t.logprob <= 0
+        assert len(t.top_logprobs) == (top or 0)
+        if top:
+            assert t.top_logprobs[0].token == t.token  # the scripted token is the likeliest
+            assert [a.logprob for a in t.top_logprobs] == sorted((a.logprob for a in t.top_logprobs), reverse=True)
+    plain = client.responses.create(model="m", input="logprobs please")
+    assert plain.output[0].content[0].logprobs == [] and plain.top_logprobs is None
+
+
+def test_streamed_logprobs_ride_on_the_deltas_of_their_text(server):
+    body = {"model": "m", "input": "stream logprobs", "include": LOGPROBS, "top_logprobs": 2, "stream": True}
+    with httpx.stream("POST", server.url + "/v1/responses", json=body, timeout=60) as r:
+        raw = r.read().decode()
+    final = check_responses_stream(raw)
+    events = [e.data for e in parse_sse(raw)]
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert all("".join(t["token"] for t in d["logprobs"]) == d["delta"] for d in deltas)
+    (done,) = [e for e in events if e["type"] == "response.output_text.done"]
+    part = final["output"][0]["content"][0]
+    assert done["logprobs"] == part["logprobs"] == [t for d in deltas for t in d["logprobs"]]
+    assert all(len(t["top_logprobs"]) == 2 for t in part["logprobs"])
+    stored = httpx.get(f"{server.url}/v1/responses/{final['id']}").json()
+    assert stored["output"][0]["content"][0]["logprobs"] == part["logprobs"]

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from mlxcli.core.collect import Completion
 from mlxcli.core.errors import EngineFailure, MlxcliError
-from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, ToolCallDelta, Usage
+from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, TokenLogprob, ToolCallDelta, Usage
 from mlxcli.core.request import new_id, now
 from mlxcli.server.framing import sse_event
 from mlxcli.server.providers.openai.responses_tools import output_item
@@ -42,6 +42,8 @@ class ResponseState:
     user: str | None = None
     call_shapes: dict[str, dict[str, Any]] = field(default_factory=dict)  # tool name → its call's shape (responses_tools)
     truncation: str | None = None  # as the request said it (None: not said)
+    logprobs: bool = False  # include: message.output_text.logprobs
+    top_logprobs: int | None = None  # as the request said it
     _item_ids: dict[int, str] = field(default_factory=dict, init=False, repr=False)
     _call_ids: dict[int, str] = field(default_factory=dict, init=False, repr=False)
     _completed_at: int | None = field(default=None, init=False, repr=False)
@@ -66,6 +68,13 @@ def text_part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
+def logprob_json(t: TokenLogprob) -> dict[str, Any]:
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "bytes": list(token.encode()), "logprob": logprob}
+
+    return {**entry(t.token, t.logprob), "top_logprobs": [entry(*alt) for alt in t.top]}
+
+
 class OutputBuilder:
     """Neutral events → output items, one after another; yields the wire events (without sequence numbers)."""
 
@@ -75,8 +84,15 @@ class OutputBuilder:
         self._open: dict[str, Any] | None = None
         self._open_key: Any = None  # "message", "reasoning" or ("call", tool index)
         self._shape: dict[str, Any] | None = None  # the open call's shape, when its tool asks for one
+        # The logprobs of tokens whose text is not out yet (they come before it): the next text delta's, or
+        # dropped at reasoning or a call (the answer's text carries the logprobs, markup just before it included).
+        self._logprobs: list[dict[str, Any]] = []
 
     def feed(self, event: Event) -> list[dict[str, Any]]:
+        if isinstance(event, TokenLogprob):
+            if self.state.logprobs:
+                self._logprobs.append(logprob_json(event))
+            return []
         if isinstance(event, TextDelta):
             return self._delta("message", event.text)
         if isinstance(event, ReasoningDelta):
@@ -111,7 +127,7 @@ class OutputBuilder:
             where = {"item_id": item["id"], "output_index": index, "content_index": 0}
             done = {"type": f"{prefix}.done", **where, "text": part["text"]}
             if item["type"] == "message":
-                done["logprobs"] = []
+                done["logprobs"] = list(part["logprobs"])
             events += [done, {"type": "response.content_part.done", **where, "part": dict(part)}]
         events.append({"type": "response.output_item.done", "output_index": index, "item": _copy(item)})
         return events
@@ -125,8 +141,10 @@ class OutputBuilder:
         item["content"][0]["text"] += text
         event = {"type": "response.output_text.delta" if kind == "message" else "response.reasoning_text.delta",
                  "item_id": item["id"], "output_index": index, "content_index": 0, "delta": text}
+        logprobs, self._logprobs = self._logprobs, []
         if kind == "message":
-            event["logprobs"] = []
+            event["logprobs"] = logprobs
+            item["content"][0]["logprobs"] += logprobs
         return events + [event]
 
     def _ensure_open(self, kind: str) -> list[dict[str, Any]]:
@@ -151,6 +169,7 @@ class OutputBuilder:
         return events
 
     def _call(self, event: ToolCallDelta) -> list[dict[str, Any]]:
+        self._logprobs = []
         key = ("call", event.index)
         events: list[dict[str, Any]] = []
         if self._open_key != key:
@@ -234,6 +253,7 @@ def response_json(
         "tool_choice": state.tool_choice,
         "tools": state.tools,
         "top_p": state.top_p,
+        "top_logprobs": state.top_logprobs,
         "truncation": state.truncation or "disabled",
         "usage": usage_json(usage) if (finished and usage is not None) else None,
         "user": state.user,

@@ -34,6 +34,8 @@ OUTPUT_TYPES = ("function_call_output", "custom_tool_call_output", "local_shell_
 ITEM_TYPES = ("message", *CALL_TYPES, *OUTPUT_TYPES, "reasoning", "item_reference")
 # Responses' `truncation`: "auto" drops the oldest items to fit the window, "disabled" answers 400.
 TRUNCATION = {"auto": "truncate", "disabled": "error"}
+# The one `include` value that changes what this server writes: the answer's text with its tokens' logprobs.
+LOGPROBS = "message.output_text.logprobs"
 
 
 @dataclass
@@ -90,8 +92,9 @@ def parse(body: dict[str, Any], store: ConversationStore) -> ResponsesCall:
     instructions = o.str("instructions")
     previous_id = o.str("previous_response_id", max_len=256)
 
-    if o.int("top_logprobs", lo=0, hi=20):
-        raise InvalidRequest("'top_logprobs' is not supported by this server.", param="top_logprobs")
+    top_logprobs = o.int("top_logprobs", lo=0, hi=20)
+    # Asking for alternatives asks for the logprobs too.
+    logprobs = LOGPROBS in o.str_or_list("include", max_items=32, max_len=128) or bool(top_logprobs)
     sampling = Sampling(**common.sampling_fields(o, ("temperature", "top_p")), max_tokens=common.max_tokens(o, "max_output_tokens"))
     response_format, text_format = _text_format(o)
     specs, call_shapes = responses_tools.tools(o)
@@ -119,12 +122,15 @@ def parse(body: dict[str, Any], store: ConversationStore) -> ResponsesCall:
         user=o.str("user", max_len=256),
         call_shapes=call_shapes,
         truncation=o.str("truncation", choices=tuple(TRUNCATION)),
+        logprobs=logprobs,
+        top_logprobs=top_logprobs,
     )
     state.input = input_messages = _resolve(store, input_messages)
     messages: list[Message] = [Message(role="system", content=instructions)] if instructions else []
     messages += merge_assistant_runs(_history(store, previous_id) + input_messages)
     request = ChatRequest(
-        messages, sampling, model, reasoning=tools.neutral_effort(reasoning["effort"]), response_format=response_format, **tool_fields
+        messages, sampling, model, reasoning=tools.neutral_effort(reasoning["effort"]), response_format=response_format,
+        logprobs=(top_logprobs or 0) if logprobs else None, **tool_fields,
     )
     request.context_overflow = TRUNCATION.get(state.truncation)  # not said: the server's --context-overflow
     return ResponsesCall(request, stream=o.bool("stream", default=False), state=state)
