@@ -370,3 +370,15 @@ def test_streamed_logprobs_ride_on_the_deltas_of_their_text(server):
     assert all(len(t["top_logprobs"]) == 2 for t in part["logprobs"])
     stored = httpx.get(f"{server.url}/v1/responses/{final['id']}").json()
     assert stored["output"][0]["content"][0]["logprobs"] == part["logprobs"]
+
+
+# ---- the WebSocket transport ---------------------------------------------------
+
+
+def test_a_websocket_handshake_is_refused_with_the_status_that_sends_codex_to_http(server):
+    """Codex reads 426 as "no WebSocket here" and goes on over HTTP at once (any other answer: five retries)."""
+    handshake = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    err = error_of(httpx.get(server.url + "/v1/responses", headers=handshake), 426)
+    assert err["code"] == "websocket_not_supported" and "POST /v1/responses" in err["message"]
+    plain = httpx.get(server.url + "/v1/responses")
+    assert plain.status_code == 405 and plain.headers["allow"] == "POST, OPTIONS"
