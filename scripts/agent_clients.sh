@@ -99,7 +99,7 @@ report() {  # report CLIENT STATUS FIRST_LOG_LINE START_TIME
     bad=$(printf '%s' "$routes" | sed 's|GET /v1/responses 426||' | grep -cE ' [45][0-9]{2} ')
     call=$(printf '%s\n' "$slice" | sed -n 's/.*agent: tool call //p' | head -1)
     answer=$(printf '%s\n' "$slice" | sed -n 's/.*agent: final answer //p' | grep 'tool answered' | tail -1)
-    echo "$client: exit $status; routes: ${routes:-none}first POST $(printf '%s\n' "$slice" | first_post "$4") after its start"
+    echo "$client: exit $status; routes: ${routes:-none; }first POST $(printf '%s\n' "$slice" | first_post "$4") after its start"
     echo "  tool call: ${call:-none}; final answer: ${answer:-none}"
     if [ "$status" -ne 0 ] || [ "$bad" -ne 0 ] || [ -z "$routes" ] || [ -z "$call" ] || [ -z "$answer" ]; then
         failed=1
@@ -108,8 +108,8 @@ report() {  # report CLIENT STATUS FIRST_LOG_LINE START_TIME
 }
 
 current="" client_pid=""
-interrupted() {  # the run itself was stopped: say so for the client under way, then stop
-    [ -n "$client_pid" ] && kill -- -"$client_pid" 2>/dev/null
+interrupted() {  # the run itself was stopped: stop the client under way and say so, then stop
+    [ -n "$client_pid" ] && kill "$client_pid" 2>/dev/null && wait "$client_pid" 2>/dev/null
     [ -n "$current" ] && report "$current" 130 "$first" "$started"
     echo "interrupted"; exit 130
 }
@@ -120,9 +120,8 @@ for client in "${CLIENTS[@]}"; do
     dir="$WORK/run-$client"; rm -rf "$dir"; mkdir -p "$dir"; touch "$dir/a.txt" "$dir/b.txt"
     first=$(($(wc -l <"$LOG") + 1))
     current=$client started=$("$PY" -c 'import time; print(time.time())')
-    # A client that hangs is stopped after $LIMIT seconds with everything it started: timeout runs it in a
-    # process group of its own, led by timeout itself (the pid below).
-    (cd "$dir" && exec timeout -k 10 "$LIMIT" bash -c 'run_${1//-/_} "$2"' _ "$client" "$dir") \
+    # A client that hangs is stopped after $LIMIT seconds, with everything it started (watchdog.py: the pid below).
+    (cd "$dir" && exec "$PY" "$ROOT/scripts/agent_clients/watchdog.py" "$LIMIT" bash -c 'run_${1//-/_} "$2"' _ "$client" "$dir") \
         >"$WORK/$client.log" 2>&1 </dev/null &
     client_pid=$!
     wait "$client_pid"; status=$?
