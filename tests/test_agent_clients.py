@@ -76,7 +76,8 @@ def test_launch_runs_the_agent_against_a_server_it_starts(agent, agents_bin, tes
         "PATH": f"{agents_bin}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(REPO),
         "MLXCLI_HOME": str(test_home), "MLXCLI_STORE_PATH": str(tmp_path / "store.db"),
     }
-    env.pop("MLXCLI_URL", None)
+    for name in ("MLXCLI_URL", "MLXCLI_MODEL", "MLXCLI_API_KEY"):  # a user's settings are not the test's
+        env.pop(name, None)
     run = subprocess.run(
         [sys.executable, "-m", "tests.support.scripted_launch", agent, "--", *args],
         env=env, cwd=tmp_path, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600,

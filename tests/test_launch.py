@@ -22,6 +22,7 @@ from tests.support.process import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 WINDOW = 12345
+CLEAN = {"MLXCLI_API_KEY": None, "MLXCLI_MODEL": None, "MLXCLI_URL": None}  # a user's settings are not the test's
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def server(tokenizer_dir, run_engine, serve):
 
 def printed(*args: str) -> tuple[dict[str, str], list[str]]:
     """(the environment, the command) `mlxcli launch --print-env` prints."""
-    result = CliRunner().invoke(app, ["launch", "--print-env", *args], env={"MLXCLI_API_KEY": None})
+    result = CliRunner().invoke(app, ["launch", "--print-env", *args], env=CLEAN)
     assert result.exit_code == 0, result.output
     *env, command = result.stdout.strip().splitlines()
     return dict(line.split("=", 1) for line in env), shlex.split(command)
@@ -78,25 +79,26 @@ def test_opencode_gets_a_provider_with_the_window_as_its_default_model(server):
 
 
 def test_a_model_the_server_does_not_serve_is_refused(server):
-    result = CliRunner().invoke(app, ["launch", "claude", "--url", server.url, "-m", "gpt-9", "--print-env"])
+    result = CliRunner().invoke(app, ["launch", "claude", "--url", server.url, "-m", "gpt-9", "--print-env"], env=CLEAN)
     assert result.exit_code == 1 and "does not serve a model named 'gpt-9'" in result.output
 
 
 def test_a_url_where_no_server_answers_is_refused_not_replaced():
     url = f"http://127.0.0.1:{free_port()}"
-    result = CliRunner().invoke(app, ["launch", "codex", "--url", url, "--print-env"])
+    result = CliRunner().invoke(app, ["launch", "codex", "--url", url, "--print-env"], env=CLEAN)
     assert result.exit_code == 1 and f"no mlxcli server answers at {url}" in result.output
 
 
 def test_an_unknown_agent_is_refused():
-    result = CliRunner().invoke(app, ["launch", "cursor", "--print-env"])
+    result = CliRunner().invoke(app, ["launch", "cursor", "--print-env"], env=CLEAN)
     assert result.exit_code == 1 and "unknown agent 'cursor'" in result.output
 
 
 def test_without_a_server_launch_starts_one_and_stops_it(test_home, tmp_path):
     """The scripted agent server stands in for `mlxcli serve` (tests/support/scripted_launch.py)."""
     env = {**os.environ, "MLXCLI_HOME": str(test_home), "MLXCLI_STORE_PATH": str(tmp_path / "store.db"), "PYTHONPATH": str(REPO)}
-    env.pop("MLXCLI_URL", None)
+    for name in CLEAN:
+        env.pop(name, None)
     run = subprocess.run(
         [sys.executable, "-m", "tests.support.scripted_launch", "claude", "--print-env"],
         env=env, capture_output=True, text=True, timeout=300, cwd=REPO,
@@ -120,5 +122,5 @@ def test_a_server_that_wants_a_key_gets_it_from_launch_and_the_agent(tokenizer_d
     keyed = serve(run_engine([model], EngineSettings(temperature=0.0)), ServerSettings(port=0, api_keys=["sk-local"]))
     env, _ = printed("codex", "--url", keyed.url, "--api-key", "sk-local")
     assert env["MLXCLI_AGENT_KEY"] == "sk-local"
-    result = CliRunner().invoke(app, ["launch", "--print-env", "codex", "--url", keyed.url], env={"MLXCLI_API_KEY": None})
+    result = CliRunner().invoke(app, ["launch", "--print-env", "codex", "--url", keyed.url], env=CLEAN)
     assert result.exit_code == 1 and "401" in result.output
