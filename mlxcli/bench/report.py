@@ -13,6 +13,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from mlxcli.bench.agent import AgentCell
 from mlxcli.bench.embeddings import BatchCell
 from mlxcli.bench.scenarios import LoadCell, MatrixCell, TurnCell
 from mlxcli.bench.stats import ratio
@@ -28,10 +29,10 @@ COMPARED = {
 
 @dataclass
 class Report:
-    scenario: str  # "engine" | "load" | "turns" | "embeddings"
+    scenario: str  # "engine" | "load" | "turns" | "embeddings" | "agent"
     settings: dict[str, Any]
     targets: list[dict[str, Any]]
-    cells: Sequence[MatrixCell | LoadCell | TurnCell | BatchCell]
+    cells: Sequence[MatrixCell | LoadCell | TurnCell | BatchCell | AgentCell]
     notes: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
@@ -124,7 +125,8 @@ def render(doc: dict[str, Any]) -> Group:
         f"{doc['machine']['system']} {doc['machine']['machine']}, {doc['machine']['cpus']} CPUs\n",
         "\n".join(_target_line(t) for t in doc["targets"]),
     )
-    tables = {"engine": _engine_table, "load": _load_table, "turns": _turns_table, "embeddings": _embeddings_table}
+    tables = {"engine": _engine_table, "load": _load_table, "turns": _turns_table, "embeddings": _embeddings_table,
+              "agent": _agent_table}
     table = tables[doc["scenario"]](doc)
     parts: list[Any] = [header, table]
     notes = list(doc["notes"])
@@ -212,5 +214,23 @@ def _embeddings_table(doc: dict[str, Any]) -> Table:
         table.add_row(
             r["target"], str(r["batch"]), str(r["input_tokens"]), _spread(r["inputs_per_s"]), _spread(r["tokens_per_s"]),
             _spread(r["latency_s"], seconds=True), Text(str(r["errors"]), style="red" if r["errors"] else ""),
+        )
+    return table
+
+
+def _agent_table(doc: dict[str, Any]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, title="agent: a long prompt, a short request beside it, a stream answering "
+                  "(medians over runs)", title_justify="left")
+    columns = ["target", "long→short", "short alone", "short beside", "short ×", "long TTFT alone", "long TTFT beside",
+               "long ×", "stream gap p50", "p95", "max", "errors"]
+    for name in columns:
+        _column(table, name)
+    for r in doc["results"]:
+        table.add_row(
+            r["target"], f"{r['long_tokens']}→{r['prompt_tokens']}+{r['gen_tokens']}",
+            _spread(r["short_alone_s"], seconds=True), _spread(r["short_together_s"], seconds=True), _times(r["short_slowdown"]),
+            _spread(r["long_ttft_alone_s"], seconds=True), _spread(r["long_ttft_together_s"], seconds=True), _times(r["long_slowdown"]),
+            _seconds(r["stream_gap_p50_s"]), _seconds(r["stream_gap_p95_s"]), _seconds(r["stream_gap_max_s"]),
+            Text(str(r["errors"]), style="red" if r["errors"] else ""),
         )
     return table

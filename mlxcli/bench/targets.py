@@ -7,6 +7,7 @@ the same neutral events; only a server may leave its token counts out.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -32,6 +33,7 @@ class RequestResult:
     prompt_tokens: int | None = None  # as reported, if it did
     cached_tokens: int | None = None  # prompt tokens the server reports it took from its cache
     text: str = ""  # the answer (multi-turn conversations carry it on)
+    arrivals: list[float] = field(default_factory=list)  # when each piece of output came (perf_counter)
     error: str | None = None
     timings: Timings | None = None  # the engine's own timings (in-process only)
 
@@ -70,6 +72,7 @@ class RequestResult:
         if self.first_output is None:
             self.first_output = now
         self.last_output = now
+        self.arrivals.append(now)
         self.chunks += 1
         self.text += text
 
@@ -89,11 +92,26 @@ class RequestResult:
                 self.error = "cancelled"
 
 
+@dataclass
+class Watch:
+    """A request left running (a stream in the background): ``started`` is set once its first output
+    came (or it ended); set ``stop`` to stop reading it, which cancels it."""
+
+    started: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def seen(self, result: RequestResult) -> bool:
+        """After each event: note the first output; whether to stop."""
+        if result.first_output is not None:
+            self.started.set()
+        return self.stop.is_set()
+
+
 class Target(Protocol):
     name: str
     kind: str  # "engine" | "http"
 
-    def run(self, request: ChatRequest) -> RequestResult: ...
+    def run(self, request: ChatRequest, watch: Watch | None = None) -> RequestResult: ...
 
     def describe(self) -> dict: ...
 
@@ -108,15 +126,22 @@ class EngineTarget:
     name: str = "engine"
     kind: str = field(default="engine", init=False)
 
-    def run(self, request: ChatRequest) -> RequestResult:
+    def run(self, request: ChatRequest, watch: Watch | None = None) -> RequestResult:
         result = RequestResult(started=time.perf_counter())
         try:
-            for event in self.engine.submit(request):
+            generation = self.engine.submit(request)
+            for event in generation:
                 result.feed(event)
                 if isinstance(event, Finish):
                     result.timings = event.timings
+                elif watch is not None and watch.seen(result):
+                    generation.cancel()
+                    break
         except MlxcliError as exc:
             result.error = exc.message
+        finally:
+            if watch is not None:
+                watch.started.set()
         result.ended = time.perf_counter()
         return result
 
@@ -176,14 +201,19 @@ class HttpTarget:
         except (ServerError, IndexError):
             return "default_model"  # e.g. mlx_lm.server drops the connection when it has no HF cache
 
-    def run(self, request: ChatRequest) -> RequestResult:
+    def run(self, request: ChatRequest, watch: Watch | None = None) -> RequestResult:
         result = RequestResult(started=time.perf_counter())
         try:
             with self.client.stream(request, model=self.model) as events:
                 for event in events:
                     result.feed(event, usage_reported=events.usage_reported)
+                    if watch is not None and watch.seen(result):
+                        break  # leaving the stream closes it: the server cancels the request
         except MlxcliError as exc:
             result.error = exc.message
+        finally:
+            if watch is not None:
+                watch.started.set()
         result.ended = time.perf_counter()
         return result
 
@@ -204,8 +234,8 @@ class ConstrainedTarget:
         self.name = f"{inner.name} +json-schema"
         self.kind = inner.kind
 
-    def run(self, request: ChatRequest) -> RequestResult:
-        return self.inner.run(replace(request, response_format=self.response_format))
+    def run(self, request: ChatRequest, watch: Watch | None = None) -> RequestResult:
+        return self.inner.run(replace(request, response_format=self.response_format), watch)
 
     def describe(self) -> dict:
         return {**self.inner.describe(), "name": self.name, "json_schema": self.response_format.schema}

@@ -44,6 +44,8 @@ def bench(
     clients: Annotated[str, typer.Option(help="Concurrent streaming clients, one level each (server).")] = "1,4,8",
     requests: Annotated[Optional[int], typer.Option(min=1, help="Requests per level and run (default: one per client).")] = None,
     turns: Annotated[Optional[int], typer.Option(min=1, help="Instead: one conversation growing for N turns; time to first token per turn.")] = None,
+    scenario: Annotated[Optional[str], typer.Option(help="agent: a long prompt (--long-tokens), a short request (--prompt-tokens, --gen-tokens; default 700, 32) sent beside it and a stream answering meanwhile; each side's slowdown and the stream's inter-token gaps.")] = None,
+    long_tokens: Annotated[int, typer.Option(min=16, help="With --scenario agent: the long prompt's length in tokens.")] = 7500,
     embeddings: Annotated[bool, typer.Option("--embeddings", help="Instead: embeddings inputs/s and tokens/s at each --batch-sizes (model default minilm; --prompt-tokens per input, default 64).")] = False,
     batch_sizes: Annotated[str, typer.Option(help="With --embeddings: inputs per request, one level each.")] = "1,16,64",
     repeat: Annotated[int, typer.Option(min=1, help="Measured runs of each case (medians and ranges over them).")] = 3,
@@ -88,7 +90,11 @@ def bench(
     prompt_lens = int_list(prompt_tokens or defaults[0], "--prompt-tokens")
     gen_lens = int_list(gen_tokens or defaults[1], "--gen-tokens")
     levels = int_list(clients, "--clients")
-    scenario = "turns" if turns else "load" if servers else "engine"
+    if scenario not in (None, "agent"):
+        raise typer.BadParameter(f"{scenario!r} is not a scenario (agent)", param_hint="--scenario")
+    if scenario == "agent":
+        prompt_lens, gen_lens = int_list(prompt_tokens or "700", "--prompt-tokens"), int_list(gen_tokens or "32", "--gen-tokens")
+    scenario = scenario or ("turns" if turns else "load" if servers else "engine")
     if scenario == "turns" and (len(prompt_lens) > 1 or len(gen_lens) > 1):
         raise typer.BadParameter("--turns takes one prompt length and one generation length", param_hint="--turns")
     if json_schema is not None and scenario == "engine":
@@ -113,6 +119,7 @@ def bench(
             scenario, targets, count, err,
             prompt_lens=prompt_lens, gen_lens=gen_lens, levels=levels, requests=requests, turns=turns,
             repeat=repeat, warmup=warmup, seed=random.randrange(1_000_000) if seed is None else seed, image_size=image_size,
+            long_tokens=long_tokens,
             settings={"api": api if servers else None, "timeout_s": timeout, "image_size": image_size},
         )
         _write(report.to_json(), json_out=json_out, output=output)
@@ -230,7 +237,8 @@ def _servers(urls: list[str], **options):
     return targets
 
 
-def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, levels, requests, turns, repeat, warmup, seed, image_size, settings):
+def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, levels, requests, turns, repeat, warmup, seed, image_size,
+         long_tokens, settings):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mlxcli.bench import scenarios
@@ -244,6 +252,8 @@ def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, level
     elif scenario == "load":
         per_combo = sum(repeat * (requests or c) for c in levels)
         total = n * (warmup + len(prompt_lens) * len(gen_lens) * per_combo)
+    elif scenario == "agent":
+        total = n * (warmup + repeat)
     else:
         total = n * (warmup + repeat * turns)
     progress = Progress(
@@ -265,6 +275,11 @@ def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, level
                 targets, prompts, clients=levels, prompt_lens=prompt_lens, gen_lens=gen_lens,
                 requests=requests, repeat=repeat, warmup=warmup, tick=tick,
             )
+        elif scenario == "agent":
+            from mlxcli.bench.agent import agent
+
+            cells = agent(targets, prompts, long_tokens=long_tokens, prompt_tokens=prompt_lens[0], gen_tokens=gen_lens[0],
+                          repeat=repeat, warmup=warmup, tick=tick)
         else:
             cells = scenarios.turns(
                 targets, prompts, turns=turns, prompt_tokens=prompt_lens[0], gen_tokens=gen_lens[0],
@@ -283,7 +298,7 @@ def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, level
         "temperature": 0.0,
     }
     notes = []
-    if scenario != "engine":
+    if scenario in ("load", "turns"):
         notes = [
             f"{c.target}: no usage reported, output tokens counted from streamed chunks"
             for c in cells

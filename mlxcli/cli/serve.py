@@ -120,7 +120,11 @@ def serve(
     max_tokens: int = typer.Option(ENGINE.max_tokens, envvar="MLXCLI_MAX_TOKENS", min=1, help="Default max tokens (capped by the context window)."),
     max_queue: int = typer.Option(ENGINE.max_queue, envvar="MLXCLI_MAX_QUEUE", min=1, help="Requests allowed to wait; beyond it: 503/529 at once."),
     max_batch: int = typer.Option(ENGINE.max_batch, envvar="MLXCLI_MAX_BATCH", min=1, help="Requests generating together (continuous batching); more wait in the queue."),
-    prefill_step_size: int = typer.Option(ENGINE.prefill_step_size, envvar="MLXCLI_PREFILL_STEP_SIZE", min=16, help="Prompt tokens computed per step, between decode steps of the running requests."),
+    prefill_step_size: int = typer.Option(ENGINE.prefill_step_size, envvar="MLXCLI_PREFILL_STEP_SIZE", min=16, help="Prompt tokens a step reads of one prompt at most, between decode steps of the running requests."),
+    prefill_ratio: float = typer.Option(ENGINE.prefill_ratio, envvar="MLXCLI_PREFILL_RATIO", min=0.0, help="While requests are answering, each step reads prompts for this many times its decode step's measured time."),
+    young_ratio: float = typer.Option(ENGINE.young_ratio, envvar="MLXCLI_YOUNG_RATIO", min=0.0, help="The same while an answer is young (fewer than --young-tokens out): short answers are not stretched by long prompts."),
+    young_tokens: int = typer.Option(ENGINE.young_tokens, envvar="MLXCLI_YOUNG_TOKENS", min=0, help="Answer tokens during which an answer is young."),
+    max_step_seconds: float = typer.Option(ENGINE.max_step_seconds, envvar="MLXCLI_MAX_STEP_SECONDS", min=0.01, help="The longest a step (a token for every answer, then prompt reading) should take: the bound on the wait between two tokens."),
     prompt_cache_bytes: str = typer.Option(_bytes(ENGINE.prompt_cache_bytes), envvar="MLXCLI_PROMPT_CACHE_BYTES", callback=size_option, help=f"Memory for the KV caches of earlier prompts, reused by requests that share their prefix (0: off); {SIZE_HELP}."),
     prompt_cache_entries: int = typer.Option(ENGINE.prompt_cache_entries, envvar="MLXCLI_PROMPT_CACHE_ENTRIES", min=0, help="Most prompts kept in the prompt cache."),
     prompt_cache_dir: str = typer.Option(
@@ -229,7 +233,8 @@ def serve(
     )
     engine_settings = EngineSettings(
         temperature=temperature, top_p=top_p, max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch,
-        prefill_step_size=prefill_step_size, prompt_cache_bytes=int(prompt_cache_bytes), prompt_cache_entries=prompt_cache_entries,
+        prefill_step_size=prefill_step_size, prefill_ratio=prefill_ratio, young_ratio=young_ratio, young_tokens=young_tokens,
+        max_step_seconds=max_step_seconds, prompt_cache_bytes=int(prompt_cache_bytes), prompt_cache_entries=prompt_cache_entries,
         prompt_cache_dir=None if distributed else _cache_dir(prompt_cache_dir), prompt_cache_disk_bytes=int(prompt_cache_disk_bytes),
         kv_bits=kv_bits, context_length=context_length, chat_template=str(chat_template) if chat_template else None,
         max_loaded_models=max_loaded_models, idle_unload=idle_unload or None, strict_model_names=strict_model_names,

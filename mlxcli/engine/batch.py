@@ -1,29 +1,41 @@
-"""Continuous batching of one model's requests on mlx-lm's ``BatchGenerator``.
+"""Continuous batching of one model's requests: our own step over mlx-lm's models, caches and
+``GenerationBatch``, under the scheduling policy of schedule.py.
 
-Requests join and leave between decode steps. Each step decodes one token for
-every running request and computes one chunk (``prefill_step_size`` tokens) of
-the prompts being read, so a long new prompt never stalls the answers already
-streaming. Each request keeps its own sampler, logits processors, ``max_tokens``,
-stop strings and cancellation; end-of-sequence tokens stop a request inside the
-generator. A request starts from the prompt cache's longest matching prefix, and
-leaves its own KV cache there when it ends (and, for caches that cannot be trimmed,
-the KV at its message boundaries as the prompt is read: its segments).
+A request joins as a ``Reading``: its prompt (after the prompt cache's longest matching prefix) is
+read alone into a cache of its own, a slice per step, shortest remaining first; a short prompt is
+never padded to a long one's length. Once all but its last token are read it moves into the decode
+batch (mlx-lm's ``GenerationBatch``, whose first step reads that last token and samples the first
+answer token). Each step, in order:
+
+1. the prompts read to their end move into the decode batch (a fully cached prompt does so in the
+   first step after it arrives: its first token is never held behind anybody's prompt);
+2. one decode step: a token for every running request (each with its own sampler, logits processors,
+   ``max_tokens`` and end-of-sequence tokens);
+3. the prompt slices the policy grants, given the decode step's measured time.
+
+Requests leave between steps (cancellation, stop strings, the end of their answer), each leaving its
+KV cache in the prompt cache; a cache that cannot be trimmed also keeps the KV at each message
+boundary of its prompt as it is read (its checkpoints).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import mlx.core as mx
-from mlx_lm.generate import BatchGenerator
+from mlx_lm.generate import GenerationBatch, PromptProcessingBatch, StopSequences
 from mlx_lm.models.cache import make_prompt_cache
 
 from mlxcli.core.errors import EngineFailure
 from mlxcli.engine.decoding import Sequence
 from mlxcli.engine.group import collective_failed
 from mlxcli.engine.prompt_cache import PromptCache
-from mlxcli.engine.runner import Runner, segments
+from mlxcli.engine.runner import Runner
+from mlxcli.engine.schedule import Policy
 
 if TYPE_CHECKING:
     from mlxcli.engine.job import Job
@@ -33,12 +45,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mlxcli.engine")
 
-PREFILL_BATCH = 8  # prompts read together at most (mlx-lm's default)
-
 
 def can_batch(model: "LoadedModel") -> bool:
     """Whether the model's caches can be merged into a batch (mlx-lm's own test)."""
     return all(hasattr(c, "merge") for c in make_prompt_cache(model.model))
+
+
+@dataclass(eq=False)
+class Reading:
+    """A prompt being read into its own cache."""
+
+    sequence: Sequence
+    cache: list
+    tokens: list[int]  # the whole prompt
+    read: int  # tokens the cache holds
+    checkpoints: list[int]  # message boundaries ahead, where the KV is kept (caches that cannot be trimmed)
+    waited: int = 0  # steps since its last slice
+    seconds_per_token: float | None = None  # measured on its slices so far
+
+    @property
+    def remaining(self) -> int:
+        return len(self.tokens) - 1 - self.read
 
 
 class Batch(Runner):
@@ -46,54 +73,90 @@ class Batch(Runner):
 
     def __init__(self, served: "ServedModel", model: "LoadedModel", settings: "EngineSettings", prompt_cache: PromptCache, stream: mx.Stream):
         super().__init__(served, model, settings, prompt_cache, stream)
-        self._generator = BatchGenerator(
-            model.model,
-            stop_tokens=[[t] for t in served.stop_tokens],
-            completion_batch_size=settings.max_batch,
-            prefill_batch_size=min(settings.max_batch, PREFILL_BATCH),
-            prefill_step_size=settings.prefill_step_size,
-            stream=stream,
+        self.policy = Policy(
+            prefill_ratio=settings.prefill_ratio,
+            young_ratio=settings.young_ratio,
+            young_tokens=settings.young_tokens,
+            max_step_seconds=settings.max_step_seconds,
+            max_chunk=settings.prefill_step_size,
+            fixed=settings.distributed is not None,  # every rank must take the same decisions: none from a clock
         )
-        self._members: dict[int, Sequence] = {}
+        self._stops = StopSequences([[t] for t in served.stop_tokens])
+        self._decoding = GenerationBatch.empty(model.model, self._samplers.fallback)
+        self._members: dict[int, Sequence] = {}  # decoding, by uid
+        self._reading: list[Reading] = []
+        self._uids = 0
 
     @property
     def jobs(self) -> list["Job"]:
-        return [m.job for m in self._members.values()]
+        return [m.job for m in self._members.values()] + [r.sequence.job for r in self._reading]
 
     def has_room(self) -> bool:
-        return len(self._members) < self._settings.max_batch
+        return len(self._members) + len(self._reading) < self._settings.max_batch
 
     def join(self, job: "Job") -> None:
         tokens = job.prompt.tokens
         reuse = self._prompt_cache.fetch(self._cache_key, tokens)
-        (uid,) = self._generator.insert_segments(
-            [segments(tokens, reuse.cached, job.prompt.boundaries if self.checkpoints else [])],
-            max_tokens=[job.max_tokens],
-            caches=[reuse.cache],
-            all_tokens=[tokens[: reuse.cached]],
-            samplers=[self._samplers.sampler(job)],
-            logits_processors=[self._samplers.processors(job)],
-        )
-        self._members[uid] = self._new_sequence(job, reuse.cached)
+        cache = reuse.cache if reuse.cache is not None else make_prompt_cache(self.model.model)
+        boundaries = job.prompt.boundaries if self.checkpoints else []
+        ahead = [b for b in boundaries if reuse.cached < b <= len(tokens) - 1]
+        sequence = self._new_sequence(job, reuse.cached)
+        self._reading.append(Reading(sequence, cache, list(tokens), reuse.cached, ahead))
 
-    def step(self) -> None:
-        """Drop cancelled requests, then one decode step (and one prefill chunk)."""
-        cancelled = [uid for uid, m in self._members.items() if m.job.cancelled.is_set()]
-        if cancelled:
-            self._generator.remove(cancelled)
-            for uid in cancelled:
-                self._members.pop(uid).finish("cancelled")
-        if not self._members:
-            return
+    def step(self) -> int:
+        """Drop cancelled requests; start the prompts read to their end; one decode step; the prompt slices."""
+        self._drop_cancelled()
+        if not self._members and not self._reading:
+            return 0
+        started = time.perf_counter()
         try:
-            read, responses = self._generator.next()
+            self._start_ready()
+            decoded = time.perf_counter()
+            if self._members:
+                responses = self._decoding.next()
+                decoded = time.perf_counter()
+                self.policy.observe_decode(decoded - started)
+                self._answer(responses)
+            return self._read_slices()
         except Exception as exc:  # a failed forward pass fails the batch, not the engine
             if self._settings.distributed and collective_failed(exc):  # ...unless a rank is gone: the group is
                 raise  # broken, and the next collective might never return
             log.exception("batched generation failed")
             self._fail(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
+            return 0
+
+    # ---- the three parts of a step -----------------------------------------
+
+    def _start_ready(self) -> None:
+        """The prompts read to their last token join the decode batch: one forward pass for all of them
+        reads their last tokens and samples their first answer tokens."""
+        ready = [r for r in self._reading if r.remaining <= 0]
+        if not ready:
             return
-        self._keep_checkpoints(read)
+        uids = list(range(self._uids, self._uids + len(ready)))
+        self._uids += len(ready)
+        for r in ready:
+            if r.sequence.started is None:  # a fully cached prompt: nothing to read
+                r.sequence.started = time.perf_counter()
+        with mx.stream(self._stream):
+            pending = PromptProcessingBatch(
+                self.model.model,
+                uids,
+                [r.cache for r in ready],
+                tokens=[r.tokens[:-1] for r in ready],
+                samplers=[self._samplers.sampler(r.sequence.job) for r in ready],
+                fallback_sampler=self._samplers.fallback,
+                logits_processors=[self._samplers.processors(r.sequence.job) for r in ready],
+                stop_sequences=[self._stops] * len(ready),
+                max_tokens=[r.sequence.job.max_tokens for r in ready],
+            )
+            self._decoding.extend(pending.generate([r.tokens[-1:] for r in ready]))
+        self._reading = [r for r in self._reading if r.remaining > 0]  # only now: a failure above fails them too
+        for uid, r in zip(uids, ready):
+            self._members[uid] = r.sequence
+
+    def _answer(self, responses: list) -> None:
+        """Each decoded token to its request; the ended ones leave, their KV cache kept."""
         stopped = []
         for r in responses:
             hit_stop_string = self._members[r.uid].add(r.token, r.finish_reason, r.logprobs)
@@ -103,26 +166,64 @@ class Batch(Runner):
             elif hit_stop_string:
                 stopped.append(r.uid)
         if stopped:
-            caches = self._generator.remove(stopped, return_prompt_caches=True)
+            rows = {uid: i for i, uid in enumerate(self._decoding.uids)}
             for uid in stopped:
-                cache, tokens = caches[uid]
-                self._prompt_cache.store(self._cache_key, tokens, cache)
+                i = rows[uid]
+                self._prompt_cache.store(self._cache_key, list(self._decoding.tokens[i]), self._decoding.extract_cache(i))
+            self._remove(stopped)
+            for uid in stopped:
                 self._members.pop(uid).finish("stop")
 
-    def _keep_checkpoints(self, read: list) -> None:
-        """The KV of each prompt that has just been read up to one of its message boundaries."""
-        marks = [r.uid for r in read if r.end_of_segment and not r.end_of_prompt and r.uid in self._members]
-        if not (self.checkpoints and marks):
-            return
-        for uid, (cache, tokens) in self._generator.extract_cache(marks).items():
-            if len(tokens) in self._members[uid].job.prompt.boundaries:  # not the split before the last token
-                self._checkpoint(list(tokens), cache)
+    def _read_slices(self) -> int:
+        """The prompt slices the policy grants this step; returns the tokens read."""
+        young = any(m.job.generated_tokens < self.policy.young_tokens for m in self._members.values())
+        plan = self.policy.plan(self._reading, len(self._members), young)
+        chosen = {id(r) for r, _ in plan}
+        for r in self._reading:
+            r.waited = 0 if id(r) in chosen else r.waited + 1
+        total = 0
+        for r, n in plan:
+            n = min(n, r.checkpoints[0] - r.read) if r.checkpoints else n  # a slice ends at the next boundary
+            self._read(r, n)
+            total += n
+        return total
+
+    def _read(self, r: Reading, n: int) -> None:
+        began = time.perf_counter()
+        if r.sequence.started is None:
+            r.sequence.started = began
+        with mx.stream(self._stream):
+            self.model.model(mx.array(r.tokens[r.read : r.read + n])[None], cache=r.cache)
+            mx.eval([c.state for c in r.cache])
+        self.policy.observe_read(r, n, time.perf_counter() - began)
+        r.read += n
+        if r.checkpoints and r.read == r.checkpoints[0]:
+            r.checkpoints.pop(0)
+            self._checkpoint(r.tokens[: r.read], copy.deepcopy(r.cache))
+
+    # ---- leaving ---------------------------------------------------------
+
+    def _drop_cancelled(self) -> None:
+        for r in [r for r in self._reading if r.sequence.job.cancelled.is_set()]:
+            self._reading.remove(r)
+            r.sequence.finish("cancelled")
+        cancelled = [uid for uid, m in self._members.items() if m.job.cancelled.is_set()]
+        if cancelled:
+            self._remove(cancelled)
+            for uid in cancelled:
+                self._members.pop(uid).finish("cancelled")
+
+    def _remove(self, uids: list[int]) -> None:
+        gone = set(uids)
+        self._decoding.filter([i for i, uid in enumerate(self._decoding.uids) if uid not in gone])
 
     def _fail(self, error: Exception) -> None:
         """End every request in the batch with ``error`` (the engine then drops the batch)."""
-        for member in self._members.values():
-            member.job.emit(error)
+        for job in self.jobs:
+            job.emit(error)
         self._members.clear()
+        self._reading.clear()
 
     def close(self) -> None:
-        self._generator.close()
+        self._members.clear()
+        self._reading.clear()

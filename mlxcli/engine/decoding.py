@@ -27,7 +27,7 @@ class Sequence:
     def __init__(self, job: "Job", tokenizer: "TokenizerWrapper", reasoning: ReasoningMode, *, caches: bool = False):
         self.job = job
         self.caches = caches  # the runner leaves this job's KV in the prompt cache when it ends
-        self.started = time.perf_counter()
+        self.started: float | None = None  # when its prompt started being read (the runner sets it)
         self.first_token_at: float | None = None
         self._last_token_at = 0.0
         self._gaps = array("d")  # between output tokens: one clock read per token, nothing more on this thread
@@ -79,9 +79,10 @@ class Sequence:
             reason = self._output.finish_reason(reason)
         ended = time.perf_counter()
         first_token_at = self.first_token_at or ended
+        started = self.started or first_token_at
         timings = Timings(
-            queued=self.started - self.job.submitted,
-            prefill=first_token_at - self.started,
+            queued=started - self.job.submitted,
+            prefill=first_token_at - started,
             decode=ended - first_token_at,
             peak_memory_gb=mx.get_peak_memory() / 1e9,
             token_gaps=self._gaps,

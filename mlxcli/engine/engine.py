@@ -47,6 +47,7 @@ from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.queue import BoundedQueue
 from mlxcli.engine.registry import ModelRegistry
 from mlxcli.engine.runner import Runner
+from mlxcli.engine.schedule import StepStats
 from mlxcli.engine.served import ServedModel
 from mlxcli.engine.settings import EngineSettings
 from mlxcli.engine.worker import Worker
@@ -72,6 +73,7 @@ class MlxEngine:
         self._runner: Runner | None = None  # the jobs generating now, all for one model (Batch or Solo)
         self._waiting: Job | None = None  # taken from the queue, not started yet: keeps arrival order
         self.prompt_cache = PromptCache.from_settings(self.settings)
+        self.steps = StepStats()  # each runner step's time and the prompt tokens it read, for /metrics
         # A chat model's KV goes with it (to the disk tier, if any); an embedding model has none.
         self.registry.on_unload = lambda model: self.prompt_cache.clear() if model.task == "chat" else None
         self.context = ContextPolicy(
@@ -158,6 +160,7 @@ class MlxEngine:
             "queue_depth": len(self._queue) + (self._waiting is not None) + len(self._work_queue),
             "active_requests": len(self._running()),
             "prompt_cache": self.prompt_cache.stats(),
+            "steps": self.steps.snapshot(),
             "loaded_models": [m.name for m in states if m.state == "loaded"],
             "loading_models": [m.name for m in states if m.state == "loading"],
         }
@@ -292,7 +295,9 @@ class MlxEngine:
                     self._join(job)
                 continue
             if self._runner is not None:
-                self._runner.step()
+                started = time.perf_counter()
+                read = self._runner.step()
+                self.steps.observe(time.perf_counter() - started, read)
                 if not len(self._runner):
                     self._close_runner()
             working = [w for w in self._workers.values() if len(w)]

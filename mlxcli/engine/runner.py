@@ -7,6 +7,7 @@ tokens to a ``Sequence`` (decoding.py) one step at a time, and leave its KV cach
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import mlx.core as mx
@@ -59,8 +60,9 @@ class Runner:
     def join(self, job: "Job") -> None:
         raise NotImplementedError
 
-    def step(self) -> None:
-        """One token for every job (or the next prompt chunk); ends the jobs that finish."""
+    def step(self) -> int:
+        """One token for every job (or the next prompt chunk); ends the jobs that finish. Returns the
+        prompt tokens it read."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -69,9 +71,12 @@ class Runner:
     def _checkpoint(self, tokens: list[int], cache: list) -> None:
         self._prompt_cache.store(self._cache_key, tokens, cache, CHECKPOINT)
 
-    def _new_sequence(self, job: "Job", cached_tokens: int) -> Sequence:
+    def _new_sequence(self, job: "Job", cached_tokens: int, *, started: bool = False) -> Sequence:
+        """The job's output side; ``started``: its prompt starts being read now (else when the runner says)."""
         job.cached_tokens = cached_tokens
-        return Sequence(job, self.model.tokenizer, self._settings.reasoning, caches=self._prompt_cache.enabled)
+        sequence = Sequence(job, self.model.tokenizer, self._settings.reasoning, caches=self._prompt_cache.enabled)
+        sequence.started = time.perf_counter() if started else None
+        return sequence
 
 
 def cache_key(served: "ServedModel", model: "LoadedModel", settings: "EngineSettings") -> str:

@@ -11,7 +11,7 @@ from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Callable
 
 import mlx.core as mx
-from mlx_lm.sample_utils import make_logits_processors, make_sampler
+from mlx_lm.sample_utils import greedy_sampler, make_logits_processors, make_sampler
 
 from mlxcli.core.request import Sampling
 
@@ -42,6 +42,7 @@ class Samplers:
     """
 
     MAX_KINDS = 64  # distinct settings kept; clients choose them freely
+    fallback = staticmethod(greedy_sampler)  # for rows without a sampler of their own (mlx-lm's default)
 
     def __init__(self, model: "LoadedModel", stop_tokens: frozenset[int]):
         self._vocab = model.config.get("vocab_size") or len(model.tokenizer)

@@ -18,7 +18,11 @@ class EngineSettings:
     top_p: float = 0.95
     max_tokens: int = 4096
     max_queue: int = 32
-    prefill_step_size: int = 512  # prompt tokens computed per step, between decode steps of the batch
+    prefill_step_size: int = 512  # prompt tokens a step reads of one prompt at most (schedule.py)
+    prefill_ratio: float = 10.0  # while streams decode, a step reads prompts for this many times the decode step's time
+    young_ratio: float = 1.0  # ... and this many times while a young stream decodes (fewer than young_tokens out)
+    young_tokens: int = 32
+    max_step_seconds: float = 1.0  # a step (decode + prompt reading) takes about this long at most
     max_batch: int = 16  # requests decoding together; more wait in the queue
     prompt_cache_bytes: int = 2 << 30  # KV caches of earlier prompts kept for reuse (0: off)
     prompt_cache_entries: int = 64

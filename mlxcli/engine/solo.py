@@ -68,7 +68,7 @@ class Solo(Runner):
         self._tokens = list(job.prompt.tokens)
         self._read = reuse.cached
         self._segments = segments(self._tokens, reuse.cached, job.prompt.boundaries if self.checkpoints else [])[:-1]
-        self._sequence = self._new_sequence(job, reuse.cached)
+        self._sequence = self._new_sequence(job, reuse.cached, started=True)
 
     def _start(self, job: "Job") -> None:
         """Decode from here: mlx-lm's generate_step reads the rest of the prompt on its first step."""
@@ -91,7 +91,7 @@ class Solo(Runner):
             **self._quantize,
         )
 
-    def _read_segment(self) -> None:
+    def _read_segment(self) -> int:
         """One chunk of the prompt up to its next message boundary; there, a checkpoint (a copy of the KV)."""
         end = self._read + len(self._segments[0])
         n = min(self._settings.prefill_step_size, end - self._read)
@@ -104,31 +104,38 @@ class Solo(Runner):
         if self._read == end:
             self._segments.pop(0)
             self._checkpoint(self._tokens[: self._read], copy.deepcopy(self._cache))
+        return n
 
     @property
     def _quantize(self) -> dict:
         return {"kv_bits": self._settings.kv_bits, "kv_group_size": KV_GROUP_SIZE} if self._settings.kv_bits else {}
 
-    def step(self) -> None:
-        """One token (the first step reads the rest of the prompt), a chunk of a segment, or the end of the job."""
+    def step(self) -> int:
+        """One token (the first step reads the rest of the prompt), a chunk of a segment, or the end of the
+        job; returns the prompt tokens it read."""
         sequence = self._sequence
         assert sequence is not None
         if sequence.job.cancelled.is_set():
-            return self._end("cancelled")
+            self._end("cancelled")
+            return 0
+        read = 0
         try:
             if self._segments:
                 return self._read_segment()
             if self._steps is None:
                 self._start(sequence.job)
+                read = len(self._tokens) - self._read
             token, logprobs = next(self._steps)
         except _Cancelled:
-            return self._end("cancelled")
+            self._end("cancelled")
+            return 0
         except Exception as exc:  # one request's failure must not stop the engine
             if self._settings.distributed and collective_failed(exc):  # ...unless a rank is gone: the group is
                 raise  # broken, and the next collective might never return
             log.exception("generation failed for %s", sequence.job.request.request_id)
             sequence.job.emit(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
-            return self._end(None)
+            self._end(None)
+            return 0
         self._tokens.append(token)
         finish: FinishReason | None = None
         if token in self.served.stop_tokens:
@@ -140,6 +147,7 @@ class Solo(Runner):
         if finish is not None:
             self._keep()
             self._end(finish)
+        return read
 
     def _keep(self) -> None:
         """Leave the finished job's KV cache in the prompt cache."""

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 import falcon
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
 from mlxcli.core.embeddings import EmbeddingJob, Embeddings
@@ -72,8 +72,9 @@ class Metrics:
         self.e2e = Histogram("mlxcli:e2e_request_latency_seconds", "From the request reaching the engine to its "
                              "last token (embeddings: to its vectors).", by_model, buckets=LATENCY_BUCKETS,
                              registry=registry)  # fmt: skip
-        self.queue = Histogram("mlxcli:request_queue_time_seconds", "Time waiting for the engine before the "
-                               "prompt is read.", by_model, buckets=QUEUE_BUCKETS, registry=registry)  # fmt: skip
+        self.queue = Histogram("mlxcli:request_queue_time_seconds", "Time waiting before the prompt starts being read "
+                               "(in the queue, then for the scheduler's first slice of it).", by_model,
+                               buckets=QUEUE_BUCKETS, registry=registry)  # fmt: skip
         for reason in REFUSAL_KINDS:  # every series exists from the first scrape: rate() needs a start
             self.rejected.labels(reason)
         chat = (self.prompt_tokens, self.cached_tokens, self.generation_tokens, self.ttft, self.itl, self.e2e, self.queue)
@@ -233,6 +234,20 @@ class EngineCollector:
             if model.weight_bytes is not None:
                 size.add_metric([model.name], model.weight_bytes)
         yield from (loaded, load, size)
+        steps = stats.get("steps")
+        if steps is not None:
+            yield _histogram("mlxcli:engine_step_seconds", "How long each engine step took (a token for every answer, "
+                             "then the prompt reading the scheduler granted).", steps["seconds"])
+            yield _histogram("mlxcli:engine_step_prompt_tokens", "Prompt tokens each engine step read.", steps["prompt_tokens"])
+
+
+def _histogram(name: str, documentation: str, data: dict[str, Any]) -> HistogramMetricFamily:
+    """A histogram the engine keeps (schedule.Histogram's snapshot: per-bucket counts, their sum)."""
+    cumulative, buckets = 0, []
+    for bound, count in zip([*data["buckets"], float("inf")], data["counts"]):
+        cumulative += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), cumulative))
+    return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=data["sum"])
 
 
 class MetricsResource:

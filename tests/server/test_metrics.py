@@ -128,6 +128,13 @@ def test_metrics_parse_and_every_series_moves_by_what_the_requests_did(server, e
     gaps = sum(n - 1 for n in completions)
     assert delta(before, after, "mlxcli:inter_token_latency_seconds_count", model=MODEL) == gaps
 
+    # The engine's steps: one at least for each token of the longest answer; their prompt tokens are the
+    # ones computed (not those taken from the cache), for the answered, cancelled and failed requests.
+    assert delta(before, after, "mlxcli:engine_step_seconds_count") >= max(completions)
+    assert delta(before, after, "mlxcli:engine_step_seconds_sum") > 0
+    boom = engine.count_tokens(ChatRequest(messages=[Message(role="user", content="boom")], model=MODEL))
+    assert 0 < delta(before, after, "mlxcli:engine_step_prompt_tokens_sum") <= prompt - cached + boom
+
     assert value(after, "mlxcli:num_requests_running") == 0 and value(after, "mlxcli:num_requests_waiting") == 0
     assert value(after, "mlxcli:prompt_cache_entries") >= 1 and value(after, "mlxcli:prompt_cache_bytes") > 0
     assert value(after, "mlxcli:model_load_seconds", model=MODEL) >= 0

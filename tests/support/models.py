@@ -164,6 +164,7 @@ class ScriptedModel(nn.Module):
         self.calls = 0  # forward passes run: the engine-side work, for cancellation tests
         self.widest = 0  # the most rows one forward pass had: requests that ran in one batch
         self.step_delay = 0.0  # seconds each forward pass takes: a slow model, set by tests
+        self.token_delay = 0.0  # ... and for each token it reads: a model whose cost grows with its input
 
     def make_cache(self):
         return [KVCache()] if self._trimmable else [KVCache(), ArraysCache(size=1)]
@@ -214,8 +215,8 @@ class ScriptedModel(nn.Module):
 
     def __call__(self, inputs: mx.array, cache=None, **_kwargs) -> mx.array:
         self.calls += 1
-        if self.step_delay:
-            time.sleep(self.step_delay)
+        if self.step_delay or self.token_delay:
+            time.sleep(self.step_delay + self.token_delay * inputs.size)
         batch, length = inputs.shape
         self.widest = max(self.widest, batch)
         keys = inputs.astype(mx.float32).reshape(batch, 1, length, 1)

@@ -156,10 +156,11 @@ def test_a_bad_custom_grammar_is_refused_naming_it(tool_engine):
 
 
 def test_constrained_and_free_requests_share_a_batch(scripted_engine):
-    engine = scripted_engine(lambda prompt: INVALID, EngineSettings(temperature=0.0))
-    scripted_of(engine).step_delay = 0.01  # both must still be generating when the second joins
-    free, constrained = engine.submit(ask(schema=False)), engine.submit(ask())
-    assert collect(free).text == INVALID
+    long_invalid = INVALID + " And more words after it." * 40  # the free answer is still going when the other joins
+    engine = scripted_engine(lambda prompt: long_invalid, EngineSettings(temperature=0.0))
+    scripted_of(engine).step_delay = 0.01
+    free, constrained = engine.submit(ask(schema=False, max_tokens=400)), engine.submit(ask())
+    assert collect(free).text == long_invalid
     jsonschema.validate(json.loads(collect(constrained).text), PERSON)
     assert scripted_of(engine).widest == 2
 

@@ -46,7 +46,7 @@ class VisionSolo(Solo):
             prefill_step_size=self._settings.prefill_step_size,
             **media,
         )
-        self._sequence = self._new_sequence(job, 0)
+        self._sequence = self._new_sequence(job, 0, started=True)
         self._sequence.caches = False
 
     def _keep(self) -> None:
