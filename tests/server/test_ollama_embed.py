@@ -5,6 +5,7 @@ library and LangChain's OllamaEmbeddings against what /v1/embeddings answers for
 from __future__ import annotations
 
 import httpx
+import numpy as np
 import ollama
 import pytest
 
@@ -33,6 +34,12 @@ def client(server):
     return ollama.Client(host=server.url)
 
 
+def same(vectors, expected) -> bool:
+    """Equal up to float rounding: a text embedded alone and inside a padded batch of others differ in the
+    last bits with some BLAS kernels."""
+    return np.shape(vectors) == np.shape(expected) and np.allclose(vectors, expected, rtol=0, atol=1e-6)
+
+
 def v1(server, inputs, **fields) -> dict:
     r = httpx.post(server.url + "/v1/embeddings", json={"model": "tiny", "input": inputs, "encoding_format": "float", **fields}, timeout=60)
     assert r.status_code == 200, r.text
@@ -52,13 +59,13 @@ def post(server, path: str, body: dict) -> httpx.Response:
 def test_embed_answers_what_v1_embeddings_answers(server, client):
     expected = v1(server, TEXTS)
     answer = client.embed(model="tiny:latest", input=TEXTS)
-    assert answer.embeddings == [d["embedding"] for d in expected["data"]]
+    assert same(answer.embeddings, [d["embedding"] for d in expected["data"]])
     assert answer.model == "tiny:latest" and answer.prompt_eval_count == expected["usage"]["prompt_tokens"]
     assert answer.total_duration > 0
-    assert client.embed(model="tiny", input=TEXTS[0]).embeddings == [expected["data"][0]["embedding"]]
-    assert client.embeddings(model="tiny", prompt=TEXTS[0]).embedding == expected["data"][0]["embedding"]
+    assert same(client.embed(model="tiny", input=TEXTS[0]).embeddings, [expected["data"][0]["embedding"]])
+    assert same(client.embeddings(model="tiny", prompt=TEXTS[0]).embedding, expected["data"][0]["embedding"])
     short = client.embed(model="tiny", input=TEXTS, dimensions=8).embeddings
-    assert short == [d["embedding"] for d in v1(server, TEXTS, dimensions=8)["data"]] and len(short[0]) == 8
+    assert same(short, [d["embedding"] for d in v1(server, TEXTS, dimensions=8)["data"]]) and len(short[0]) == 8
 
 
 def test_truncate_cuts_at_the_window_unless_false(server, client, tiny_bert_dir):
@@ -66,7 +73,7 @@ def test_truncate_cuts_at_the_window_unless_false(server, client, tiny_bert_dir)
 
     ids = AutoTokenizer.from_pretrained(str(tiny_bert_dir))(LONG, truncation=True, max_length=48).input_ids  # [CLS] … [SEP]
     (cut,) = client.embed(model="tiny", input=LONG).embeddings
-    assert cut == v1(server, ids)["data"][0]["embedding"]
+    assert same(cut, v1(server, ids)["data"][0]["embedding"])
     assert "48 tokens" in error(post(server, "/api/embed", {"model": "tiny", "input": [TEXTS[0], LONG], "truncate": False}))
     assert "'prompt'" in error(post(server, "/api/embeddings", {"model": "tiny", "prompt": LONG}))  # the legacy route never truncates
 
@@ -115,4 +122,4 @@ def test_langchain_ollama_embeddings(server):
     from langchain_ollama import OllamaEmbeddings
 
     embeddings = OllamaEmbeddings(model="tiny", base_url=server.url)
-    assert embeddings.embed_documents(TEXTS) == [d["embedding"] for d in v1(server, TEXTS)["data"]]
+    assert same(embeddings.embed_documents(TEXTS), [d["embedding"] for d in v1(server, TEXTS)["data"]])
