@@ -13,7 +13,7 @@ platform.configure(True)  # before anything imports mlx
 
 from mlxcli.engine.engine import EngineSettings, MlxEngine  # noqa: E402
 from tests.support.embedding_models import make_tiny_bert_dir  # noqa: E402
-from tests.support.models import make_tiny_model_dir, scripted_model  # noqa: E402
+from tests.support.models import make_tiny_model_dir, scripted_model, shared_tokenizer  # noqa: E402
 from tests.support.server import RunningServer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -79,6 +79,12 @@ def tiny_vlm_dir(tokenizer_dir: Path, tmp_path_factory) -> Path:
     from tests.support.vision_models import make_tiny_vlm_dir
 
     return make_tiny_vlm_dir(tokenizer_dir, tmp_path_factory.mktemp("tiny-vl"))
+
+
+@pytest.fixture(scope="session")
+def tokenizers():
+    """``tokenizers(directory)``: its tokenizer, loaded once per session (tests/support/models.py: shared_tokenizer)."""
+    return shared_tokenizer
 
 
 @pytest.fixture

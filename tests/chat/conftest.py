@@ -7,7 +7,7 @@ import re
 import pytest
 
 from tests.support.models import Fail
-from tests.tools.conftest import tokenizers, tool_engine, tool_server, tool_tokenizer_dir  # noqa: F401
+from tests.tools.conftest import tool_engine, tool_server, tool_tokenizer_dir  # noqa: F401
 
 TURN = re.compile(r"<\|im_start\|>(\w+)\n(.*?)<\|im_end\|>", re.S)
 LONG_END = "THE END"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.harmony import make_harmony_tokenizer_dir, make_tiny_gpt_oss_dir
-from tests.tools.conftest import tokenizers, tool_engine, tool_server, tool_tokenizer_dir  # noqa: F401
+from tests.tools.conftest import tool_engine, tool_server, tool_tokenizer_dir  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ batching see an ordinary KV cache.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -28,6 +29,28 @@ from mlxcli.engine.settings import ModelSpec
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
 FORCE = 1e4  # large enough to survive any temperature and repetition penalty we allow
 FAIL = -1  # in a plan: raise instead of producing a token
+
+
+_LOADED: dict[tuple, TokenizerWrapper] = {}  # (directory, its files) → its tokenizer as loaded
+_SHARED: dict[tuple, TokenizerWrapper] = {}  # and the parsers a model names → the copy such models share
+
+
+def shared_tokenizer(directory: Path, parsers: tuple = ()) -> TokenizerWrapper:
+    """The tokenizer in ``directory``, loaded once per test session (a load takes a second).
+
+    ServedModel adds its output format's stop tokens to the tokenizer it is given, and the format follows the
+    parsers a model's spec names: models naming the same ``parsers`` share one copy (the same stop tokens, and
+    one structured-output tokenizer built from it), others get a copy of their own. Keyed by the directory's
+    files too, so that a test that rewrites them gets what they now say.
+    """
+    directory = Path(directory).resolve()
+    key = (directory, tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir() if p.is_file())))
+    if key not in _LOADED:
+        _LOADED[key] = load_tokenizer(directory)
+    if (key, parsers) not in _SHARED:
+        tokenizer = _SHARED[key, parsers] = copy.copy(_LOADED[key])
+        tokenizer.eos_token_ids = tokenizer.eos_token_ids  # the setter makes the copy's set its own
+    return _SHARED[key, parsers]
 
 
 class Fail(str):
@@ -268,7 +291,7 @@ def scripted_loaded_model(
     tokenizer: TokenizerWrapper | None = None,
     trimmable: bool = True,
 ) -> LoadedModel:
-    tokenizer = tokenizer or load_tokenizer(tokenizer_dir)
+    tokenizer = tokenizer or shared_tokenizer(tokenizer_dir)
     model = ScriptedModel(tokenizer, respond, vocab_size=len(tokenizer), trimmable=trimmable)
     return LoadedModel(
         name=name,
@@ -296,9 +319,9 @@ def scripted_model(
 ) -> ServedModel:
     """A scripted model to serve; ``on_load(name)`` runs on the engine thread each time it loads.
 
-    Pass ``tokenizer`` (loaded from ``tokenizer_dir``) to share one between engines: loading takes a second.
+    Without ``tokenizer``, the one in ``tokenizer_dir`` (loaded once per session: ``shared_tokenizer``).
     """
-    tokenizer = tokenizer or load_tokenizer(tokenizer_dir)
+    tokenizer = tokenizer or shared_tokenizer(tokenizer_dir, (spec.tool_call_parser, spec.reasoning_parser) if spec else ())
 
     def load() -> LoadedModel:
         if on_load is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mlx_lm.utils import load_tokenizer
 
 from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.engine.settings import ModelSpec
@@ -33,21 +32,8 @@ def tool_tokenizer_dir(tokenizer_dir: Path, tmp_path_factory):
     return make
 
 
-@pytest.fixture(scope="session")
-def tokenizers():
-    """Tokenizers by directory, loaded once (a second each); engines run one after another, never at once."""
-    loaded: dict[Path, object] = {}
-
-    def get(directory: Path):
-        if directory not in loaded:
-            loaded[directory] = load_tokenizer(directory)
-        return loaded[directory]
-
-    return get
-
-
 @pytest.fixture
-def tool_engine(tool_tokenizer_dir, tokenizers, run_engine):
+def tool_engine(tool_tokenizer_dir, run_engine):
     """Factory: a started engine serving a scripted model with a tool-capable template."""
 
     def make(
@@ -61,7 +47,7 @@ def tool_engine(tool_tokenizer_dir, tokenizers, run_engine):
         tokenizer_dir: Path | None = None,
     ) -> Engine:
         directory = tokenizer_dir or tool_tokenizer_dir(calls, thinking, single_token_markers)
-        model = scripted_model(directory, respond, spec=spec, tokenizer=tokenizers(directory))
+        model = scripted_model(directory, respond, spec=spec)
         return run_engine([model], settings or EngineSettings(temperature=0.0))
 
     return make
