@@ -12,6 +12,7 @@ from mlxcli.engine import platform
 platform.configure(True)  # before anything imports mlx
 
 from mlxcli.engine.engine import EngineSettings, MlxEngine  # noqa: E402
+from tests.support import tiers  # noqa: E402
 from tests.support.embedding_models import make_tiny_bert_dir  # noqa: E402
 from tests.support.models import make_tiny_model_dir, scripted_model, shared_tokenizer  # noqa: E402
 from tests.support.server import RunningServer  # noqa: E402
@@ -19,6 +20,10 @@ from tests.support.server import RunningServer  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 # Persist the pulled default model across runs (CI starts from a clean clone anyway).
 TEST_HOME = Path(os.environ.get("MLXCLI_TEST_HOME", REPO / ".cache" / "test-home"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers.mark(items)  # the slow tier, which `scripts/test --fast` leaves out
 
 
 @pytest.fixture(autouse=True)

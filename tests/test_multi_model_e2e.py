@@ -12,6 +12,8 @@ from mlxcli.cli import app
 from tests.support.models import make_tiny_model_dir
 from tests.support.process import ServeProcess
 
+pytestmark = pytest.mark.slow  # mlxcli serve in a subprocess
+
 
 @pytest.fixture(scope="module")
 def tiny_pair(tokenizer_dir, tmp_path_factory):

@@ -54,6 +54,7 @@ def scripted_server(scripted_engine, serve):
     return serve(engine)
 
 
+@pytest.mark.slow  # mlxcli in a subprocess
 def test_engine_matrix_on_a_tiny_model(tiny_model_dir):
     doc = bench_process("--model", str(tiny_model_dir), "--prompt-tokens", "60,90", "--gen-tokens", "5,12", "--repeat", "2")
     assert doc["schema"] == "mlxcli.bench/1" and doc["scenario"] == "engine"
@@ -148,6 +149,7 @@ def test_turns_grow_one_conversation(scripted_engine, serve, tokenizer_dir):
     assert "Reply number 1." in third and "Reply number 2." in third and third.count("Story ") == 3
 
 
+@pytest.mark.slow  # mlxcli in a subprocess
 def test_engine_beside_a_server_gives_the_http_ratio(tiny_model_dir):
     engine = MlxEngine.from_path("tiny", tiny_model_dir, EngineSettings()).start()
     try:
@@ -174,6 +176,7 @@ def test_table_and_output_file(tokenizer_dir, tmp_path):
     assert doc["schema"] == "mlxcli.bench/1" and rows(doc)[0]["output_tokens"] == 4
 
 
+@pytest.mark.slow  # mlxcli in a subprocess
 def test_bad_options_are_clear_errors(tokenizer_dir):
     r = bench("--compare", "http://127.0.0.1:9", ok=False)
     assert r["exit_code"] == 2 and "--compare needs --url" in r["output"]
@@ -199,9 +202,9 @@ ROW_KEYS = {
 }
 
 
-@pytest.mark.parametrize("scenario", ["engine", "load", "turns"])
+@pytest.mark.parametrize("scenario", [pytest.param("engine", marks=pytest.mark.slow), "load", "turns"])  # engine: a subprocess
 def test_json_schema_is_the_documented_one(scenario, tiny_model_dir):
-    # The README documents these keys; within mlxcli.bench/1 fields may only be added.
+    # docs/bench.md documents these keys; within mlxcli.bench/1 fields may only be added.
     with FakeServer(words=3, usage=True) as server:
         args = {"engine": [], "load": ["--url", server.url], "turns": ["--url", server.url, "--turns", "2"]}[scenario]
         run = bench_process if scenario == "engine" else bench
@@ -220,6 +223,7 @@ def test_json_schema_is_the_documented_one(scenario, tiny_model_dir):
                 assert set(value) == SUMMARY, key
 
 
+@pytest.mark.slow  # mlxcli in a subprocess
 def test_turns_on_the_engine(tiny_model_dir):
     doc = bench_process("--model", str(tiny_model_dir), "--turns", "2", "--repeat", "1", "--gen-tokens", "4")
     assert doc["scenario"] == "turns" and [t["kind"] for t in doc["targets"]] == ["engine"]

@@ -169,6 +169,7 @@ def run(home, *args, input: str = "") -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # mlxcli in a subprocess
 def test_a_pipe_gets_the_raw_answer_without_escape_codes(server, tmp_path):
     result = run(tmp_path, "--url", server.url, "-p", "show code", "--stats")
     assert result.returncode == 0, result.stderr
@@ -176,6 +177,7 @@ def test_a_pipe_gets_the_raw_answer_without_escape_codes(server, tmp_path):
     assert "\x1b" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow  # mlxcli in a subprocess
 def test_in_process_engine_with_a_model_directory(tiny_model_dir, tmp_path):
     result = run(tmp_path, "-m", str(tiny_model_dir), "--max-tokens", "4", "--temperature", "0", "--json", input="hello from a pipe")
     assert result.returncode == 0, result.stderr
@@ -187,6 +189,7 @@ def test_in_process_engine_with_a_model_directory(tiny_model_dir, tmp_path):
     assert turn.input[0].content == "hello from a pipe" and turn.output[0].content == (out["content"] or None)
 
 
+@pytest.mark.slow  # mlxcli in a subprocess
 def test_every_api_against_a_real_mlxcli_serve(tiny_model_dir, tmp_path):
     from tests.support.process import ServeProcess
 
@@ -201,6 +204,7 @@ def test_every_api_against_a_real_mlxcli_serve(tiny_model_dir, tmp_path):
             assert 1 <= out["usage"]["completion_tokens"] <= 3 and out["usage"]["prompt_tokens"] > 0
 
 
+@pytest.mark.slow  # mlxcli in a subprocess
 def test_in_process_engine_with_a_model_that_does_not_exist(tmp_path):
     result = run(tmp_path, "-m", str(tmp_path / "no-such-model"), "-p", "hi", "--no-fast-path")
     assert result.returncode == 1 and result.stdout == ""

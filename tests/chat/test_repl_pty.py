@@ -23,6 +23,8 @@ from tests.chat.conftest import LONG_END
 from tests.support.models import scripted_of
 from tests.tools.replies import REASONED, REASONED_ANSWER, THOUGHT
 
+pytestmark = pytest.mark.slow  # mlxcli chat in a pseudo-terminal, in a subprocess
+
 PROMPT = ">>> "
 FOOTER = "s to first token"
 UP, ALT_ENTER, CTRL_D = "\x1b[A", "\x1b\r", "\x04"

@@ -174,6 +174,7 @@ WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # writers killed in subprocesses
 def test_writers_killed_mid_write_leave_no_file_a_reader_loads(tmp_path):
     """Readers see whole files or none, while a writer writes and after it is SIGKILLed mid-write."""
     reader = DiskCache(tmp_path, 1 << 34)

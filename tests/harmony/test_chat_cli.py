@@ -6,6 +6,7 @@ import json
 import re
 
 import pexpect
+import pytest
 from typer.testing import CliRunner
 
 from mlxcli.cli import app
@@ -24,6 +25,7 @@ def respond(prompt: str) -> str:
     return reply(msg("analysis", THOUGHT), msg("commentary", "Adding."), msg("final", ANSWER, end="<|return|>"))
 
 
+@pytest.mark.slow  # mlxcli chat in a pseudo-terminal, in a subprocess
 def test_the_chat_shows_reasoning_dimmed_then_the_answer(harmony_server, tmp_path):
     recording = Recording(respond)
     server = harmony_server(recording)

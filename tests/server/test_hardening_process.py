@@ -17,7 +17,10 @@ from mlxcli.cli import app
 from tests.support.http import CHAT, TOKEN, open_stream, openai_error, read_until
 from tests.support.process import ServeProcess
 
-pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
+pytestmark = [
+    pytest.mark.slow,  # mlxcli serve in subprocesses
+    pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc"),
+]
 
 CLIENTS = 16
 MAX_QUEUE = 4

@@ -11,10 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from mlxcli.store import ConversationStore, StoreSettings
 from mlxcli.store.records import conversation_from_json
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # store writers killed in a loop, in subprocesses
 RUNS = 10
 
 
