@@ -37,15 +37,16 @@ LAUNCH_PROBE = "import mlx.core as mx; g = mx.distributed.init(); assert g.size(
 
 @pytest.fixture(scope="module")
 def launcher() -> str:
-    """mlx.launch, once it has shown it can start two local ranks here (else the tests skip, saying why)."""
+    """mlx.launch, once it has shown it can start two local ranks here (else the tests fail, saying why: a full run
+    is complete or fails; ``-m "not distributed"`` leaves these tests out)."""
     launch = Path(sys.executable).parent / "mlx.launch"
     command = [str(launch), "-n", "2", "--backend", "ring", "--starting-port", str(free_ports(2)), "--", sys.executable, "-c", LAUNCH_PROBE]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"mlx.launch cannot start local ranks here: {exc}")
+        pytest.fail(f"mlx.launch cannot start local ranks here: {exc}")
     if done.returncode != 0 or "exited with code" in done.stderr:
-        pytest.skip(f"mlx.launch cannot start local ranks here: {done.stderr[-500:]}")
+        pytest.fail(f"mlx.launch cannot start local ranks here: {done.stderr[-500:]}")
     return str(launch)
 
 

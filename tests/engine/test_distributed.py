@@ -110,9 +110,7 @@ def test_a_distributed_engine_refuses_what_its_ranks_cannot_follow(monkeypatch, 
         scripted_engine(lambda _prompt: "x", EngineSettings(distributed="tensor", idle_unload=60))
 
 
-def test_a_vision_model_is_refused_rather_than_run_whole_on_every_rank(monkeypatch, request):
-    pytest.importorskip("mlx_vlm")  # the vision extra (scripts/test installs it)
-    tiny_vlm_dir = request.getfixturevalue("tiny_vlm_dir")
+def test_a_vision_model_is_refused_rather_than_run_whole_on_every_rank(monkeypatch, tiny_vlm_dir):
     from mlxcli.core.errors import ModelError
     from mlxcli.engine.engine import MlxEngine
     from mlxcli.engine.kinds import served_model

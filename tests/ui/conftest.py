@@ -2,7 +2,8 @@
 
 The browser is the system's (Debian's ``chromium``, which scripts/test installs when it can, or
 ``MLXCLI_CHROMIUM``, or a Chromium or Chrome found on PATH or in macOS's /Applications), never one
-Playwright downloads. Where there is none, these tests are skipped with the reason.
+Playwright downloads. Where there is none, these tests fail saying how to get one (they are in the slow tier:
+``scripts/test --fast`` leaves them out; ``-m "not browser"`` does so explicitly).
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ def chromium_path() -> str | None:
 def browser():
     path = chromium_path()
     if path is None:
-        pytest.skip("no Chromium here: scripts/test installs Debian's chromium when run as root with apt; "
-                    "elsewhere install Chromium or Chrome, or set MLXCLI_CHROMIUM to one")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra has it)")
+        pytest.fail("no Chromium here: scripts/test installs Debian's chromium when run as root with apt; "
+                    "elsewhere install Chromium or Chrome, or set MLXCLI_CHROMIUM to one (or leave these tests out: -m 'not browser')")
+    from playwright import sync_api  # the test extra has it
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=path)
         yield browser

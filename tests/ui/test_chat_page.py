@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from mlx_lm.utils import load_tokenizer
+from playwright import sync_api  # the test extra has it
 
 from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.engine.kinds import served_model
@@ -20,7 +21,6 @@ from tests.support.models import scripted_model, scripted_of
 from tests.support.server import RunningServer
 from tests.support.tool_models import chat_template, make_tool_tokenizer_dir
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the test extra has it)")
 expect = sync_api.expect
 expect.set_options(timeout=120_000)  # waits for a condition, never a speed: a loaded 2-core machine is slow
 
