@@ -94,6 +94,7 @@ def test_an_unknown_agent_is_refused():
     assert result.exit_code == 1 and "unknown agent 'cursor'" in result.output
 
 
+@pytest.mark.slow  # mlxcli launch and the server it starts, in subprocesses
 def test_without_a_server_launch_starts_one_and_stops_it(test_home, tmp_path):
     """The scripted agent server stands in for `mlxcli serve` (tests/support/scripted_launch.py)."""
     env = {**os.environ, "MLXCLI_HOME": str(test_home), "MLXCLI_STORE_PATH": str(tmp_path / "store.db"), "PYTHONPATH": str(REPO)}

@@ -16,6 +16,7 @@ import pytest
 from tests.support.process import free_port
 
 REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # the scripted server in subprocesses
 TOOL = {"type": "function", "function": {"name": "list_dir", "parameters": {
     "type": "object", "properties": {"path": {"type": "string"}, "depth": {"type": "integer", "minimum": 2}}, "required": ["path", "depth"]}}}
 

@@ -8,7 +8,6 @@ batching see an ordinary KV cache.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
@@ -31,26 +30,18 @@ FORCE = 1e4  # large enough to survive any temperature and repetition penalty we
 FAIL = -1  # in a plan: raise instead of producing a token
 
 
-_LOADED: dict[tuple, TokenizerWrapper] = {}  # (directory, its files) → its tokenizer as loaded
-_SHARED: dict[tuple, TokenizerWrapper] = {}  # and the parsers a model names → the copy such models share
+_TOKENIZERS: dict[tuple, TokenizerWrapper] = {}
 
 
-def shared_tokenizer(directory: Path, parsers: tuple = ()) -> TokenizerWrapper:
-    """The tokenizer in ``directory``, loaded once per test session (a load takes a second).
-
-    ServedModel adds its output format's stop tokens to the tokenizer it is given, and the format follows the
-    parsers a model's spec names: models naming the same ``parsers`` share one copy (the same stop tokens, and
-    one structured-output tokenizer built from it), others get a copy of their own. Keyed by the directory's
-    files too, so that a test that rewrites them gets what they now say.
-    """
+def shared_tokenizer(directory: Path) -> TokenizerWrapper:
+    """The tokenizer in ``directory``, loaded once per test session (a load takes a second; models and engines
+    leave it as it is, and one llguidance view of it serves them all). Keyed by the directory's files too, so
+    that a test that rewrites them gets what they now say."""
     directory = Path(directory).resolve()
     key = (directory, tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir() if p.is_file())))
-    if key not in _LOADED:
-        _LOADED[key] = load_tokenizer(directory)
-    if (key, parsers) not in _SHARED:
-        tokenizer = _SHARED[key, parsers] = copy.copy(_LOADED[key])
-        tokenizer.eos_token_ids = tokenizer.eos_token_ids  # the setter makes the copy's set its own
-    return _SHARED[key, parsers]
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = load_tokenizer(directory)
+    return _TOKENIZERS[key]
 
 
 class Fail(str):
@@ -321,7 +312,7 @@ def scripted_model(
 
     Without ``tokenizer``, the one in ``tokenizer_dir`` (loaded once per session: ``shared_tokenizer``).
     """
-    tokenizer = tokenizer or shared_tokenizer(tokenizer_dir, (spec.tool_call_parser, spec.reasoning_parser) if spec else ())
+    tokenizer = tokenizer or shared_tokenizer(tokenizer_dir)
 
     def load() -> LoadedModel:
         if on_load is not None:
