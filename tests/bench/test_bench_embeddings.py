@@ -7,7 +7,7 @@ import random
 import pytest
 
 from mlxcli.bench.embeddings import make_input
-from mlxcli.engine.engine import EngineSettings, MlxEngine
+from mlxcli.engine.engine import EngineSettings
 from mlxcli.engine.kinds import served_model
 from tests.bench.test_bench_cli import bench, bench_process, rows
 

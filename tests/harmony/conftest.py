@@ -22,7 +22,7 @@ def gpt_oss_dir(harmony_tokenizer_dir: Path, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def harmony_engine(tool_engine, harmony_tokenizer_dir):
+def harmony_engine(tool_engine, harmony_tokenizer_dir):  # noqa: F811 (the fixture imported above, by its name)
     """Factory: a started engine whose scripted model answers ``respond(prompt_text)`` in Harmony."""
     return lambda respond, **options: tool_engine(respond, tokenizer_dir=harmony_tokenizer_dir, **options)
 

@@ -51,7 +51,8 @@ def test_the_app_serves_every_api_around_a_fake_engine_with_mlx_unimportable():
     assert out["azure"]["choices"][0]["message"]["content"] == "echo: hello there"
     assert out["unknown_model"]["error"]["type"] == "not_found_error"  # Anthropic's shape for its own route
     assert out["ollama"]["message"] == {"role": "assistant", "content": "echo: hello there"} and out["ollama"]["done"]
-    import base64, struct
+    import base64
+    import struct
 
     embedded = out["embeddings"]
     assert [struct.unpack("<2f", base64.b64decode(d["embedding"])) for d in embedded["data"]] == [(2.0, 1.0), (5.0, 1.0)]

@@ -45,7 +45,7 @@ def tool_engine(tool_tokenizer_dir, run_engine):
         settings: EngineSettings | None = None,
         spec: ModelSpec | None = None,
         tokenizer_dir: Path | None = None,
-    ) -> Engine:
+    ) -> MlxEngine:
         directory = tokenizer_dir or tool_tokenizer_dir(calls, thinking, single_token_markers)
         model = scripted_model(directory, respond, spec=spec)
         return run_engine([model], settings or EngineSettings(temperature=0.0))

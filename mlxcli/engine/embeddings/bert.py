@@ -154,7 +154,7 @@ class Output(nn.Module):
 class Attention(nn.Module):
     def __init__(self, c: BertConfig):
         super().__init__()
-        setattr(self, "self", SelfAttention(c))  # HF's name for it
+        self.self = SelfAttention(c)  # HF's name for it
         self.output = Output(c, c.hidden_size)
 
     def __call__(self, h: mx.array, mask: mx.array) -> mx.array:

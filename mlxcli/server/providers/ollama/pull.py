@@ -91,7 +91,7 @@ class Pull:
         job = PullJob(name)
         if not stream:
             last: dict[str, Any] = {}
-            for last in job.progress():
+            for last in job.progress():  # noqa: B007 (runs the pull: its last progress object is the answer)
                 pass
             send_json(resp, last)
             return
