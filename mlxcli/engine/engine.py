@@ -109,6 +109,7 @@ class MlxEngine:
     def stop(self, grace: float = 10.0) -> None:
         """Refuse new work, let in-flight work finish for ``grace`` seconds, then cancel it."""
         self._stopping.set()
+        self._queue.wake()  # an idle worker sees it now, not at the end of its wait
         deadline = time.monotonic() + grace
         while (self._running() or self._waiting or len(self._queue) or len(self._work_queue)) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -33,6 +33,11 @@ class BoundedQueue(Generic[T]):
                 self._cond.wait(timeout)
             return self._items.popleft() if self._items else None
 
+    def wake(self) -> None:
+        """End the wait of a ``get`` now (it returns what there is, or None)."""
+        with self._cond:
+            self._cond.notify_all()
+
     def get_nowait(self) -> T | None:
         with self._cond:
             return self._items.popleft() if self._items else None

@@ -49,9 +49,10 @@ class Server:
         finally:
             self.hooks.run()  # once: a no-op when serve() already ran them
 
-    def shutdown(self, *, force: bool = False) -> None:
-        """Stop serving (safe from a signal handler or any thread); ``force`` skips the grace period."""
-        self.http.shutdown(force=force)
+    def shutdown(self, *, force: bool = False, wake: bool = True) -> None:
+        """Stop serving (safe from a signal handler or any thread, with ``wake`` off in a signal handler);
+        ``force`` skips the grace period."""
+        self.http.shutdown(force=force, wake=wake)
 
 
 def run_server(engine: Engine, settings: ServerSettings, store: ConversationStore) -> None:
@@ -64,10 +65,10 @@ def run_server(engine: Engine, settings: ServerSettings, store: ConversationStor
         signals_seen.append(name)
         if len(signals_seen) > 1:
             log.warning("received %s again: cancelling in-flight requests now", name)
-            server.shutdown(force=True)
+            server.shutdown(force=True, wake=False)
             return
         log.info("received %s: finishing in-flight requests (up to %.0fs), then stopping", name, settings.shutdown_timeout)
-        server.shutdown()
+        server.shutdown(wake=False)
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, on_signal)

@@ -61,6 +61,8 @@ class HttpServer:
         self._server.channel_class = Channel
         self._stop = threading.Event()
         self._force = threading.Event()
+        self._trigger_lock = threading.Lock()
+        self._trigger_closed = False
 
     @classmethod
     def for_settings(cls, app, settings: ServerSettings, *, threads: int, port: int | None = None) -> "HttpServer":
@@ -84,11 +86,17 @@ class HttpServer:
     def host(self) -> str:
         return str(self._server.effective_host)
 
-    def shutdown(self, *, force: bool = False) -> None:
-        """Ask the loop to stop (safe from a signal handler or any thread); ``force`` skips the grace period."""
+    def shutdown(self, *, force: bool = False, wake: bool = True) -> None:
+        """Ask the loop to stop (safe from a signal handler or any thread); ``force`` skips the grace period.
+        ``wake``: wake the loop now rather than at its next poll (not from a signal handler: the trigger's
+        lock may be held by the very thread the signal interrupted)."""
         if force:
             self._force.set()
         self._stop.set()
+        if wake:
+            with self._trigger_lock:  # never a write to a closed (and maybe reused) descriptor
+                if not self._trigger_closed:
+                    self._server.trigger.pull_trigger()
 
     def serve(
         self,
@@ -111,7 +119,9 @@ class HttpServer:
             for channel in self._channels():
                 channel.close()
             server.task_dispatcher.shutdown(timeout=2)
-            server.trigger.close()
+            with self._trigger_lock:
+                self._trigger_closed = True
+                server.trigger.close()
         finally:
             on_stopped()
 
