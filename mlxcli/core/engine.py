@@ -95,6 +95,10 @@ class Work(Protocol):
         ``MlxcliError`` if it failed."""
         ...
 
+    def partial(self) -> Any | None:
+        """The next thing the request reported before its answer (an image in progress), if any; never waits."""
+        ...
+
     def cancel(self) -> None: ...
 
 

@@ -112,10 +112,18 @@ class WorkJob:
     done: threading.Event = field(default_factory=threading.Event)
     output: Any = None  # the answer, or the MlxcliError it failed with
     acquired: bool = False  # holds its model in memory (registry.acquire) until it ends
+    partials: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)  # what it reports before its answer
 
     def emit(self, outcome: Any) -> None:
         self.output = outcome
         self.done.set()
+
+    def report(self, item: Any) -> None:
+        """Something the caller may show before the answer (an image in progress)."""
+        self.partials.put(item)
+
+    def close(self) -> None:
+        """Free what the job holds once it ends, answered, failed or cancelled (engine thread)."""
 
 
 class WorkHandle:
@@ -138,6 +146,13 @@ class WorkHandle:
         if isinstance(self.job.output, MlxcliError):
             raise self.job.output
         return self.job.output
+
+    def partial(self) -> Any | None:
+        """The next thing the job reported before its answer (``WorkJob.report``), if any; never waits."""
+        try:
+            return self.job.partials.get_nowait()
+        except queue.Empty:
+            return None
 
     def cancel(self) -> None:
         if not self.job.done.is_set():

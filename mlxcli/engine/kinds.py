@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from mlxcli.engine.embeddings.kind import EMBEDDINGS
+from mlxcli.engine.imagegen.kind import IMAGEGEN
 from mlxcli.engine.kind import Kind
 from mlxcli.engine.loading import ModelDir
 from mlxcli.engine.served import ServedModel
@@ -17,7 +18,7 @@ from mlxcli.engine.text.kind import TEXT
 from mlxcli.engine.vision.kind import VISION
 
 
-KINDS: tuple[Kind, ...] = (EMBEDDINGS, VISION, TEXT)  # TEXT last: it takes any directory mlx-lm can load
+KINDS: tuple[Kind, ...] = (IMAGEGEN, EMBEDDINGS, VISION, TEXT)  # TEXT last: it takes any directory mlx-lm can load
 _BY_NAME = {kind.name: kind for kind in KINDS}
 
 

@@ -30,7 +30,7 @@ class LoadedModel:
     name: str  # the name the model is served under
     path: Path
     model: nn.Module
-    tokenizer: TokenizerWrapper
+    tokenizer: TokenizerWrapper | None  # None: an image pipeline (its tokenizers are its own)
     config: dict[str, Any]
     context_window: int
     dtype: str  # what the weights run as, e.g. "float32 (dequantized)" or "4-bit"
@@ -47,7 +47,9 @@ class ModelDir:
 
     @classmethod
     def read(cls, path: Path) -> "ModelDir":
-        return cls(path, read_config(path))
+        # A diffusion pipeline (model_index.json, or mflux's saved layout) has its configs in its component folders.
+        pipeline = not (path / "config.json").exists() and ((path / "model_index.json").is_file() or (path / "transformer").is_dir())
+        return cls(path, {} if pipeline else read_config(path))
 
 
 def context_window_of(config: dict[str, Any], limit: int | None = None) -> int:

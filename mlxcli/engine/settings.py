@@ -71,3 +71,5 @@ class ModelSpec:
     reasoning_parser: str | None = None
     context_overflow: str | None = None
     context_keep_turns: int | None = None
+    quantize: int | None = None  # an image model's weights, quantized at load (4 or 8 bits)
+    image_preset: str | None = None  # an image model's mflux preset (z-image-turbo, schnell, dev, ...), when its names do not say

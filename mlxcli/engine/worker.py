@@ -66,6 +66,7 @@ class Worker:
 
     def _end(self, job: WorkJob, outcome: Any | MlxcliError | None) -> None:
         self._jobs.remove(job)
+        job.close()
         if job.acquired:
             self._registry.release(job.model)
             job.acquired = False
