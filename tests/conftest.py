@@ -92,6 +92,15 @@ def tokenizers():
     return shared_tokenizer
 
 
+@pytest.fixture(scope="session")
+def tiny_zimage_dir(tokenizer_dir: Path, tmp_path_factory) -> Path:
+    """A random Z-Image (tests/support/image_models.py): shrunk transformer and text encoder, the real VAE."""
+    pytest.importorskip("mflux", reason="image generation needs mflux: mlxcli install imagegen")
+    from tests.support.image_models import make_tiny_zimage_dir
+
+    return make_tiny_zimage_dir(tokenizer_dir, tmp_path_factory.mktemp("tiny-zimage") / "Z-Image-Turbo-tiny")
+
+
 @pytest.fixture
 def run_engine():
     """Factory: ``run_engine(models, settings)`` starts an engine; every one is stopped after the test."""

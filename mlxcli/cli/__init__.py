@@ -35,6 +35,7 @@ def main() -> None:
 # Command modules register themselves on `app` when imported.
 from mlxcli.cli import serve  # noqa: E402,F401
 from mlxcli.cli import pull  # noqa: E402,F401
+from mlxcli.cli import install  # noqa: E402,F401
 from mlxcli.cli import bench  # noqa: E402,F401
 from mlxcli.cli import models  # noqa: E402,F401
 from mlxcli.cli import ps  # noqa: E402,F401

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import contextvars
 import time
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import falcon
 
 from mlxcli.core.embeddings import EmbeddingJob, Embeddings
 from mlxcli.core.errors import ClientClosedRequest
 from mlxcli.core.events import Event, Finish
-from mlxcli.core.engine import Generation
+from mlxcli.core.engine import Generation, Work
 
 Disconnected = Callable[[], bool]
 POLL_SECONDS = 0.25  # how often a waiting request checks that its client is still there
@@ -77,6 +77,11 @@ def events(generation: Generation, disconnected: Disconnected | None = None) -> 
 
 def embeddings(job: EmbeddingJob) -> Embeddings:
     """The vectors of an embeddings job, cancelled if the client leaves (or anything else goes wrong)."""
+    return result(job)
+
+
+def result(job: Work) -> Any:
+    """The answer of a job of a kind that answers once, cancelled if the client leaves (or anything else goes wrong)."""
     watching = current.get()
     try:
         while (result := job.result(timeout=POLL_SECONDS)) is None:

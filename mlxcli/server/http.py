@@ -1,10 +1,13 @@
-"""Reading JSON bodies and writing JSON responses (orjson), with clear errors."""
+"""Reading JSON bodies (and multipart forms) and writing JSON responses (orjson), with clear errors."""
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass, field
 from typing import Any
 
 import falcon
+import falcon.media
 import orjson
 
 from mlxcli.core.errors import InvalidRequest, PayloadTooLarge
@@ -71,3 +74,36 @@ def send_json(resp: falcon.Response, body: Any, status: int = 200) -> None:
     resp.status = status
     resp.content_type = falcon.MEDIA_JSON
     resp.data = orjson.dumps(body)
+
+
+@dataclass
+class Form:
+    """A multipart/form-data body: its text fields and its files (bytes), each by field name, in order."""
+
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    files: dict[str, list[bytes]] = field(default_factory=dict)
+
+
+def read_form(req: falcon.Request, max_bytes: int) -> Form:
+    """A multipart/form-data body (file uploads: OpenAI's image edits), or an InvalidRequest/PayloadTooLarge."""
+    content_type = (req.content_type or "").split(";")[0].strip().lower()
+    if content_type != "multipart/form-data":
+        raise InvalidRequest(f"Unsupported Content-Type {content_type or 'none'!r}: send the body as multipart/form-data.")
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLarge(f"Request body of {length} bytes exceeds the limit of {max_bytes} bytes.")
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes.")
+    handler = falcon.media.MultipartFormHandler()
+    handler.parse_options.max_body_part_buffer_size = max_bytes  # the body limit bounds every part
+    form = Form()
+    try:
+        for part in handler.deserialize(io.BytesIO(raw), req.content_type, len(raw)):
+            if part.filename is not None:
+                form.files.setdefault(part.name, []).append(part.get_data())
+            else:
+                form.fields.setdefault(part.name, []).append(part.get_text() or "")
+    except (falcon.MediaMalformedError, falcon.HTTPError, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidRequest(f"The multipart/form-data body cannot be read: {getattr(exc, 'description', None) or exc}") from None
+    return form

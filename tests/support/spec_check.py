@@ -2,7 +2,7 @@
 
 A Falcon middleware for test servers: successful Chat Completions, Responses and Anthropic Messages
 bodies (JSON, and each event of a stream) must validate as ``ChatCompletion``/``ChatCompletionChunk``, ``Completion``,
-``Response``/``ResponseStreamEvent`` and ``Message``/``RawMessageStreamEvent``. What fails is kept in
+``Response``/``ResponseStreamEvent``, ``Message``/``RawMessageStreamEvent`` and ``ImagesResponse``/its stream events. What fails is kept in
 ``problems``; the test server raises them when it closes, so the test that caused them fails.
 """
 
@@ -35,6 +35,9 @@ class _LegacyChunk(openai.types.Completion):
 
 LEGACY_CHUNK = TypeAdapter(_LegacyChunk)  # the SDK has no chunk model of its own: Completion, with finish_reason null
 CHUNK = TypeAdapter(openai.types.chat.ChatCompletionChunk)
+IMAGES = TypeAdapter(openai.types.ImagesResponse)
+IMAGE_GEN_EVENT = TypeAdapter(openai.types.ImageGenStreamEvent)
+IMAGE_EDIT_EVENT = TypeAdapter(openai.types.ImageEditStreamEvent)
 MESSAGE = TypeAdapter(anthropic.types.Message)
 MESSAGE_EVENT = TypeAdapter(anthropic.types.RawMessageStreamEvent)
 
@@ -45,6 +48,8 @@ ROUTES: list[tuple[str, re.Pattern, TypeAdapter, TypeAdapter | None]] = [
     ("POST", re.compile(r".*/responses"), RESPONSE, RESPONSE_EVENT),
     ("GET", re.compile(r".*/responses/[^/]+"), RESPONSE, None),
     ("POST", re.compile(r".*/v1/messages"), MESSAGE, MESSAGE_EVENT),
+    ("POST", re.compile(r".*/images/generations"), IMAGES, IMAGE_GEN_EVENT),
+    ("POST", re.compile(r".*/images/edits"), IMAGES, IMAGE_EDIT_EVENT),
 ]
 
 

@@ -3,9 +3,10 @@
     /openai/deployments/{d}/chat/completions?api-version=V  Chat Completions (model = d)
     /openai/deployments/{d}/responses?api-version=V         Responses (model = d)
     /openai/deployments/{d}/embeddings?api-version=V        Embeddings (model = d)
+    /openai/deployments/{d}/images/generations|edits?api-version=V  Images (model = d)
     /openai/responses[/{id}[/input_items]]?api-version=V    Responses (model from the body), stored responses
     /openai/models[/{id}]?api-version=V                     the model list
-    /openai/v1/{chat/completions|responses…|embeddings|models…}  the v1 API: the same, without api-version
+    /openai/v1/{chat/completions|responses…|embeddings|images/…|models…}  the v1 API: the same, without api-version
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from mlxcli.core.errors import MlxcliError, ModelNotFound, RouteNotFound
 from mlxcli.server.providers import openai
 from mlxcli.server.providers.base import Provider, Route
 from mlxcli.server.providers.openai.embeddings import Embed
+from mlxcli.server.providers.openai.images import Images
 from mlxcli.server.providers.openai.errors import TYPES
 
 if TYPE_CHECKING:
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 
 PREFIX = "/openai"
 V1 = PREFIX + "/v1/"
-DEPLOYMENT_ONLY = ("/chat/completions", "/embeddings")  # classic routes that name the model in the URL only
+DEPLOYMENT_ONLY = ("/chat/completions", "/embeddings", "/images/generations", "/images/edits")  # classic routes that name the model in the URL only
 
 
 def error_body(err: MlxcliError) -> dict[str, Any]:
@@ -49,10 +51,13 @@ class ApiVersion:
 
 def routes(ctx: "ServerContext") -> list[Route]:
     deployments = f"{PREFIX}/deployments/{{deployment}}"
+    images = Images(ctx, PROVIDER)
     return [
         Route(f"{deployments}/chat/completions", openai.chat_resource(ctx, PROVIDER)),
         Route(f"{deployments}/responses", openai.responses_resource(ctx, PROVIDER)),
         Route(f"{deployments}/embeddings", Embed(ctx, PROVIDER)),
+        Route(f"{deployments}/images/generations", images),
+        Route(f"{deployments}/images/edits", images, "edit"),
         *[r for r in openai.api_routes(ctx, PREFIX, PROVIDER) if not r.template.endswith(DEPLOYMENT_ONLY)],
         *openai.api_routes(ctx, PREFIX + "/v1", PROVIDER),
     ]

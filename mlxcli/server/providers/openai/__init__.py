@@ -1,5 +1,6 @@
 """The OpenAI API: Chat Completions, legacy Completions, Responses (stored, with previous_response_id; its
-WebSocket refused so that Codex falls back to HTTP at once), Embeddings and the model list.
+WebSocket refused so that Codex falls back to HTTP at once), Embeddings, Images (generations and edits) and the
+model list.
 
 ``api_routes`` mounts them under a prefix: ``/v1`` here, and Azure's own prefixes (azure.py).
 """
@@ -14,6 +15,7 @@ from mlxcli.server.providers.base import Provider, Route
 from mlxcli.server.providers.openai import chat, completions, responses
 from mlxcli.server.providers.openai.embeddings import Embed
 from mlxcli.server.providers.openai.errors import error_body
+from mlxcli.server.providers.openai.images import Images
 from mlxcli.server.providers.openai.models import Models
 from mlxcli.server.providers.openai.responses_route import Responses
 from mlxcli.server.providers.openai.stored import StoredResponses
@@ -26,6 +28,7 @@ def api_routes(ctx: "ServerContext", prefix: str, provider: Provider | None = No
     """OpenAI's routes under ``prefix``, answering as ``provider`` (Azure's, under its own prefixes)."""
     stored = StoredResponses(ctx.store)
     models = Models(ctx.engine)
+    images = Images(ctx, provider or PROVIDER)
     return [
         Route(f"{prefix}/chat/completions", chat_resource(ctx, provider)),
         Route(f"{prefix}/completions", Generate(ctx, completions.parse, provider or PROVIDER)),
@@ -33,6 +36,8 @@ def api_routes(ctx: "ServerContext", prefix: str, provider: Provider | None = No
         Route(f"{prefix}/responses/{{response_id}}", stored),
         Route(f"{prefix}/responses/{{response_id}}/input_items", stored, "input_items"),
         Route(f"{prefix}/embeddings", Embed(ctx, provider or PROVIDER)),
+        Route(f"{prefix}/images/generations", images),
+        Route(f"{prefix}/images/edits", images, "edit"),
         Route(f"{prefix}/models", models),
         Route(f"{prefix}/models/{{model_id:path}}", models, "one"),  # repo ids hold a "/"
     ]
