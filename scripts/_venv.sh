@@ -49,3 +49,13 @@ mlxcli_venv() {
         touch "$stamp"
     fi
 }
+
+mlxcli_imagegen() {
+    # mflux (image generation) cannot be an extra (its metadata pins torch and mlx[cuda13] on Linux):
+    # `mlxcli install imagegen` installs it without those pins. A no-op once it is there.
+    "$VENV/bin/mlxcli" install imagegen >>"$VENV/install.log" 2>&1 || {
+        tail -n 30 "$VENV/install.log" >&2
+        echo "error: installing mflux failed (full log: $VENV/install.log)" >&2
+        exit 1
+    }
+}
