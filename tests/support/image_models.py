@@ -23,17 +23,17 @@ TRANSFORMER = {
     "all_patch_size": [2],
     "all_f_patch_size": [1],
     "in_channels": 16,
-    "dim": 64,
+    "dim": 192,  # its feed-forward is 8/3 wider: 512, and every matrix quantizes in groups of 64
     "n_layers": 1,
     "n_refiner_layers": 1,
-    "n_heads": 2,
-    "n_kv_heads": 2,
+    "n_heads": 3,
+    "n_kv_heads": 3,
     "norm_eps": 1e-5,
     "qk_norm": True,
     "cap_feat_dim": 64,
     "rope_theta": 256.0,
     "t_scale": 1000.0,
-    "axes_dims": [8, 12, 12],
+    "axes_dims": [16, 24, 24],  # the rotary axes share a head's 64 dimensions
     "axes_lens": [1024, 512, 512],
 }
 TEXT_ENCODER = {
