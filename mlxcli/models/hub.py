@@ -17,6 +17,9 @@ from mlxcli.models.progress import Progress
 
 # Only weights, configs, tokenizers and templates: never pickles (.bin/.pth), GGUF or code (.py).
 HF_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.tiktoken", "*.txt"]
+# An image pipeline (diffusers' model_index.json, or mflux's saved layout): its component folders only. Repos
+# such as FLUX.1's also hold the whole model again as one file at the top (23 GB), which mflux does not read.
+PIPELINE_PATTERNS = ["model_index.json", *(f"*/{p}" for p in HF_ALLOW_PATTERNS)]
 
 
 def hf_cache_dir() -> str:
@@ -34,8 +37,9 @@ def _hf_endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
 
 
-def snapshot(repo_id: str, report: Progress, *, local_only: bool) -> Path | None:
-    """The snapshot directory in the HF cache (None: not cached, when ``local_only``)."""
+def snapshot(repo_id: str, report: Progress, *, local_only: bool, patterns: list[str] | None = None) -> Path | None:
+    """The snapshot directory in the HF cache (None: not cached, when ``local_only``); ``patterns``: the files
+    to fetch (default ``HF_ALLOW_PATTERNS``)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
@@ -45,7 +49,7 @@ def snapshot(repo_id: str, report: Progress, *, local_only: bool) -> Path | None
         RevisionNotFoundError,
     )
 
-    kwargs: dict[str, Any] = {"allow_patterns": HF_ALLOW_PATTERNS, "cache_dir": hf_cache_dir(),
+    kwargs: dict[str, Any] = {"allow_patterns": patterns or HF_ALLOW_PATTERNS, "cache_dir": hf_cache_dir(),
                               "endpoint": _hf_endpoint()}
     if local_only:
         kwargs["local_files_only"] = True
@@ -76,7 +80,9 @@ def _first_line(e: BaseException) -> str:
 
 
 def mlx_dir_problem(path: Path) -> str | None:
-    """Why ``path`` cannot be loaded as an mlx-lm model (None when it looks complete)."""
+    """Why ``path`` cannot be loaded as an mlx-lm model or an image pipeline (None when it looks complete)."""
+    if is_pipeline(path):
+        return pipeline_problem(path)
     if not (path / "config.json").is_file():
         return "no config.json"
     index = path / "model.safetensors.index.json"
@@ -90,6 +96,49 @@ def mlx_dir_problem(path: Path) -> str | None:
     if not any(path.glob("model*.safetensors")):
         return "no model*.safetensors weights"
     return None
+
+
+def is_pipeline(path: Path) -> bool:
+    """An image pipeline: diffusers' model_index.json, or mflux's saved layout (component folders, no config.json)."""
+    return (path / "model_index.json").is_file() or (not (path / "config.json").exists() and (path / "transformer").is_dir()
+                                                     and (path / "vae").is_dir())
+
+
+def pipeline_problem(path: Path) -> str | None:
+    """Why the pipeline at ``path`` is incomplete: a component folder missing, or weights missing from one."""
+    parts = ["transformer", "vae"]
+    index = path / "model_index.json"
+    if index.is_file():
+        try:
+            listed = json.loads(index.read_text(encoding="utf-8"))
+            parts = [k for k, v in listed.items() if isinstance(v, list) and v and v[0] is not None]
+        except (OSError, ValueError, AttributeError):
+            return "unreadable model_index.json"
+    for part in parts:
+        folder = path / part
+        if not folder.is_dir() or not any(folder.iterdir()):
+            return f"no {part}/ folder"
+        for shard_index in folder.glob("*.safetensors.index.json"):
+            try:
+                shards = set(json.loads(shard_index.read_text(encoding="utf-8"))["weight_map"].values())
+            except (OSError, ValueError, KeyError, AttributeError):
+                return f"unreadable {part}/{shard_index.name}"
+            missing = sorted(s for s in shards if not (folder / s).is_file())
+            if missing:
+                return f"missing weight shards {part}/{', '.join(missing)}"
+    return None
+
+
+def patterns_for(repo_id: str) -> list[str]:
+    """What to fetch of a repo: an image pipeline's component folders, else every model file."""
+    try:
+        from huggingface_hub import HfApi
+
+        files = HfApi(endpoint=_hf_endpoint()).list_repo_files(repo_id)
+    except Exception:  # the snapshot's own request reports why the repo cannot be had
+        return HF_ALLOW_PATTERNS
+    saved = "config.json" not in files and any(f.startswith("transformer/") for f in files) and any(f.startswith("vae/") for f in files)
+    return PIPELINE_PATTERNS if "model_index.json" in files or saved else HF_ALLOW_PATTERNS
 
 
 def repo_is_gguf_only(repo_id: str) -> bool:

@@ -90,21 +90,21 @@ def _resolve_hf(repo_id: str, report: Progress, download: bool) -> LocalModel:
         return LocalModel(repo_id, cached, "hf")
     if not download:
         raise ModelError(f"{repo_id} is not downloaded; run `mlxcli pull {repo_id}`")
-    path = hub.snapshot(repo_id, report, local_only=False)
+    path = hub.snapshot(repo_id, report, local_only=False, patterns=hub.patterns_for(repo_id))
     assert path is not None
     problem = hub.mlx_dir_problem(path)
     if problem:
         if hub.repo_is_gguf_only(repo_id):
             raise ModelError(f"{repo_id} only has GGUF files; download the .gguf and pass its path instead")
-        raise ModelError(f"{repo_id} is not an MLX/safetensors model: {problem}")
+        raise ModelError(f"{repo_id} is not an MLX/safetensors model nor an image pipeline: {problem}")
     return LocalModel(repo_id, path, "hf")
 
 
 def _resolve_path(raw: str, models: Path, report: Progress, download: bool) -> LocalModel:
     path = Path(raw).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelError(f"{path} is not an MLX model directory (no config.json)")
+        if not (path / "config.json").is_file() and not hub.is_pipeline(path):
+            raise ModelError(f"{path} is not an MLX model directory (no config.json, no model_index.json)")
         return LocalModel(str(path.resolve()), path.resolve(), "local")
     if path.is_file() and path.suffix.lower() == ".gguf":
         return _resolve_gguf(path.resolve(), models, report, download)

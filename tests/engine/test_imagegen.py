@@ -48,10 +48,11 @@ def test_a_preset_named_in_the_config_wins_and_a_wrong_one_is_refused(tiny_zimag
         served_model("z", tiny_zimage_dir, EngineSettings(), ModelSpec(model="z", quantize=7))
 
 
-def test_a_pipeline_of_another_family_is_not_an_image_model_here(tiny_zimage_dir, tmp_path):
+def test_a_pipeline_of_another_family_is_refused_by_name(tiny_zimage_dir, tmp_path):
     path = Path(shutil.copytree(tiny_zimage_dir, tmp_path / "sd"))
     (path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
-    assert not imagegen.detect(path)
+    with pytest.raises(ModelError, match="a StableDiffusionPipeline, which mflux does not run here"):
+        served_model("sd", path, EngineSettings())
 
 
 def test_a_chat_stream_keeps_streaming_while_an_image_is_generated(tiny_zimage_dir, tokenizer_dir, make_engine):

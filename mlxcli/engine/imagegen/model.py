@@ -97,10 +97,9 @@ def is_mflux_saved(path: Path) -> bool:
 
 
 def detect(path: Path) -> bool:
-    """A pipeline of a family served here, or mflux's saved layout (its family is read from its names)."""
-    name = pipeline_class(path)
-    if name is not None:
-        return any(name in f.pipelines for f in FAMILIES)
+    """A diffusion pipeline (``setup`` says whether its family is served here), or mflux's saved layout."""
+    if pipeline_class(path) is not None:
+        return True
     return not (path / "config.json").exists() and is_mflux_saved(path)
 
 
@@ -128,7 +127,11 @@ def setup(path: Path, names: Sequence[str], preset: str | None = None, quantize:
 def _family(path: Path, names: Sequence[str], preset: str | None, available: dict) -> Family:
     name = pipeline_class(path)
     if name is not None:
-        return next(f for f in FAMILIES if name in f.pipelines)
+        family = next((f for f in FAMILIES if name in f.pipelines), None)
+        if family is None:
+            served = ", ".join(p for f in FAMILIES for p in f.pipelines)
+            raise ModelError(f"{path}: a {name}, which mflux does not run here (image pipelines served: {served})")
+        return family
     for family in FAMILIES:  # mflux's saved layout: its names (or the preset asked for) say which
         if preset in family.presets or any(_matches(n, p, available) for n in names for p in family.presets):
             return family
