@@ -39,8 +39,9 @@ from mlxcli.engine.settings import POLICIES, ModelSpec
 
 # Sampling defaults a model may set, with the bounds every API accepts.
 SAMPLING_KEYS = SAMPLING_BOUNDS
-TEXT_KEYS = ("model", "served_name", "chat_template", "tool_call_parser", "reasoning_parser", "context_overflow")
-MODEL_KEYS = (*TEXT_KEYS, "aliases", "context_length", "context_keep_turns", *SAMPLING_KEYS)
+TEXT_KEYS = ("model", "served_name", "chat_template", "tool_call_parser", "reasoning_parser", "context_overflow", "image_preset")
+MODEL_KEYS = (*TEXT_KEYS, "aliases", "context_length", "context_keep_turns", "quantize", *SAMPLING_KEYS)
+QUANTIZE_BITS = (3, 4, 5, 6, 8)  # an image model's weights at load (mflux)
 PATH_KEYS = ("chat_template", "prompt_cache_dir")  # server settings holding a path ("none" stays none)
 MIN_CONTEXT = 16
 
@@ -100,7 +101,8 @@ def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
     if spec.aliases:
         out["aliases"] = list(spec.aliases)
     out.update({k: getattr(spec.sampling, k) for k in SAMPLING_KEYS if getattr(spec.sampling, k) is not None})
-    for key in ("context_length", "chat_template", "tool_call_parser", "reasoning_parser", "context_overflow", "context_keep_turns"):
+    for key in ("context_length", "chat_template", "tool_call_parser", "reasoning_parser", "context_overflow", "context_keep_turns",
+                "quantize", "image_preset"):
         if getattr(spec, key) is not None:
             out[key] = getattr(spec, key)
     return out
@@ -121,6 +123,9 @@ def _model(entry: Any, where: str, base_dir: Path) -> ModelSpec:
     sampling = Sampling(**{k: _number(entry[k], f"{where}.{k}", *SAMPLING_KEYS[k]) for k in SAMPLING_KEYS if entry.get(k) is not None})
     context_length = entry.get("context_length")
     keep_turns = entry.get("context_keep_turns")
+    quantize = entry.get("quantize")
+    if quantize is not None and (not isinstance(quantize, int) or isinstance(quantize, bool) or quantize not in QUANTIZE_BITS):
+        raise ConfigError(f"{where}.quantize: must be one of {', '.join(map(str, QUANTIZE_BITS))} (bits), got {quantize!r}")
     if text.get("context_overflow", "error") not in POLICIES:
         raise ConfigError(f"{where}.context_overflow: must be one of {', '.join(POLICIES)}, got {text['context_overflow']!r}")
     return ModelSpec(
@@ -134,6 +139,8 @@ def _model(entry: Any, where: str, base_dir: Path) -> ModelSpec:
         reasoning_parser=text.get("reasoning_parser"),
         context_overflow=text.get("context_overflow"),
         context_keep_turns=None if keep_turns is None else int(_number(keep_turns, f"{where}.context_keep_turns", int, 1, math.inf)),
+        quantize=quantize,
+        image_preset=text.get("image_preset"),
     )
 
 

@@ -30,6 +30,9 @@ models:
   - model: ./models/other
     served_name: other
   - mlx-community/Qwen3-0.6B-4bit
+  - model: Tongyi-MAI/Z-Image-Turbo
+    quantize: 4
+    image_preset: z-image-turbo
 server:
   port: 9001
   max-loaded-models: 2
@@ -59,6 +62,11 @@ served_name = "other"
 
 [[models]]
 model = "mlx-community/Qwen3-0.6B-4bit"
+
+[[models]]
+model = "Tongyi-MAI/Z-Image-Turbo"
+quantize = 4
+image_preset = "z-image-turbo"
 
 [server]
 port = 9001
@@ -93,6 +101,7 @@ def test_yaml_is_read_with_paths_relative_to_the_file(tmp_path):
         ),
         ModelSpec(model=str(base / "models" / "other"), served_name="other"),
         ModelSpec(model="mlx-community/Qwen3-0.6B-4bit"),
+        ModelSpec(model="Tongyi-MAI/Z-Image-Turbo", quantize=4, image_preset="z-image-turbo"),
     ]
     assert config.server == {
         "port": 9001,
@@ -127,6 +136,7 @@ def test_dump_reads_back_equal(tmp_path):
         ("models:\n  - model: a\n    aliases: [x, 3]\n", "models[0].aliases[1]: expected a non-empty string"),
         ("models:\n  - model: a\n    context_overflow: drop\n", "models[0].context_overflow: must be one of error, truncate, summarize"),
         ("models:\n  - model: a\n    context_keep_turns: 0\n", "models[0].context_keep_turns: must be at least 1"),
+        ("models:\n  - model: a\n    quantize: 2\n", "models[0].quantize: must be one of 3, 4, 5, 6, 8 (bits)"),
         ("models: {model: a}\n", "'models' must be a list"),
         ("server: [1]\n", "'server' must be a mapping"),
         ("modles: []\n", "unknown key 'modles'; did you mean 'models'?"),
@@ -161,7 +171,8 @@ def test_serve_reads_the_file_and_flags_override_it(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     path = write(tmp_path / "serve.toml", TOML)
     effective = print_config("--config", str(path))
-    assert [m.get("served_name") for m in effective["models"]] == ["small", "other", None]
+    assert [m.get("served_name") for m in effective["models"]] == ["small", "other", None, None]
+    assert effective["models"][-1]["quantize"] == 4
     assert effective["server"]["port"] == 9001 and effective["server"]["max_loaded_models"] == 2
     assert effective["server"]["cors_origins"] == "http://a.test,http://b.test"
     assert effective["server"]["host"] == "127.0.0.1"  # not in the file: the flag's default
