@@ -33,6 +33,11 @@ class Backend(Protocol):
 
     def stream(self, request: ChatRequest) -> Reply: ...
 
+    def image(self, prompt: str, size: tuple[int, int] | None = None) -> bytes:
+        """A PNG generated from ``prompt`` by the image model served (``/image-gen``; ``size``: width, height,
+        else the model's default); Ctrl-C stops it."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -47,6 +52,21 @@ class EngineBackend:
 
     def stream(self, request: ChatRequest) -> Reply:
         return _EngineReply(self.engine.submit(request))
+
+    def image(self, prompt: str, size: tuple[int, int] | None = None) -> bytes:
+        import io
+
+        from mlxcli.core.images import ImageRequest
+
+        work = self.engine.work("image", ImageRequest(prompt, size=size))
+        try:
+            while (result := work.result(timeout=0.25)) is None:
+                pass
+        finally:
+            work.cancel()  # after Ctrl-C; a no-op once done
+        out = io.BytesIO()
+        result.images[0].save(out, format="PNG")
+        return out.getvalue()
 
     def close(self) -> None:
         self.engine.stop(grace=0)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -148,6 +150,32 @@ def _image(repl: "Repl", arg: str) -> None:
     repl.console.print(f"attached {arg.strip()} ({image.width}x{image.height}): sent with your next message")
 
 
+def _image_gen(repl: "Repl", arg: str) -> None:
+    from mlxcli.core.errors import MlxcliError
+    from mlxcli.files import write_durably
+
+    first, _, rest = arg.partition(" ")
+    size = re.fullmatch(r"(\d+)x(\d+)", first)
+    prompt = rest.strip() if size else arg
+    if not prompt:
+        repl.error("usage: /image-gen [WIDTHxHEIGHT] PROMPT (the image is saved as a PNG in the current directory)")
+        return
+    try:
+        with repl.console.status("generating the image…"):
+            png = repl.session.backend.image(prompt, (int(size[1]), int(size[2])) if size else None)
+    except MlxcliError as exc:
+        repl.error(exc.message)
+        return
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = next(p for n in range(1, 10_000) if not (p := Path(f"image-{stamp}{f'-{n}' if n > 1 else ''}.png")).exists())
+    try:
+        write_durably(path, png, path.with_name(f".{path.name}.tmp-{os.getpid()}"))
+    except OSError as exc:
+        repl.error(f"cannot write {path}: {exc.strerror or exc}")
+        return
+    repl.console.print(f"saved {path} ({len(png) // 1024 + 1} KiB)", highlight=False)
+
+
 def _exit(repl: "Repl", _arg: str) -> None:
     repl.done = True
 
@@ -162,6 +190,7 @@ COMMANDS = {
         Command("/history", "", "show this conversation", _history),
         Command("/stats", "", "model, conversation id, tokens and speed", _stats),
         Command("/image", "PATH", "attach an image (PNG, JPEG, WebP, GIF) to the next message", _image),
+        Command("/image-gen", "[WxH] PROMPT", "generate an image with the image model served; saved as a PNG here", _image_gen),
         Command("/export", "FILE", "write this conversation to FILE: Markdown (.md) or JSON (.json)", _export),
         Command("/exit", "", "leave (also /quit, Ctrl-D)", _exit),
     )

@@ -6,6 +6,7 @@ the OpenAI Responses API, Anthropic Messages or Ollama's own API (see ``mlxcli.c
 
 from __future__ import annotations
 
+import base64
 from typing import Iterator
 
 import httpx
@@ -13,6 +14,8 @@ import httpx
 from mlxcli.client import BadResponse, Client, EventStream, ServerError
 from mlxcli.core.events import Event, Usage
 from mlxcli.core.request import ChatRequest
+
+IMAGES_PATH = "/v1/images/generations"
 
 
 class HttpBackend:
@@ -53,6 +56,15 @@ class HttpBackend:
 
     def stream(self, request: ChatRequest) -> "HttpReply":
         return HttpReply(self._client.stream(request, model=self.model))
+
+    def image(self, prompt: str, size: tuple[int, int] | None = None) -> bytes:
+        """Asks ``/v1/images/generations`` with no model: a server with one image model uses it."""
+        body = {"prompt": prompt, "response_format": "b64_json", **({"size": f"{size[0]}x{size[1]}"} if size else {})}
+        answer = self._client.post_json(IMAGES_PATH, body)
+        try:
+            return base64.b64decode(answer["data"][0]["b64_json"], validate=True)
+        except (KeyError, IndexError, TypeError, ValueError):
+            raise BadResponse(f"{self._client.root}{IMAGES_PATH} did not answer an image") from None
 
     def close(self) -> None:
         self._client.close()

@@ -66,6 +66,7 @@ def chat(
     stop: List[str] = typer.Option([], "--stop", help="Stop the answer at this text (repeatable)."),
     json_schema: Optional[Path] = typer.Option(None, "--json-schema", help="Answer with JSON that matches the JSON Schema in this file."),
     image: List[Path] = typer.Option([], "--image", help="Send this image (PNG, JPEG, WebP, GIF) with the question, to a vision model (repeatable)."),
+    image_model: Optional[str] = typer.Option(None, "--image-model", envvar="MLXCLI_IMAGE_MODEL", help="An image-generation model (mflux: `mlxcli install imagegen`) served beside the chat model, for /image-gen; loaded on first use."),
     store: bool = typer.Option(True, "--store/--no-store", help="Keep the conversation in the conversation store (mlxcli convo)."),
     store_path: Path = StorePathOption,
     conversation_dir: Path = ConversationDirOption,
@@ -85,6 +86,8 @@ def chat(
         fail("--api goes with --url", oneshot.EXIT_USAGE)
     if url is not None:
         _check_api(api, sampling)
+        if image_model is not None:
+            fail("--image-model goes without --url (a server serves its own image models)", oneshot.EXIT_USAGE)
     response_format = json_schema_file(json_schema) if json_schema is not None else None
     images = _images(image)
     try:
@@ -99,7 +102,7 @@ def chat(
         if backend is None:
             from mlxcli.chat.backends import EngineBackend
 
-            backend = EngineBackend(_start_engine(model, fast_path))
+            backend = EngineBackend(_start_engine(model, fast_path, image_model))
     except KeyboardInterrupt:
         fail("interrupted", oneshot.EXIT_INTERRUPTED)
 
@@ -152,16 +155,21 @@ def _http_backend(url: str, api: str, model: str | None, api_key: str | None):
         fail(exc.message)
 
 
-def _start_engine(model: str | None, fast_path: bool):
+def _start_engine(model: str | None, fast_path: bool, image_model: str | None = None):
     """The engine, with a spinner on a terminal while the model is fetched (first use) and loaded."""
     from rich.console import Console
 
     from mlxcli.chat.render import quiet_terminal
+    from mlxcli.engine.settings import ModelSpec
+    from mlxcli.models import DEFAULT_MODEL
+
+    if image_model is not None:
+        model = [ModelSpec(model=model or DEFAULT_MODEL), ModelSpec(model=image_model)]  # type: ignore[assignment]
 
     err = Console(stderr=True)
     if not err.is_terminal:
         return start_engine(model, fast_path=fast_path)
-    name = model or "the default model"
+    name = (model if isinstance(model, str) else None) or "the default model"
     restore = quiet_terminal(err.file)  # what is typed meanwhile waits, unechoed, for the first prompt
     try:
         with err.status(f"loading {name}…") as status:
