@@ -26,6 +26,7 @@ MEDIA_TYPES = {
     "markdown.js": "text/javascript; charset=utf-8",
     "conversations.js": "text/javascript; charset=utf-8",
     "key.js": "text/javascript; charset=utf-8",
+    "images.js": "text/javascript; charset=utf-8",
     "icon.svg": "image/svg+xml",
 }
 ASSETS = tuple(name for name in MEDIA_TYPES if name != "index.html")
@@ -35,7 +36,7 @@ CSP = "; ".join(
         "default-src 'none'",
         "script-src 'self'",
         "style-src 'self'",
-        "img-src 'self'",
+        "img-src 'self' data:",  # generated images, shown from the answer's base64
         "connect-src 'self'",
         "base-uri 'none'",
         "form-action 'none'",

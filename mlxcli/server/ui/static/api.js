@@ -1,4 +1,5 @@
-// The server's own OpenAI API, as any client calls it: the model list, and streamed chat completions.
+// The server's own OpenAI API, as any client calls it: the model list, streamed chat completions, and
+// image generations.
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -24,11 +25,26 @@ async function failure(response) {
   return new ApiError(response.status, message);
 }
 
+// [{id, kind}]: chat models, and image models (kind "image": the page asks them for images).
 export async function listModels(key) {
   const response = await fetch("/v1/models", { headers: headers(key) });
   if (!response.ok) throw await failure(response);
   // Embedding models answer /v1/embeddings, not chat: not for the picker.
-  return (await response.json()).data.filter((model) => model.kind !== "embedding").map((model) => model.id);
+  return (await response.json()).data.filter((model) => model.kind !== "embedding").map(({ id, kind }) => ({ id, kind }));
+}
+
+// One image from `prompt`, as a data: URL (JPEG: the page keeps it with the conversation in localStorage).
+export async function generateImage(model, prompt, size, key, signal) {
+  const body = { model, prompt, size, response_format: "b64_json", output_format: "jpeg", output_compression: 90 };
+  const response = await fetch("/v1/images/generations", {
+    method: "POST",
+    headers: headers(key),
+    body: JSON.stringify(body),
+    signal,
+  });
+  if (!response.ok) throw await failure(response);
+  const answer = await response.json();
+  return { url: "data:image/jpeg;base64," + answer.data[0].b64_json, size: answer.size };
 }
 
 // One streamed answer. onDelta({content, reasoning}) gets each piece as it arrives; resolves with

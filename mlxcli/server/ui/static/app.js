@@ -2,9 +2,10 @@
 // the server's Chat Completions API. Every piece of model text reaches the page through text
 // nodes (markdown.js builds elements, never HTML).
 
-import { listModels, streamChat } from "/ui/api.js";
+import { generateImage, listModels, streamChat } from "/ui/api.js";
 import * as store from "/ui/conversations.js";
 import { askKey, withKey } from "/ui/key.js";
+import { imageStats, picture } from "/ui/images.js";
 import { render } from "/ui/markdown.js";
 
 const PREFS_STORE = "mlxcli.prefs";
@@ -15,6 +16,7 @@ const state = {
   current: null, // the open conversation
   controller: null, // aborts the answer streaming now
   prefs: readPrefs(),
+  kinds: {}, // model id → "chat" or "image" (an image model answers with an image)
 };
 
 function readPrefs() {
@@ -50,13 +52,21 @@ function persist(conversation) {
 async function loadModels() {
   try {
     const models = await withKey((key) => listModels(key));
+    state.kinds = Object.fromEntries(models.map((m) => [m.id, m.kind]));
     const select = $("model");
-    select.replaceChildren(...models.map((id) => new Option(id, id)));
-    if (models.includes(state.prefs.model)) select.value = state.prefs.model;
+    select.replaceChildren(...models.map((m) => new Option(m.kind === "image" ? `${m.id} (image)` : m.id, m.id)));
+    if (models.some((m) => m.id === state.prefs.model)) select.value = state.prefs.model;
+    showKind();
     status("");
   } catch (err) {
     status(`Cannot list the models: ${err.message}`, true);
   }
+}
+
+function showKind() {
+  const image = state.kinds[$("model").value] === "image";
+  $("size-label").hidden = !image;
+  $("input").placeholder = image ? "Describe the image to generate (Enter sends)" : "Message (Enter sends, Shift+Enter: new line)";
 }
 
 // ---- the sidebar ---------------------------------------------------------------
@@ -178,7 +188,7 @@ function messageView(message) {
   thoughts.className = "reasoning-text";
   reasoning.append(summary, thoughts);
   const content = document.createElement("div");
-  content.className = "content markdown";
+  content.className = message.kind === "image" ? "content image" : "content markdown";
   const stats = document.createElement("div");
   stats.className = "stats";
   article.append(reasoning, content, stats);
@@ -190,13 +200,14 @@ function updateView(article, message) {
   const reasoning = article.querySelector(".reasoning");
   reasoning.hidden = !message.reasoning;
   reasoning.querySelector(".reasoning-text").textContent = message.reasoning || "";
-  article.querySelector(".content").replaceChildren(render(message.content));
+  article.querySelector(".content").replaceChildren(message.kind === "image" ? picture(message) : render(message.content));
   article.querySelector(".stats").textContent = statsLine(message);
   article.dataset.state = message.state;
 }
 
 function statsLine(message) {
   if (message.state === "streaming") return "…";
+  if (message.kind === "image") return imageStats(message);
   const parts = [];
   const usage = message.usage;
   if (usage) {
@@ -219,7 +230,7 @@ function requestBody(conversation, model) {
   if (conversation.system) messages.push({ role: "system", content: conversation.system });
   conversation.messages.forEach((m, i) => {
     const failed = m.error || conversation.messages[i + 1]?.error; // a failed exchange: as if never asked
-    if (!failed && m.state !== "streaming") messages.push({ role: m.role, content: m.content });
+    if (!failed && m.state !== "streaming" && m.kind !== "image") messages.push({ role: m.role, content: m.content });
   });
   const body = { model, messages };
   const temperature = parseFloat($("temperature").value);
@@ -233,6 +244,7 @@ async function send(text) {
   const conversation = state.current;
   const model = $("model").value;
   if (!model) return status("No model to ask: is the server reachable?", true);
+  if (state.kinds[model] === "image") return sendImage(conversation, model, text);
   conversation.messages.push({ role: "user", content: text, created_at: store.now() });
   if (conversation.title === "New chat") conversation.title = text.replace(/\s+/g, " ").trim().slice(0, 60) || "New chat";
   const answer = { role: "assistant", model, content: "", reasoning: "", state: "streaming", created_at: store.now() };
@@ -275,6 +287,33 @@ async function send(text) {
     answer.ttft_s = ((first ?? performance.now()) - started) / 1000;
     const tokens = result.usage?.completion_tokens || 0;
     if (tokens > 1 && last > first) answer.tokens_per_second = (tokens - 1) / ((last - first) / 1000);
+  } catch (err) {
+    if (err.name === "AbortError") answer.stopped = true;
+    else answer.error = err.message;
+  } finally {
+    answer.state = answer.error ? "error" : answer.stopped ? "stopped" : "done";
+    state.controller = null;
+    setStreaming(false);
+    updateView(view, answer);
+    persist(conversation);
+  }
+}
+
+// An image model answers with one image (Stop cancels it on the server); requestBody leaves both out.
+async function sendImage(conversation, model, prompt) {
+  const answer = { role: "assistant", kind: "image", model, prompt, content: "", state: "streaming", created_at: store.now() };
+  conversation.messages.push({ role: "user", kind: "image", content: prompt, created_at: store.now() }, answer);
+  if (conversation.title === "New chat") conversation.title = prompt.replace(/\s+/g, " ").trim().slice(0, 60);
+  persist(conversation);
+  $("messages").append(messageView({ role: "user", content: prompt }));
+  const view = messageView(answer);
+  $("messages").append(view);
+  state.controller = new AbortController();
+  setStreaming(true);
+  const started = performance.now();
+  try {
+    const image = await withKey((key) => generateImage(model, prompt, $("size").value, key, state.controller.signal));
+    Object.assign(answer, { image: image.url, size: image.size, seconds: (performance.now() - started) / 1000 });
   } catch (err) {
     if (err.name === "AbortError") answer.stopped = true;
     else answer.error = err.message;
@@ -331,6 +370,7 @@ function init() {
   $("model").addEventListener("change", () => {
     state.prefs.model = $("model").value;
     savePrefs();
+    showKind();
   });
   for (const [id, pref] of [["temperature", "temperature"], ["max-tokens", "max_tokens"]]) {
     $(id).addEventListener("input", () => {

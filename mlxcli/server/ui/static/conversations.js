@@ -74,7 +74,7 @@ export function toMarkdown(conversation) {
     }
     out.push(`## Assistant${message.model ? ` (${message.model})` : ""}`, "");
     if (message.reasoning) out.push(...message.reasoning.split("\n").map((line) => "> " + line), "");
-    out.push(message.content, "");
+    out.push(message.image ? `![${message.prompt || "generated image"}](${message.image})` : message.content, "");
     const line = stats(message);
     if (line) out.push(`_${line}_`, "");
   }
