@@ -120,7 +120,7 @@ def test_missing_api_version_is_azures_404(server, path):
 
 def test_unknown_azure_routes_are_404_in_azure_shape(server):
     q = {"api-version": API_VERSION}
-    for path in ("/openai/deployments/dep/images/generations", "/openai/deployments/dep/messages", "/openai/nope", "/openai/v1/messages"):
+    for path in ("/openai/deployments/dep/audio/speech", "/openai/deployments/dep/messages", "/openai/nope", "/openai/v1/messages"):
         assert azure_error_of(httpx.post(server.url + path, params=q, json={}), 404)["code"] == "404", path
 
 
