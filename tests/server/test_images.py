@@ -183,6 +183,9 @@ def test_a_chat_model_named_says_it_does_not_generate_images(client):
     with pytest.raises(openai.BadRequestError) as err:
         client.images.generate(model="scripted", prompt="a cat", size="64x64")
     assert err.value.body["param"] == "model" and "does not generate images" in err.value.body["message"]
+    with pytest.raises(openai.BadRequestError) as err:  # and the other way round
+        client.chat.completions.create(model="z-image", messages=[{"role": "user", "content": "hi"}])
+    assert err.value.body["param"] == "model" and "image-generation model" in err.value.body["message"]
 
 
 def test_bad_edit_requests_are_400s_naming_the_field(server):
@@ -239,3 +242,14 @@ def test_the_model_list_shows_the_image_model_and_what_it_does(client):
     listed = client.models.retrieve("z-image").model_dump()
     assert listed["kind"] == "image" and listed["capabilities"] == ["image"]
     assert models["scripted"].model_dump()["capabilities"] == ["chat"]
+
+
+def test_the_other_listings_describe_the_image_model(server, client):
+    client.images.generate(model="z-image", prompt="x", size="64x64", extra_body={"steps": 1})  # loaded now
+    tags = httpx.get(server.url + "/api/tags").json()["models"]
+    assert "z-image:latest" in [m["name"] for m in tags]
+    show = httpx.post(server.url + "/api/show", json={"model": "z-image"})
+    assert show.status_code == 200 and show.json()["details"]["family"] == "z-image"
+    assert "z-image" in [m["name"].removesuffix(":latest") for m in httpx.get(server.url + "/api/ps").json()["models"]]
+    ps = httpx.get(server.url + "/mlxcli/ps").json()
+    assert any(m["name"] == "z-image" and m["kind"] == "image" for m in ps["models"]), ps

@@ -56,6 +56,10 @@ class ImageGenKind(Kind):
         return (f"The model `{model.name}` is a {model.task} model: it does not generate images. Serve an image "
                 "model beside it (e.g. --model Tongyi-MAI/Z-Image-Turbo; see `mlxcli install imagegen`).")
 
+    def render(self, model: ServedModel, request, boundaries: bool):
+        raise InvalidRequest(f"The model `{model.name}` is an image-generation model: it answers image requests "
+                             "(/v1/images/generations, /v1/images/edits), not chat.", param="model")
+
     def prepare(self, model: ServedModel, request: ImageRequest) -> ImageJob:
         setup: imagegen.ImageSetup = model.setup
         size = request.size or _edit_size(request) or setup.default_size

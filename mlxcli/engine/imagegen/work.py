@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import greenlet
-
 from mlxcli.core.images import GeneratedImages, ImageRequest, PartialImage
 from mlxcli.engine.imagegen.model import ImageSetup, load_class
 from mlxcli.engine.job import WorkJob
@@ -53,6 +51,8 @@ class Denoising:
     """One ``generate_image`` call as a greenlet: each ``resume`` runs it to the end of its next step."""
 
     def __init__(self, run: Callable[[], Any]):
+        import greenlet  # the imagegen extra's: the engine imports this module without it
+
         self._greenlet = greenlet.greenlet(run)
 
     def resume(self) -> tuple:
@@ -63,7 +63,7 @@ class Denoising:
     def stop(self) -> None:
         """Unwind the call where it paused (its ``finally`` blocks run)."""
         if not self._greenlet.dead:
-            self._greenlet.throw(greenlet.GreenletExit)
+            self._greenlet.throw()  # GreenletExit
 
 
 def partial_steps(count: int, first: int, steps: int) -> frozenset[int]:
