@@ -14,7 +14,7 @@ from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.engine.kinds import served_model
 from tests.support.models import scripted_model
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # mlxcli in a subprocess
 PROMPT = ">>> "
 
 

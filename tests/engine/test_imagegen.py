@@ -28,7 +28,6 @@ def generate(engine, **fields):
     return engine.work("image", ImageRequest(**fields)).result(timeout=300)
 
 
-@pytest.mark.slow
 def test_a_diffusers_z_image_is_detected_with_its_preset(tiny_zimage_dir):
     model = served_model("z", tiny_zimage_dir, EngineSettings())
     assert model.kind == "imagegen" and model.task == "image" and model.capabilities == ("image",)
@@ -37,7 +36,6 @@ def test_a_diffusers_z_image_is_detected_with_its_preset(tiny_zimage_dir):
     assert model.tokenizer is None
 
 
-@pytest.mark.slow
 def test_a_preset_named_in_the_config_wins_and_a_wrong_one_is_refused(tiny_zimage_dir):
     spec = ModelSpec(model=str(tiny_zimage_dir), image_preset="z-image")
     assert served_model("z", tiny_zimage_dir, EngineSettings(), spec).setup.steps == 50
@@ -47,7 +45,6 @@ def test_a_preset_named_in_the_config_wins_and_a_wrong_one_is_refused(tiny_zimag
         served_model("z", tiny_zimage_dir, EngineSettings(), ModelSpec(model="z", quantize=7))
 
 
-@pytest.mark.slow
 def test_a_pipeline_of_another_family_is_refused_by_name(tiny_zimage_dir, tmp_path):
     path = Path(shutil.copytree(tiny_zimage_dir, tmp_path / "sd"))
     (path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
@@ -55,7 +52,6 @@ def test_a_pipeline_of_another_family_is_refused_by_name(tiny_zimage_dir, tmp_pa
         served_model("sd", path, EngineSettings())
 
 
-@pytest.mark.slow
 def test_a_chat_stream_keeps_streaming_while_an_image_is_generated(tiny_zimage_dir, tokenizer_dir, make_engine):
     """One denoising step per pass of the loop: a chat answer of 20 tokens started while a 200-step image
     runs is done long before the image, whatever the machine's speed (passes are counted, not seconds)."""
@@ -68,7 +64,6 @@ def test_a_chat_stream_keeps_streaming_while_an_image_is_generated(tiny_zimage_d
     work.cancel()
 
 
-@pytest.mark.slow
 def test_a_cancelled_image_stops_between_steps_and_frees_its_model(tiny_zimage_dir, make_engine):
     engine = make_engine([served_model("z", tiny_zimage_dir, EngineSettings())])
     model = engine.registry.lookup("z")
@@ -79,7 +74,6 @@ def test_a_cancelled_image_stops_between_steps_and_frees_its_model(tiny_zimage_d
     assert generate(engine).images[0].size == (64, 64)  # the engine goes on
 
 
-@pytest.mark.slow
 def test_keep_alive_zero_unloads_the_image_model_once_done(tiny_zimage_dir, make_engine):
     engine = make_engine([served_model("z", tiny_zimage_dir, EngineSettings())])
     generate(engine, keep_alive=0)
@@ -87,7 +81,6 @@ def test_keep_alive_zero_unloads_the_image_model_once_done(tiny_zimage_dir, make
     assert generate(engine).images[0].size == (64, 64)  # loaded again on demand
 
 
-@pytest.mark.slow
 def test_mflux_s_saved_layout_loads_as_the_same_model(tiny_zimage_dir, tmp_path, make_engine):
     """An ``mflux-save`` export (no model_index.json; its family and preset read from its name)."""
     original = make_engine([served_model("z", tiny_zimage_dir, EngineSettings())])
@@ -103,7 +96,6 @@ def test_mflux_s_saved_layout_loads_as_the_same_model(tiny_zimage_dir, tmp_path,
     assert np.array_equal(np.asarray(generate(again).images[0]), expected)
 
 
-@pytest.mark.slow
 def test_quantized_at_load(tiny_zimage_dir, make_engine):
     spec = ModelSpec(model=str(tiny_zimage_dir), quantize=8)
     engine = make_engine([served_model("z8", tiny_zimage_dir, EngineSettings(), spec)])
@@ -112,7 +104,6 @@ def test_quantized_at_load(tiny_zimage_dir, make_engine):
     assert engine.models()[0].dtype == "8-bit"
 
 
-@pytest.mark.slow
 def test_an_unsupported_size_is_refused_before_any_work(tiny_zimage_dir, make_engine):
     engine = make_engine([served_model("z", tiny_zimage_dir, EngineSettings())])
     with pytest.raises(InvalidRequest) as err:
@@ -137,7 +128,6 @@ def test_quality_sets_the_steps_and_sizes_are_checked():
             check_size(size)
 
 
-@pytest.mark.slow
 def test_concurrent_images_take_turns(tiny_zimage_dir, make_engine):
     engine = make_engine([served_model("z", tiny_zimage_dir, EngineSettings())])
     results = {}

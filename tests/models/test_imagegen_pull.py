@@ -12,8 +12,6 @@ from mlxcli.engine.settings import ModelSpec
 from mlxcli.models import list_local_models, pull, resolve_model
 from tests.models.test_hub import hf_env  # noqa: F401  (the fake hub fixture)
 
-pytestmark = pytest.mark.slow
-
 # What such repos also hold at their top: the whole model again in one file (FLUX.1's), and a card.
 TOP = {"z_image_turbo_bf16.safetensors": b"\0" * 4096, "README.md": b"# Z-Image\n", "assets/example.png": b"png"}
 

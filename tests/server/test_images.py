@@ -21,7 +21,6 @@ from tests.support.http import openai_error
 from tests.support.models import scripted_model
 from tests.support.server import RunningServer
 
-pytestmark = pytest.mark.slow  # each image takes a second or so on a CPU
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ FIXTURES = {
     "browser": "browser",  # a headless Chromium (tests/ui)
     "launcher": "distributed",  # local ranks started with mlx.launch
     "tiny_vlm_dir": "vision",  # mlx-vlm
+    "tiny_zimage_dir": "imagegen",  # mflux, a tiny Z-Image with the real VAE
 }
 MARKERS = {"slow", "default_model", *FIXTURES.values()}  # any of them puts a test in the slow tier
 

@@ -14,8 +14,6 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 expect = sync_api.expect
 expect.set_options(timeout=180_000)  # waits for a condition, never a speed
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def server(tokenizer_dir, tiny_zimage_dir):
