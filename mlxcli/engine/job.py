@@ -21,7 +21,7 @@ from mlxcli.engine.prompt import RenderedPrompt
 from mlxcli.engine.served import ServedModel
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself: compared and hashed by identity
 class Job:
     request: ChatRequest
     model: ServedModel

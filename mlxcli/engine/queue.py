@@ -45,11 +45,11 @@ class BoundedQueue(Generic[T]):
     def remove(self, item: T) -> bool:
         """Drop a job that was cancelled before it started."""
         with self._cond:
-            try:
-                self._items.remove(item)
-                return True
-            except ValueError:
-                return False
+            for i, queued in enumerate(self._items):
+                if queued is item:  # by identity: deque.remove compares field by field, and formats a missing item
+                    del self._items[i]
+                    return True
+            return False
 
     def drain(self) -> list[T]:
         with self._cond:
