@@ -19,8 +19,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mlxcli"
 ENGINE_LAYERS = {
     "ground": ["settings", "platform", "queue", "group", "disk_cache"],
     "text": ["harmony", "formats", "output", "prompt", "grammars", "constraints", "prompt_cache", "details"],
-    "models": ["loading", "served", "registry", "tokens", "*.model", "embeddings.bert"],
-    "requests": ["job", "sampling", "decoding", "overflow", "schedule"],
+    "models": ["loading", "served", "registry", "tokens", "*.model", "embeddings.bert", "speech.whisper", "speech.mel",
+               "speech.tokenizer"],
+    "requests": ["job", "sampling", "decoding", "overflow", "schedule", "speech.decoding", "speech.timing"],
     "runners": ["runner", "batch", "solo", "worker", "kind", "*.runner", "*.work", "*.kind"],
     "top": ["kinds", "peers", "engine"],
 }

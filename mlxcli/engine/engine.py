@@ -25,6 +25,7 @@ as soon as they arrive, whatever chat request waits, and each pass of the loop w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -236,7 +237,8 @@ class MlxEngine:
         if model.task != task:
             raise InvalidRequest(for_task(task).refusal(model), param="model")
         kind = kind_of(model)
-        with self._render_lock:  # tokenizers are not safe to call from several threads at once
+        # Tokenizers are not safe to call from several threads at once (a kind with its own says so).
+        with self._render_lock if kind.locked_prepare else contextlib.nullcontext():
             job = kind.prepare(model, request)
         self._work_queue.put(job)
         return kind.handle(job, lambda: self.alive, self.cancel)

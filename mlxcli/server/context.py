@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from mlxcli.core.embeddings import EmbeddingRequest, Embeddings
 from mlxcli.core.engine import Engine
+from mlxcli.core.transcription import TranscriptionJob, TranscriptionRequest
 from mlxcli.server import disconnect
 from mlxcli.server.metrics import Metrics
 from mlxcli.server.middleware import Admission
@@ -29,3 +30,8 @@ class ServerContext:
         job = self.engine.embed(request)
         tracked = self.metrics.track_embeddings(job, api=api, model=job.model)
         return disconnect.embeddings(tracked), job.model
+
+    def transcribe(self, request: TranscriptionRequest, api: str) -> TranscriptionJob:
+        """The engine's job for ``request``, counted in /metrics under ``api`` once it ends."""
+        job: TranscriptionJob = self.engine.work("transcription", request)
+        return self.metrics.track_transcription(job, api=api, model=job.model)

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator
 import falcon
 
 from mlxcli.core.embeddings import EmbeddingJob, Embeddings
+from mlxcli.core.transcription import Transcription, TranscriptionJob
 from mlxcli.core.errors import ClientClosedRequest
 from mlxcli.core.events import Event, Finish
 from mlxcli.core.engine import Generation, Work
@@ -77,6 +78,11 @@ def events(generation: Generation, disconnected: Disconnected | None = None) -> 
 
 def embeddings(job: EmbeddingJob) -> Embeddings:
     """The vectors of an embeddings job, cancelled if the client leaves (or anything else goes wrong)."""
+    return result(job)
+
+
+def transcription(job: TranscriptionJob) -> Transcription:
+    """The text of a transcription job, cancelled if the client leaves (or anything else goes wrong)."""
     return result(job)
 
 

@@ -5,12 +5,14 @@ the engine thread; three sources feed it:
 
 - each chat request, on the HTTP worker thread that reads its events (``Metrics.track``): its
   outcome, its tokens, and the engine's own timings from its ``Finish``; each embeddings request,
-  on the thread that waits for its vectors (``Metrics.track_embeddings``);
+  on the thread that waits for its vectors (``Metrics.track_embeddings``); each transcription, on the
+  thread that waits for its text (``Metrics.track_transcription``): the audio's seconds and the
+  engine's, and their ratio (the real-time factor);
 - each refusal, from the error handler (``Metrics.refused``);
 - the engine's state, read at scrape time (``EngineCollector``: ``engine.stats()``, ``engine.models()``).
 
 Labels are bounded: ``model`` is a served name (never the name a client sent), ``api`` a
-provider's name, ``outcome`` a finish reason, ``embedded``, ``cancelled`` or ``error``, ``reason`` a neutral
+provider's name, ``outcome`` a finish reason, ``embedded``, ``transcribed``, ``cancelled`` or ``error``, ``reason`` a neutral
 error kind (core/errors.py).
 """
 
@@ -30,6 +32,7 @@ from mlxcli.core.embeddings import EmbeddingJob, Embeddings
 from mlxcli.core.engine import Engine, Generation
 from mlxcli.core.errors import ClientClosedRequest, MlxcliError, Overloaded
 from mlxcli.core.events import Event, Finish
+from mlxcli.core.transcription import Segment, Transcription, TranscriptionJob
 
 # Each counter would get a `_created` series too: twice the series for nothing a dashboard reads.
 prometheus_client.disable_created_metrics()
@@ -42,6 +45,8 @@ LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.
                    480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
 # A request usually waits milliseconds for its turn: vLLM's latency buckets start at 0.3 s.
 QUEUE_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+# Engine seconds per second of audio: below 1 is faster than real time.
+RTF_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 REFUSAL_KINDS = ("invalid_request", "authentication", "permission", "not_found", "too_large", "overloaded")
 
 
@@ -75,11 +80,20 @@ class Metrics:
         self.queue = Histogram("mlxcli:request_queue_time_seconds", "Time waiting before the prompt starts being read "
                                "(in the queue, then for the scheduler's first slice of it).", by_model,
                                buckets=QUEUE_BUCKETS, registry=registry)  # fmt: skip
+        self.audio_seconds = Counter("mlxcli:audio_seconds", "Seconds of audio transcribed or translated.", by_model,
+                                     registry=registry)  # fmt: skip
+        self.audio_engine_seconds = Counter("mlxcli:audio_engine_seconds", "Seconds the engine spent on them (their "
+                                            "ratio to mlxcli:audio_seconds is the real-time factor).", by_model,
+                                            registry=registry)  # fmt: skip
+        self.rtf = Histogram("mlxcli:audio_real_time_factor", "Engine seconds per second of audio, per request.",
+                             by_model, buckets=RTF_BUCKETS, registry=registry)  # fmt: skip
         for reason in REFUSAL_KINDS:  # every series exists from the first scrape: rate() needs a start
             self.rejected.labels(reason)
         chat = (self.prompt_tokens, self.cached_tokens, self.generation_tokens, self.ttft, self.itl, self.e2e, self.queue)
+        speech = (self.audio_seconds, self.audio_engine_seconds, self.rtf, self.e2e)
         for status in engine.models():
-            for family in chat if status.kind == "chat" else (self.prompt_tokens, self.e2e):
+            kind = status.kind
+            for family in chat if kind == "chat" else speech if kind == "transcription" else (self.prompt_tokens, self.e2e):
                 family.labels(status.name)
         registry.register(EngineCollector(engine))
         ProcessCollector(registry=registry)  # memory and CPU of the process (Linux)
@@ -100,6 +114,21 @@ class Metrics:
                 self.e2e.labels(model).observe(time.perf_counter() - started)
 
         return TrackedEmbeddings(job, record)
+
+    def track_transcription(self, job: TranscriptionJob, *, api: str, model: str) -> "TrackedTranscription":
+        """``job`` recorded once, when its text comes, it fails or it is cancelled."""
+        started = time.perf_counter()
+
+        def record(outcome: str, result: Transcription | None) -> None:
+            self.requests.labels(api, model, outcome).inc()
+            if result is not None:
+                self.audio_seconds.labels(model).inc(result.duration)
+                self.audio_engine_seconds.labels(model).inc(result.seconds)
+                if result.duration > 0:
+                    self.rtf.labels(model).observe(result.seconds / result.duration)
+                self.e2e.labels(model).observe(time.perf_counter() - started)
+
+        return TrackedTranscription(job, record)
 
     def refused(self, err: MlxcliError) -> None:
         """Count a request the server refused before any work (the error handler calls it for every error)."""
@@ -205,6 +234,37 @@ class TrackedEmbeddings(_RecordedOnce):
         if result is not None:
             self._end("embedded", result)
         return result
+
+    def cancel(self) -> None:
+        self._end("cancelled", None)
+        self._job.cancel()
+
+
+class TrackedTranscription(_RecordedOnce):
+    """A ``TranscriptionJob`` that calls ``record(outcome, result)`` once: when its text comes, when it
+    fails, or when it is cancelled before either (the server cancels every job once it is done)."""
+
+    def __init__(self, job: TranscriptionJob, record: Callable[[str, Transcription | None], None]):
+        super().__init__(record)
+        self._job = job
+        self.model = job.model
+
+    def result(self, timeout: float | None = None) -> Transcription | None:
+        try:
+            result = self._job.result(timeout)
+        except MlxcliError:
+            self._end("error", None)
+            raise
+        if result is not None:
+            self._end("transcribed", result)
+        return result
+
+    def segments(self, timeout: float) -> Iterator[Segment | None]:
+        try:
+            yield from self._job.segments(timeout)
+        except MlxcliError:
+            self._end("error", None)
+            raise
 
     def cancel(self) -> None:
         self._end("cancelled", None)

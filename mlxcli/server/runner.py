@@ -75,7 +75,7 @@ class HttpServer:
             # waitress reads the whole body before the app runs: cap it there. Bodies over the limit
             # by less than the margin are read and refused by the app (a clean 413 the client reads);
             # beyond it waitress refuses as soon as it sees Content-Length.
-            max_request_body_size=settings.max_body_bytes + min(settings.max_body_bytes, 1 << 20),
+            max_request_body_size=(body := max(settings.max_body_bytes, settings.max_upload_bytes)) + min(body, 1 << 20),
         )
 
     @property

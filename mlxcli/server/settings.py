@@ -31,6 +31,8 @@ class ServerSettings:
     allowed_hosts: list[str] = field(default_factory=list)  # extra Host names; "*" turns the check off
     api_keys: list[str] = field(default_factory=list)  # empty: no authentication
     max_body_bytes: int = 4 * 1024 * 1024
+    max_upload_bytes: int = 25 * 1024 * 1024  # a multipart upload (audio files: OpenAI's own limit)
+    max_audio_seconds: float = 1800.0  # audio decoded for one transcription at most
     max_header_bytes: int = 64 * 1024
     keepalive_seconds: float = 10.0  # SSE comment while nothing else is written
     # Store requests of stateless APIs (Chat Completions, Anthropic) that do not say `store`.

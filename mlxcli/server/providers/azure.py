@@ -4,6 +4,7 @@
     /openai/deployments/{d}/responses?api-version=V         Responses (model = d)
     /openai/deployments/{d}/embeddings?api-version=V        Embeddings (model = d)
     /openai/deployments/{d}/images/generations|edits?api-version=V  Images (model = d)
+    /openai/deployments/{d}/audio/{transcriptions|translations}?api-version=V  Audio (model = d)
     /openai/responses[/{id}[/input_items]]?api-version=V    Responses (model from the body), stored responses
     /openai/models[/{id}]?api-version=V                     the model list
     /openai/v1/{chat/completions|responses…|embeddings|images/…|models…}  the v1 API: the same, without api-version
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 
 PREFIX = "/openai"
 V1 = PREFIX + "/v1/"
-DEPLOYMENT_ONLY = ("/chat/completions", "/embeddings", "/images/generations", "/images/edits")  # classic routes that name the model in the URL only
+DEPLOYMENT_ONLY = ("/chat/completions", "/embeddings", "/images/generations", "/images/edits", "/audio/transcriptions",
+                   "/audio/translations")  # classic routes that name the model in the URL only
 
 
 def error_body(err: MlxcliError) -> dict[str, Any]:
@@ -58,6 +60,7 @@ def routes(ctx: "ServerContext") -> list[Route]:
         Route(f"{deployments}/embeddings", Embed(ctx, PROVIDER)),
         Route(f"{deployments}/images/generations", images),
         Route(f"{deployments}/images/edits", images, "edit"),
+        *openai.audio_routes(ctx, deployments, PROVIDER),
         *[r for r in openai.api_routes(ctx, PREFIX, PROVIDER) if not r.template.endswith(DEPLOYMENT_ONLY)],
         *openai.api_routes(ctx, PREFIX + "/v1", PROVIDER),
     ]

@@ -1,6 +1,6 @@
 """The OpenAI API: Chat Completions, legacy Completions, Responses (stored, with previous_response_id; its
-WebSocket refused so that Codex falls back to HTTP at once), Embeddings, Images (generations and edits) and the
-model list.
+WebSocket refused so that Codex falls back to HTTP at once), Embeddings, Images (generations and edits), Audio
+(transcriptions, translations) and the model list.
 
 ``api_routes`` mounts them under a prefix: ``/v1`` here, and Azure's own prefixes (azure.py).
 """
@@ -13,6 +13,7 @@ from mlxcli.server.framing import SSE
 from mlxcli.server.generate import Generate
 from mlxcli.server.providers.base import Provider, Route
 from mlxcli.server.providers.openai import chat, completions, responses
+from mlxcli.server.providers.openai.audio import Transcribe
 from mlxcli.server.providers.openai.embeddings import Embed
 from mlxcli.server.providers.openai.errors import error_body
 from mlxcli.server.providers.openai.images import Images
@@ -38,9 +39,16 @@ def api_routes(ctx: "ServerContext", prefix: str, provider: Provider | None = No
         Route(f"{prefix}/embeddings", Embed(ctx, provider or PROVIDER)),
         Route(f"{prefix}/images/generations", images),
         Route(f"{prefix}/images/edits", images, "edit"),
+        *audio_routes(ctx, prefix, provider),
         Route(f"{prefix}/models", models),
         Route(f"{prefix}/models/{{model_id:path}}", models, "one"),  # repo ids hold a "/"
     ]
+
+
+def audio_routes(ctx: "ServerContext", prefix: str, provider: Provider | None = None) -> list[Route]:
+    """Transcriptions and translations under ``prefix`` (Azure's deployments take them too)."""
+    return [Route(f"{prefix}/audio/{path}", Transcribe(ctx, provider or PROVIDER, task))
+            for path, task in (("transcriptions", "transcribe"), ("translations", "translate"))]
 
 
 def chat_resource(ctx: "ServerContext", provider: Provider | None = None) -> Generate:
