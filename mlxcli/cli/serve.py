@@ -179,6 +179,8 @@ def serve(
     cors_origins: str = typer.Option(",".join(SERVER.cors_origins), envvar="MLXCLI_CORS_ORIGINS", help="Comma-separated browser origins allowed to call the API ('*': any; ':*' any port)."),
     allowed_hosts: str = typer.Option(",".join(SERVER.allowed_hosts), envvar="MLXCLI_ALLOWED_HOSTS", help="Comma-separated Host names to answer besides localhost ('*': any)."),
     max_body_bytes: int = typer.Option(SERVER.max_body_bytes, envvar="MLXCLI_MAX_BODY_BYTES", min=1024, help="Request body limit (413 beyond it)."),
+    max_upload_bytes: int = typer.Option(SERVER.max_upload_bytes, envvar="MLXCLI_MAX_UPLOAD_BYTES", min=1024, help="Upload (multipart: audio files) limit (413 beyond it)."),
+    max_audio_seconds: float = typer.Option(SERVER.max_audio_seconds, envvar="MLXCLI_MAX_AUDIO_SECONDS", min=1, help="Longest audio one transcription decodes (400 beyond it)."),
     max_header_bytes: int = typer.Option(SERVER.max_header_bytes, envvar="MLXCLI_MAX_HEADER_BYTES", min=1024, help="Request header limit (431 beyond it)."),
     shutdown_timeout: float = typer.Option(SERVER.shutdown_timeout, envvar="MLXCLI_SHUTDOWN_TIMEOUT", min=0, help="Seconds in-flight requests get to finish on Ctrl-C/SIGTERM."),
     distributed: Optional[str] = typer.Option(
@@ -228,7 +230,7 @@ def serve(
     settings = ServerSettings(
         host=host, port=port, threads=threads, cors_origins=_csv(cors_origins), allowed_hosts=_csv(allowed_hosts),
         api_keys=read_api_keys(api_key, api_key_file), max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes,
-        shutdown_timeout=shutdown_timeout, store_chat=store_chat, allow_delete=allow_delete, ui=ui,
+        max_upload_bytes=max_upload_bytes, max_audio_seconds=max_audio_seconds, shutdown_timeout=shutdown_timeout, store_chat=store_chat, allow_delete=allow_delete, ui=ui,
         metrics_auth=metrics_auth, image_fetch=FetchPolicy(allow=allow_image_urls),
     )
     engine_settings = EngineSettings(

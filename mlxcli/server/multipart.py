@@ -49,7 +49,7 @@ def read_form(req: falcon.Request, max_bytes: int, file_fields: tuple[str, ...])
             data = _read(part.stream, limit)
             if len(data) > limit:
                 if name in file_fields or limit == budget:
-                    raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes.")
+                    raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes.", param=name or None)
                 raise InvalidRequest(f"'{name}' is longer than {MAX_FIELD_BYTES} bytes.", param=name)
             budget -= len(data)
             if name in file_fields:

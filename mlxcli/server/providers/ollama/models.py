@@ -82,6 +82,7 @@ def listed_json(status: ModelStatus) -> dict[str, Any]:
         "size": d.size_bytes or 0,
         "digest": digest(status),
         "details": details_json(status),
+        "capabilities": capabilities(status),
     }
 
 
@@ -119,8 +120,8 @@ def show_json(status: ModelStatus) -> dict[str, Any]:
 
 
 def capabilities(status: ModelStatus) -> list[str]:
-    if status.kind == "embedding":
-        return ["embedding"]
+    if status.kind != "chat":  # embedding, transcription (and translation)
+        return list(status.capabilities)
     d = status.details
     flags = (("tools", d.tools), ("thinking", d.reasoning), ("vision", status.vision))
     return ["completion", *(name for name, present in flags if present)]
