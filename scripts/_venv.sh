@@ -31,6 +31,18 @@ mlxcli_chromium() {
     return 0
 }
 
+mlxcli_espeak() {
+    # The transcription tests speak their sentences with espeak-ng; install Debian's best-effort when we
+    # can (root with apt). Without it those tests are skipped.
+    command -v espeak-ng >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing espeak-ng (the transcription tests' speech)..." >&2
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng) >/dev/null 2>&1 \
+            || echo "warning: could not install espeak-ng; the transcription tests will be skipped" >&2
+    fi
+    return 0
+}
+
 mlxcli_venv() {
     local extra="${1:-}" spec="$ROOT" stamp
     [ -n "$extra" ] && spec="$ROOT[$extra]"

@@ -176,6 +176,27 @@ def _image_gen(repl: "Repl", arg: str) -> None:
     repl.console.print(f"saved {path} ({len(png) // 1024 + 1} KiB)", highlight=False)
 
 
+def _audio(repl: "Repl", arg: str) -> None:
+    """Transcribe an audio file, show the words, and send them as the next message."""
+    from mlxcli.core.errors import MlxcliError
+
+    if not arg.strip():
+        repl.console.print("usage: /audio PATH")
+        return
+    path = Path(arg.strip()).expanduser()
+    try:
+        with repl.console.status("transcribing..."):
+            text = repl.session.backend.transcribe(path)
+    except MlxcliError as exc:
+        repl.error(exc.message)
+        return
+    if not text:
+        repl.error(f"no speech heard in {path}")
+        return
+    repl.console.print(Text(f"you said: {text}", style="dim"))
+    repl.answer(lambda on_event: repl.session.ask(text, on_event))
+
+
 def _exit(repl: "Repl", _arg: str) -> None:
     repl.done = True
 
@@ -191,6 +212,7 @@ COMMANDS = {
         Command("/stats", "", "model, conversation id, tokens and speed", _stats),
         Command("/image", "PATH", "attach an image (PNG, JPEG, WebP, GIF) to the next message", _image),
         Command("/image-gen", "[WxH] PROMPT", "generate an image with the image model served; saved as a PNG here", _image_gen),
+        Command("/audio", "PATH", "transcribe an audio file and send its words as your message", _audio),
         Command("/export", "FILE", "write this conversation to FILE: Markdown (.md) or JSON (.json)", _export),
         Command("/exit", "", "leave (also /quit, Ctrl-D)", _exit),
     )

@@ -7,6 +7,7 @@ the OpenAI Responses API, Anthropic Messages or Ollama's own API (see ``mlxcli.c
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Iterator
 
 import httpx
@@ -27,8 +28,10 @@ class HttpBackend:
         model: str | None = None,
         api_key: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        speech_model: str | None = None,
     ):
         self._client = Client(url, api=api, api_key=api_key, transport=transport)
+        self.speech_model = speech_model  # for /audio: None, the server's own first
         self.where = self._client.endpoint
         try:
             self.model = self._pick(model)
@@ -65,6 +68,15 @@ class HttpBackend:
             return base64.b64decode(answer["data"][0]["b64_json"], validate=True)
         except (KeyError, IndexError, TypeError, ValueError):
             raise BadResponse(f"{self._client.root}{IMAGES_PATH} did not answer an image") from None
+
+    def transcribe(self, path: Path) -> str:
+        """The server's transcription of ``path`` (its speech model, or ``speech_model``)."""
+        try:
+            audio = path.read_bytes()
+        except OSError as exc:
+            raise ServerError(f"cannot read {path}: {exc.strerror or exc}") from None
+        fields = {"response_format": "text", **({"model": self.speech_model} if self.speech_model else {})}
+        return self._client.transcribe("/v1/audio/transcriptions", audio, path.name, fields).decode("utf-8", "replace").strip()
 
     def close(self) -> None:
         self._client.close()

@@ -42,3 +42,4 @@ from mlxcli.cli import ps  # noqa: E402,F401
 from mlxcli.cli import convo  # noqa: E402,F401
 from mlxcli.cli import chat  # noqa: E402,F401
 from mlxcli.cli import launch  # noqa: E402,F401
+from mlxcli.cli import transcribe  # noqa: E402,F401

@@ -65,6 +65,11 @@ def chat(
     repetition_penalty: Optional[float] = typer.Option(None, **bounds("repetition_penalty"), help="Penalize repeated tokens (1: off)."),
     stop: List[str] = typer.Option([], "--stop", help="Stop the answer at this text (repeatable)."),
     json_schema: Optional[Path] = typer.Option(None, "--json-schema", help="Answer with JSON that matches the JSON Schema in this file."),
+    speech_model: Optional[str] = typer.Option(
+        None, "--speech-model", envvar="MLXCLI_SPEECH_MODEL",
+        help="The speech model /audio transcribes with (default whisper-base in-process, pulled on first use; "
+        "with --url: the server's first).",
+    ),
     image: List[Path] = typer.Option([], "--image", help="Send this image (PNG, JPEG, WebP, GIF) with the question, to a vision model (repeatable)."),
     image_model: Optional[str] = typer.Option(None, "--image-model", envvar="MLXCLI_IMAGE_MODEL", help="An image-generation model (mflux: `mlxcli install imagegen`) served beside the chat model, for /image-gen; loaded on first use."),
     store: bool = typer.Option(True, "--store/--no-store", help="Keep the conversation in the conversation store (mlxcli convo)."),
@@ -97,12 +102,14 @@ def chat(
             if not question:
                 fail("nothing to ask: give -p TEXT or pipe text on stdin", oneshot.EXIT_USAGE)
         # Fail fast and cheaply first: the server (when there is one), the store, then the (slow) model load.
-        backend = _http_backend(url, api, model, api_key) if url is not None else None
+        backend = _http_backend(url, api, model, api_key, speech_model) if url is not None else None
         conversations = _open_store(store_path, conversation_dir) if store else None
         if backend is None:
             from mlxcli.chat.backends import EngineBackend
+            from mlxcli.cli.transcribe import DEFAULT_SPEECH_MODEL
 
-            backend = EngineBackend(_start_engine(model, fast_path, image_model))
+            speech = speech_model or DEFAULT_SPEECH_MODEL
+            backend = EngineBackend(_start_engine(model, fast_path, image_model), lambda: _speech_engine(speech))
     except KeyboardInterrupt:
         fail("interrupted", oneshot.EXIT_INTERRUPTED)
 
@@ -145,12 +152,12 @@ def _check_api(api: str, sampling: Sampling) -> None:
         fail(f"{flags} cannot be sent over the {APIS[api].TITLE} API (--api {api}); use --api chat", 2)
 
 
-def _http_backend(url: str, api: str, model: str | None, api_key: str | None):
+def _http_backend(url: str, api: str, model: str | None, api_key: str | None, speech_model: str | None = None):
     from mlxcli.chat.http import HttpBackend
 
     key = api_key.split()[0] if api_key and api_key.split() else None  # MLXCLI_API_KEY may list several
     try:
-        return HttpBackend(url, api=api, model=model, api_key=key)
+        return HttpBackend(url, api=api, model=model, api_key=key, speech_model=speech_model)
     except MlxcliError as exc:
         fail(exc.message)
 
@@ -180,6 +187,16 @@ def _start_engine(model: str | None, fast_path: bool, image_model: str | None = 
             return start_engine(model, fast_path=fast_path, progress=progress)
     finally:
         restore()
+
+
+def _speech_engine(name: str):
+    """An engine of its own for /audio's speech model (pulled now, if need be); raises MlxcliError."""
+    from mlxcli.engine.engine import MlxEngine
+    from mlxcli.engine.kinds import prepare
+    from mlxcli.engine.settings import EngineSettings, ModelSpec
+
+    settings = EngineSettings()
+    return MlxEngine([prepare(ModelSpec(model=name), settings)], settings).start()
 
 
 def _open_store(store_path: Path | None, conversation_dir: Path | None):

@@ -85,6 +85,12 @@ class Client:
         except orjson.JSONDecodeError:
             raise BadResponse(f"{self.root}{path} did not answer JSON") from None
 
+    def transcribe(self, path: str, audio: bytes, filename: str, fields: dict[str, str | list[str]]) -> bytes:
+        """``POST root + path`` (``/v1/audio/transcriptions`` or ``/translations``): the audio as a multipart
+        upload with ``fields``; the answer's body."""
+        request = self._http.build_request("POST", self.root + path, data=fields, files={"file": (filename, audio)})
+        return self._send(request).content
+
     def models(self) -> list[str]:
         """The ids ``GET /v1/models`` lists, in its order (mlxcli serve lists its default model first)."""
         listing = self.get_json(MODELS_PATH)
