@@ -94,3 +94,69 @@ def script(model, tokenizer, multilingual: bool) -> None:
         positions[position] = 20 * embedding[tokenizer.eot] / mx.linalg.norm(embedding[tokenizer.eot])
     decoder.positional_embedding = positions
     decoder.token_embedding.weight = embedding
+
+
+def write_ctranslate2(whisper_dir: Path, dst: Path, alignment_heads: list[list[int]]) -> Path:
+    """An mlx-whisper directory laid out as faster-whisper's CTranslate2 conversion: ``model.bin`` (fused
+    projections, convolutions as (out, in, width), float16), ``config.json``, ``tokenizer.json``."""
+    import struct
+
+    import numpy as np
+
+    w = {k: np.array(v.astype(mx.float32)).astype(np.float16) for k, v in mx.load(str(whisper_dir / "weights.safetensors")).items()}
+    config = json.loads((whisper_dir / "config.json").read_text())
+    v: dict[str, np.ndarray] = {}
+    zeros = lambda n: np.zeros(n, np.float16)  # noqa: E731  (Whisper's keys have no bias)
+
+    def attention(src: str, dst_: str, cross: bool) -> None:
+        q, k, val, out = (f"{src}.{n}" for n in ("query", "key", "value", "out"))
+        if cross:
+            v[f"{dst_}/linear_0/weight"], v[f"{dst_}/linear_0/bias"] = w[f"{q}.weight"], w[f"{q}.bias"]
+            v[f"{dst_}/linear_1/weight"] = np.concatenate([w[f"{k}.weight"], w[f"{val}.weight"]])
+            v[f"{dst_}/linear_1/bias"] = np.concatenate([zeros(len(w[f"{val}.bias"])), w[f"{val}.bias"]])
+            v[f"{dst_}/linear_2/weight"], v[f"{dst_}/linear_2/bias"] = w[f"{out}.weight"], w[f"{out}.bias"]
+        else:
+            v[f"{dst_}/linear_0/weight"] = np.concatenate([w[f"{q}.weight"], w[f"{k}.weight"], w[f"{val}.weight"]])
+            v[f"{dst_}/linear_0/bias"] = np.concatenate([w[f"{q}.bias"], zeros(len(w[f"{q}.bias"])), w[f"{val}.bias"]])
+            v[f"{dst_}/linear_1/weight"], v[f"{dst_}/linear_1/bias"] = w[f"{out}.weight"], w[f"{out}.bias"]
+
+    def norm(src: str, dst_: str) -> None:
+        v[f"{dst_}/gamma"], v[f"{dst_}/beta"] = w[f"{src}.weight"], w[f"{src}.bias"]
+
+    for side, layers in (("encoder", config["n_audio_layer"]), ("decoder", config["n_text_layer"])):
+        for i in range(layers):
+            src, dst_ = f"{side}.blocks.{i}", f"{side}/layer_{i}"
+            attention(f"{src}.attn", f"{dst_}/self_attention", False)
+            norm(f"{src}.attn_ln", f"{dst_}/self_attention/layer_norm")
+            if side == "decoder":
+                attention(f"{src}.cross_attn", f"{dst_}/attention", True)
+                norm(f"{src}.cross_attn_ln", f"{dst_}/attention/layer_norm")
+            norm(f"{src}.mlp_ln", f"{dst_}/ffn/layer_norm")
+            for j in (0, 1):
+                v[f"{dst_}/ffn/linear_{j}/weight"], v[f"{dst_}/ffn/linear_{j}/bias"] = w[f"{src}.mlp{j + 1}.weight"], w[f"{src}.mlp{j + 1}.bias"]
+    for i in (1, 2):
+        v[f"encoder/conv{i}/weight"], v[f"encoder/conv{i}/bias"] = w[f"encoder.conv{i}.weight"].transpose(0, 2, 1), w[f"encoder.conv{i}.bias"]
+    norm("encoder.ln_post", "encoder/layer_norm")
+    norm("decoder.ln", "decoder/layer_norm")
+    v["encoder/position_encodings/encodings"] = np.zeros((config["n_audio_ctx"], config["n_audio_state"]), np.float16)
+    v["decoder/embeddings/weight"] = w["decoder.token_embedding.weight"]
+    v["decoder/position_encodings/encodings"] = w["decoder.positional_embedding"]
+    v["encoder/num_heads"] = np.array(config["n_audio_head"], np.int16)
+    v["decoder/num_heads"] = np.array(config["n_text_head"], np.int16)
+    v["decoder/scale_embeddings"] = np.array(0, np.int8)
+
+    codes = {np.dtype(np.float16): 4, np.dtype(np.int16): 2, np.dtype(np.int8): 1}
+
+    def string(s: str) -> bytes:
+        return struct.pack("<H", len(s) + 1) + s.encode() + b"\0"
+
+    dst.mkdir(parents=True, exist_ok=True)
+    with open(dst / "model.bin", "wb") as f:
+        f.write(struct.pack("<I", 6) + string("WhisperSpec") + struct.pack("<II", 3, len(v)))
+        for name, array in sorted(v.items()):
+            f.write(string(name) + struct.pack("<B", array.ndim) + b"".join(struct.pack("<I", d) for d in array.shape))
+            f.write(struct.pack("<BI", codes[array.dtype], array.nbytes) + array.tobytes())
+        f.write(struct.pack("<I", 1) + string("decoder/projection/weight") + string("decoder/embeddings/weight"))
+    (dst / "config.json").write_text(json.dumps({"alignment_heads": alignment_heads, "suppress_ids": [], "lang_ids": []}))
+    (dst / "tokenizer.json").write_bytes((whisper_dir / "tokenizer.json").read_bytes())
+    return dst
