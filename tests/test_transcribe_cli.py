@@ -29,6 +29,7 @@ def run(*args: str, home) -> subprocess.CompletedProcess:
                           timeout=300, env={"MLXCLI_HOME": str(home), "PATH": "/usr/bin:/bin"})
 
 
+@pytest.mark.slow  # runs mlxcli in a subprocess
 def test_in_process_text_srt_and_json(whisper_dir, tmp_path):
     clip = tone(tmp_path / "clip.wav", 2)
     assert run(str(clip), "-m", str(whisper_dir), home=tmp_path).stdout == "Hello world.\n"
@@ -38,6 +39,7 @@ def test_in_process_text_srt_and_json(whisper_dir, tmp_path):
     assert body["text"] == "Hello world." and body["language"] == "en" and [w["word"] for w in body["segments"][0]["words"]] == [" Hello", " world."]
 
 
+@pytest.mark.slow  # runs mlxcli in a subprocess
 def test_a_file_that_is_not_audio_fails_clearly(whisper_dir, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not audio")

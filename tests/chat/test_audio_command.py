@@ -30,6 +30,7 @@ def whisper_dir(tokenizer_dir, tmp_path) -> Path:
     return make_tiny_whisper_dir(tokenizer_dir, tmp_path / "whisper")
 
 
+@pytest.mark.slow  # mlxcli chat in a pseudo-terminal
 def test_audio_through_a_server_is_sent_as_the_message(tokenizer_dir, whisper_dir, run_engine, serve, tmp_path):
     settings = EngineSettings(temperature=0.0)
     engine = run_engine([scripted_model(tokenizer_dir, respond), served_model("tiny-whisper", whisper_dir, settings)], settings)
