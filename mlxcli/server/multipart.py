@@ -36,8 +36,9 @@ def read_form(req: falcon.Request, max_bytes: int, file_fields: tuple[str, ...])
     if content_type.split(";")[0].strip().lower() != "multipart/form-data":
         raise InvalidRequest(f"Unsupported Content-Type {content_type.split(';')[0]!r}: send the request as "
                              "multipart/form-data, with the audio as the 'file' field.")
-    if req.content_length is not None and req.content_length > max_bytes:
-        raise PayloadTooLarge(f"Request body of {req.content_length} bytes exceeds the limit of {max_bytes} bytes.")
+    if req.content_length is not None and req.content_length > max_bytes:  # the upload, surely: name it
+        raise PayloadTooLarge(f"Request body of {req.content_length} bytes exceeds the limit of {max_bytes} bytes.",
+                              param=file_fields[0] if file_fields else None)
     options = MultipartParseOptions()
     options.max_body_part_count = MAX_PARTS
     form, budget = Form(), max_bytes

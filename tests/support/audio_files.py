@@ -10,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-# container, codec, sample rate of each format OpenAI accepts that the tests send
+# container, codec, sample rate of each format OpenAI accepts that the tests send (the lossy ones at 96 kbit/s,
+# as a phone or a browser records: their defaults at low rates mangle espeak's voice)
 ENCODINGS = {
     "flac": ("flac", "flac", 16000),
-    "mp3": ("mp3", "libmp3lame", 16000),
+    "mp3": ("mp3", "libmp3lame", 22050),
     "ogg": ("ogg", "libopus", 48000),
-    "m4a": ("ipod", "aac", 16000),
+    "m4a": ("ipod", "aac", 22050),
     "webm": ("webm", "libopus", 48000),
 }
+BIT_RATE = 96_000
 
 
 def espeak(text: str, path: Path, voice: str = "en-us") -> Path:
@@ -50,6 +52,8 @@ def encode(wav: Path, fmt: str) -> Path:
     out = wav.with_suffix(f".{fmt}")
     with av.open(str(wav)) as src, av.open(str(out), "w", format=container_format) as dst:
         stream = dst.add_stream(codec, rate=rate, layout="mono")
+        if codec != "flac":
+            stream.bit_rate = BIT_RATE
         resampler = av.AudioResampler(format=stream.codec_context.codec.audio_formats[0].name, layout="mono", rate=rate)
         for frame in src.decode(audio=0):
             for piece in resampler.resample(frame):

@@ -92,7 +92,7 @@ def parse(form: Form, task: str, max_seconds: float) -> AudioCall:
     stream = _flag(form, "stream")
     if stream and response_format not in ("json", "text"):
         raise InvalidRequest("A streamed answer is text deltas: use response_format 'json' or 'text'.", param="stream")
-    if (chunking := form.text("chunking_strategy")) not in (None, "", "auto"):
+    if form.text("chunking_strategy") not in (None, "", "auto"):
         raise InvalidRequest("'chunking_strategy' may only be 'auto' here: audio is read in 30-second windows.",
                              param="chunking_strategy")
     temperature = _number(form, "temperature", 0.0, 1.0)
