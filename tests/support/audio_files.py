@@ -22,13 +22,13 @@ ENCODINGS = {
 BIT_RATE = 96_000
 
 
-def espeak(text: str, path: Path, voice: str = "en-us") -> Path:
-    """``text`` spoken by espeak-ng into a WAV (22.05 kHz mono)."""
+def espeak(text: str, path: Path, voice: str = "en-us", speed: int = 150) -> Path:
+    """``text`` spoken by espeak-ng (``speed`` words a minute) into a WAV (22.05 kHz mono)."""
     if shutil.which("espeak-ng") is None:
         import pytest
 
         pytest.skip("espeak-ng is not installed (scripts/_venv.sh installs it)")
-    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(path), text], check=True, capture_output=True)
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True, capture_output=True)
     return path
 
 

@@ -1,4 +1,4 @@
-"""Decoding one 30-s window, a few tokens per step, as OpenAI's Whisper decodes it.
+"""Decoding one 30-s window, a token per step, as OpenAI's Whisper decodes it.
 
 The prompt is ``<|startofprev|>`` and the text so far (the request's prompt, then what earlier windows
 said), then the start of the transcript (``sot_sequence``). Each token is chosen from the logits after
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from mlxcli.engine.speech.tokenizer import WhisperTokenizer
     from mlxcli.engine.speech.whisper import Whisper
 
-TOKENS_PER_STEP = 4  # decoder tokens per unit of work
 TIME_PRECISION = 0.02  # seconds a timestamp token stands for
 MAX_INITIAL_TIMESTAMP = 1.0  # seconds: where the first segment may start, at the latest
 COMPRESSION_RATIO_THRESHOLD = 2.4  # above: the text repeats itself; retry warmer
@@ -83,7 +82,7 @@ class WindowDecoder:
     _cache: list | None = None
     _hidden: mx.array | None = None  # the last position's hidden state, not yet read
 
-    def step(self, count: int = TOKENS_PER_STEP) -> Decoded | None:
+    def step(self, count: int = 1) -> Decoded | None:
         """Up to ``count`` more tokens; the result once the window's text is complete."""
         n_ctx = self.model.config.n_text_ctx
         for _ in range(count):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Iterator
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -20,7 +20,7 @@ import numpy as np
 from mlxcli.core.errors import ModelError
 from mlxcli.engine.embeddings.bert import gelu  # the exact GELU, without MLX's slow element-by-element erf on a CPU
 
-ENCODER_ROWS = 384  # encoder positions per unit of work (of 1500): about 1/4 of a layer
+ENCODER_ROWS = 128  # encoder positions per piece (of 1500): their softmax over every key is most of its time
 
 
 @dataclass(frozen=True)
@@ -177,12 +177,13 @@ class TextDecoder(nn.Module):
         self.blocks = [ResidualAttentionBlock(c.n_text_state, c.n_text_head, cross_attention=True) for _ in range(c.n_text_layer)]
         self.ln = nn.LayerNorm(c.n_text_state)
 
-    def cross_kv(self, features: mx.array) -> list[tuple[mx.array, mx.array]]:
-        """Each layer's keys and values over the audio features (``heads`` layout): once per window."""
-        kv = [(b.cross_attn.heads(b.cross_attn.key(features), scaled=True), b.cross_attn.heads(b.cross_attn.value(features)))
-              for b in self.blocks]
-        mx.eval(kv)
-        return kv
+    def cross_kv(self, features: mx.array) -> Iterator[tuple[mx.array, mx.array]]:
+        """Each layer's keys and values over the audio features (``heads`` layout), evaluated a layer at a
+        time (a piece each): once per window."""
+        for b in self.blocks:
+            kv = (b.cross_attn.heads(b.cross_attn.key(features), scaled=True), b.cross_attn.heads(b.cross_attn.value(features)))
+            mx.eval(kv)
+            yield kv
 
     def __call__(
         self,

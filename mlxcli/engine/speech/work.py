@@ -1,10 +1,11 @@
-"""Transcription requests on the engine thread, a bounded piece at a time between decode steps.
+"""Transcription requests on the engine thread, a bounded slice at a time between decode steps.
 
 A request's audio becomes its log-mel spectrogram when it is submitted (the caller's thread). The
-engine then steps its ``Transcriber`` (a ``Worker``) once per pass of its loop, and each step runs one
-piece of the request's transcription: a piece of a window's encoding, the window's cross-attention
-keys, a few decoder tokens, or the window's word timings. So a chat stream waits at most one piece
-per token, and a transcription sent beside chat streams still moves at every pass.
+engine then steps its ``Transcriber`` (a ``Worker``) once per pass of its loop, and each step runs
+pieces of the request's transcription for about ``SLICE_SECONDS``: a piece is a part of a window's
+encoding (a layer's projections, or 128 of its rows), a layer's cross-attention keys, one decoder token,
+or the window's word timings. So a chat stream waits about one slice per token, and a transcription
+sent beside chat streams still moves at every pass.
 
 The transcription itself is OpenAI Whisper's long-form loop, written as a generator that yields after
 each piece (``transcribe``): 30-s windows from ``seek``, each decoded with the text before it as its
@@ -32,6 +33,9 @@ from mlxcli.engine.speech.whisper import EncoderPass, Whisper
 from mlxcli.engine.worker import Worker
 
 TEMPERATURE_STEP = 0.2  # each retry of a window decodes this much warmer, up to 1.0
+# What one engine pass gives a transcription: pieces (each a few to a few tens of milliseconds) until this
+# much time is spent. About one decode step of a small chat batch on a CPU: chat streams keep their pace.
+SLICE_SECONDS = 0.03
 _DONE = object()  # the end of a job's segments
 
 
@@ -87,8 +91,11 @@ class Transcriber(Worker):
         if job.steps is None:
             job.started = time.perf_counter()
             job.steps = transcribe(job, job.model.loaded.model, job.model.tokenizer)
+        deadline = time.perf_counter() + SLICE_SECONDS
         try:
             next(job.steps)
+            while time.perf_counter() < deadline:
+                next(job.steps)
         except StopIteration as done:
             job.mel = None  # the biggest thing it holds, not needed any more
             return done.value
@@ -125,8 +132,10 @@ def transcribe(job: TranscribeJob, model: Whisper, tokenizer) -> Generator[None,
             features = first[1]
         else:
             features = yield from _encode(model, melspec.window(mel, seek, size))
-        cross = model.decoder.cross_kv(features)
-        yield
+        cross = []
+        for layer in model.decoder.cross_kv(features):
+            cross.append(layer)
+            yield
         prompt = initial_tokens(tokenizer, sot_sequence, all_tokens[reset_since:], config.n_text_ctx)
         result: Decoded | None = None
         for temperature in job.temperatures:
@@ -198,7 +207,7 @@ def _encode(model: Whisper, window: np.ndarray) -> Generator[None, None, mx.arra
 
 def _detect_language(model: Whisper, tokenizer, features: mx.array) -> str:
     """The likeliest language token after ``<|startoftranscript|>``."""
-    cross = model.decoder.cross_kv(features)
+    cross = list(model.decoder.cross_kv(features))
     hidden, _, _ = model.decoder(mx.array([[tokenizer.sot]]), cross)
     logits = np.array(model.decoder.logits(hidden[:, -1]))[0]
     codes = list(tokenizer.languages)
