@@ -1,9 +1,11 @@
 """Audio files → the samples speech models read: mono float32 at 16 kHz, decoded with PyAV (FFmpeg's
 libraries inside the wheel: no system ffmpeg), in the formats OpenAI's transcription API takes.
 
-Uploads are untrusted: read from memory (FFmpeg opens nothing else), only containers of the accepted
-formats, the first audio stream only, and decoding stops as soon as the audio passes ``max_seconds``
-(a small file can hold hours of silence). Every failure is an ``InvalidRequest`` naming ``file``.
+Uploads are untrusted: read from memory, only the demuxers of the accepted formats are tried (FFmpeg's
+``format_whitelist``: no playlist or concat demuxer that would open other files or URLs) and no protocol
+may be opened from inside one (``protocol_whitelist``); the first audio stream only; and decoding stops as
+soon as the audio passes ``max_seconds`` (a small file can hold hours of silence). Every failure is an
+``InvalidRequest`` naming ``file``.
 PyAV is the ``audio`` extra: ``pip install 'mlxcli[audio]'``.
 """
 
@@ -18,8 +20,8 @@ from mlxcli.core.errors import InvalidRequest
 from mlxcli.core.transcription import SAMPLE_RATE
 
 FORMATS = ("flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm")
-# FFmpeg's demuxers of those formats (a demuxer may go by several names: "mov,mp4,m4a,3gp,3g2,mj2").
-DEMUXERS = {"flac", "mp3", "mov", "mp4", "m4a", "mpeg", "ogg", "wav", "matroska", "webm", "aac"}
+# FFmpeg's demuxers of those formats ("mov" reads mp4 and m4a, "matroska" webm, "mp3" mpga, "ogg" oga)
+DEMUXERS = "flac,mp3,mov,mpeg,ogg,wav,matroska,aac"
 
 
 def decode_audio(source: bytes | Path, *, max_seconds: float, param: str = "file") -> np.ndarray:
@@ -28,18 +30,16 @@ def decode_audio(source: bytes | Path, *, max_seconds: float, param: str = "file
         import av
     except ImportError:
         raise InvalidRequest("Transcription needs PyAV on the server: pip install 'mlxcli[audio]'.", param=param) from None
+    local = not isinstance(source, bytes)  # a file the CLI was given: FFmpeg opens it itself
+    options = {"format_whitelist": DEMUXERS, "protocol_whitelist": "file" if local else "none"}
     try:
-        container = av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source), mode="r")
+        container = av.open(str(source) if local else io.BytesIO(source), mode="r", container_options=options)
     except av.error.FFmpegError as exc:
-        raise InvalidRequest(f"'{param}' is not an audio file FFmpeg can read ({_reason(exc)}). "
-                             f"Supported formats: {', '.join(FORMATS)}.", param=param, code="invalid_file") from None
+        raise InvalidRequest(f"'{param}' is not audio in an accepted format ({_reason(exc)}). "
+                             f"Supported formats: {', '.join(FORMATS)}.", param=param, code="invalid_file_format") from None
     except OSError as exc:
         raise InvalidRequest(f"cannot read '{param}': {exc.strerror or exc}", param=param) from None
     with container:
-        if not DEMUXERS & set(container.format.name.split(",")):
-            raise InvalidRequest(f"'{param}' is {container.format.long_name or container.format.name}, not an accepted "
-                                 f"audio format. Supported formats: {', '.join(FORMATS)}.", param=param,
-                                 code="invalid_file_format")
         if not container.streams.audio:
             raise InvalidRequest(f"'{param}' has no audio stream.", param=param, code="invalid_file")
         return _samples(av, container, container.streams.audio[0], max_seconds, param)

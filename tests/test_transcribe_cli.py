@@ -44,7 +44,7 @@ def test_a_file_that_is_not_audio_fails_clearly(whisper_dir, tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("not audio")
     result = run(str(notes), "-m", str(whisper_dir), home=tmp_path)
-    assert result.returncode == 2 and "not an audio file" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "not audio in an accepted format" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_through_a_server(whisper_dir, tokenizer_dir, run_engine, serve, tmp_path):

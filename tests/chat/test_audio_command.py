@@ -64,6 +64,6 @@ def test_audio_in_process_starts_its_speech_engine_on_first_use(tokenizer_dir, w
     assert text == "Hello world." and len(started) == 1
     assert ChatSession(backend, None).ask(text).answer().content == "Reply 1: Hello world."
     (tmp_path / "notes.txt").write_text("not audio")
-    with pytest.raises(MlxcliError, match="not an audio file"):
+    with pytest.raises(MlxcliError, match="not audio in an accepted format"):
         backend.transcribe(tmp_path / "notes.txt")
     assert len(started) == 1

@@ -163,7 +163,15 @@ def test_an_image_is_not_an_accepted_format(server):
     png = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d4944415478da63f8cf"
                         "c0f01f0005000201a5f0a3c60000000049454e44ae426082")
     r = post(server, {"model": "tiny-whisper"}, png, filename="a.png")
-    assert openai_error(r, 400)["param"] == "file" and "not an accepted audio format" in r.text
+    error = openai_error(r, 400)
+    assert error["param"] == "file" and error["code"] == "invalid_file_format" and "Supported formats: flac" in error["message"]
+
+
+@pytest.mark.parametrize("playlist", ["ffconcat version 1.0\nfile {wav}\n", "#EXTM3U\n#EXTINF:3,\nfile://{wav}\n#EXT-X-ENDLIST\n"])
+def test_an_upload_cannot_make_the_server_read_its_own_files(server, files, playlist):
+    """FFmpeg's concat and playlist demuxers would open the files (or URLs) they name: never tried."""
+    r = post(server, {"model": "tiny-whisper"}, playlist.format(wav=files["wav"]).encode(), filename="list.m3u8")
+    assert openai_error(r, 400)["param"] == "file"
 
 
 def test_audio_over_the_length_limit_is_refused(server, tmp_path):
