@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from whisper_reference import openblas  # noqa: E402
+from whisper_reference import leave, openblas  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 2
@@ -177,3 +177,4 @@ def streams(url: str, transcribe) -> dict:
 if __name__ == "__main__":
     mode, work = sys.argv[1], Path(sys.argv[2])
     {"prepare": prepare, "reference": reference, "itl": itl}.get(mode, lambda w: rtf(w, "--no-fast-path" not in sys.argv))(work)
+    leave()

@@ -9,7 +9,9 @@ wants torch, which it only needs to convert checkpoints: installed here with --n
     REF/bin/python   scripts/whisper_reference.py reference WORK   # mlx-whisper's → WORK/reference.json, compared
 
 Both sides load the system OpenBLAS before MLX (mlxcli's CPU fast path) and run the float32 weights.
-The texts must be the same; segment and word times within 0.1 s of each other.
+The texts must be the same; segment and word times within 0.1 s of each other. A window that either side
+decoded again warmer (Whisper's fallback when the text looks wrong) was sampled at random: its text is
+shown, not compared.
 """
 
 from __future__ import annotations
@@ -21,13 +23,22 @@ import sys
 import time
 from pathlib import Path
 
-CLIPS = {
-    "fox": ("en-us", "The quick brown fox jumps over the lazy dog."),
-    "weather": ("en-us", "Good morning. The weather today is sunny and warm, with a light breeze from the west."),
-    "french": ("fr", "Bonjour, je m'appelle Marie. J'habite à Paris et j'aime beaucoup la musique."),
+CLIPS = {  # voice, words a minute, text
+    "fox": ("en-us", 150, "The quick brown fox jumps over the lazy dog."),
+    "weather": ("en-us", 150, "Good morning. The weather today is sunny and warm, with a light breeze from the west."),
+    "french": ("fr", 140, "Bonjour, je m'appelle Marie. J'habite à Paris et j'aime beaucoup la musique."),
 }
 MODELS = ("whisper-tiny.en", "whisper-base")
 TOLERANCE = 0.1  # seconds between the two sides' segment and word times
+
+
+def leave(code: int = 0) -> None:
+    """Exit now, skipping the teardown MLX sometimes aborts in once an engine thread ran (exit status 134)."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def openblas() -> None:
@@ -63,9 +74,9 @@ def prepare(work: Path) -> None:
                                                                for k, v in weights.items()})
         for file in ("config.json", "tokenizer.json"):
             (dst / file).write_bytes((src / file).read_bytes())
-    for clip, (voice, text) in CLIPS.items():
+    for clip, (voice, speed, text) in CLIPS.items():
         wav = work / f"{clip}.wav"
-        subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(wav), text], check=True)
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), text], check=True)
         np.save(work / f"{clip}.npy", decode_audio(wav, max_seconds=600))
 
 
@@ -90,6 +101,7 @@ def mlxcli_side(work: Path) -> None:
             r = engine.work("transcription", request).result()
             results[f"{model}/{clip}/{task}"] = {
                 "seconds": time.perf_counter() - started, "text": r.text, "language": r.language,
+                "sampled": any(s.temperature > 0 for s in r.segments),
                 "segments": [[s.start, s.end] for s in r.segments], "words": [[w.word, w.start, w.end] for w in r.words],
             }
     finally:
@@ -103,7 +115,7 @@ def reference_side(work: Path) -> int:
     import numpy as np
 
     ours = json.loads((work / "mlxcli.json").read_text())
-    failures = 0
+    failures, compared = 0, 0
     for model, clip, task, words in cases(work):
         key = f"{model}/{clip}/{task}"
         started = time.perf_counter()
@@ -114,6 +126,11 @@ def reference_side(work: Path) -> int:
                                                                               if s["text"].strip()],
                   "words": [[w["word"], w["start"], w["end"]] for s in r["segments"] for w in s.get("words", [])]}
         mine = ours[key]
+        if mine["sampled"] or any(s["temperature"] > 0 for s in r["segments"]):
+            print(f"sampled  {key}: mlxcli {mine['seconds']:.1f}s, mlx-whisper {seconds:.1f}s; a window decoded again "
+                  f"warmer, at random: {mine['text'].strip()!r} / {r['text'].strip()!r}")
+            continue
+        compared += 1
         problems = []
         if mine["text"].strip() != theirs["text"].strip():
             problems.append(f"text {mine['text']!r} != {theirs['text']!r}")
@@ -129,8 +146,8 @@ def reference_side(work: Path) -> int:
         print(f"{status:8} {key}: mlxcli {mine['seconds']:.1f}s, mlx-whisper {seconds:.1f}s; {mine['text'].strip()!r}")
         for problem in problems:
             print(f"         {problem}")
-    print(f"{len(cases(work)) - failures} of {len(cases(work))} the same as mlx-whisper's")
-    return 1 if failures else 0
+    print(f"{compared - failures} of {compared} compared the same as mlx-whisper's ({len(cases(work)) - compared} sampled)")
+    return 1 if failures or compared < 4 else 0
 
 
 if __name__ == "__main__":
@@ -139,5 +156,6 @@ if __name__ == "__main__":
         prepare(work)
     elif mode == "mlxcli":
         mlxcli_side(work)
+        leave()
     else:
-        sys.exit(reference_side(work))
+        leave(reference_side(work))
