@@ -125,3 +125,30 @@ def test_a_transcription_can_be_cancelled_and_leaves_the_chat_model_loaded(token
         assert {m.name for m in engine.models() if m.state == "loaded"} == {"scripted", "speech"}  # a budget per task
     finally:
         engine.stop(grace=0)
+
+
+def test_a_quantized_whisper_runs_dequantized_on_the_cpu(tokenizer_dir, whisper_dir, tmp_path):
+    """mlx-community's quantized conversions: their scales load, and the fast path runs them as float32."""
+    import json
+    import shutil
+
+    from mlx.utils import tree_flatten
+
+    from mlxcli.engine.speech import model as speech
+
+    quantized = tmp_path / "q8"
+    shutil.copytree(whisper_dir, quantized)
+    config = json.loads((quantized / "config.json").read_text())
+    dims, tokenizer = speech.setup(quantized, config)
+    model = speech.load("q", whisper_dir, config, dims, tokenizer).model
+    nn.quantize(model, group_size=32, bits=8, class_predicate=lambda p, m: isinstance(m, (nn.Linear, nn.Embedding)))
+    mx.save_safetensors(str(quantized / "weights.safetensors"), dict(tree_flatten(model.parameters())))
+    (quantized / "config.json").write_text(json.dumps(config | {"quantization": {"group_size": 32, "bits": 8}}))
+    settings = EngineSettings()
+    engine = MlxEngine([served_model("q8", quantized, settings)], settings).start()
+    try:
+        assert engine.models()[0].dtype == "float32 (from 8-bit)"
+        audio = (0.1 * np.sin(np.arange(32000) / 10)).astype(np.float32)
+        assert engine.work("transcription", TranscriptionRequest(audio=audio)).result(timeout=300).text.strip() == SCRIPT.strip()
+    finally:
+        engine.stop(grace=0)
