@@ -217,7 +217,7 @@ def test_a_transcription_returns_while_chat_streams_keep_streaming(server, clien
     done, tokens = [], [0] * 4
 
     def stream(i):
-        for chunk in chat.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "go"}],
+        for _chunk in chat.chat.completions.create(model="scripted", messages=[{"role": "user", "content": "go"}],
                                                   stream=True, max_tokens=3000):
             tokens[i] += 1
         done.append(i)

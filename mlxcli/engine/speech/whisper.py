@@ -231,7 +231,7 @@ class Whisper(nn.Module):
         # The heads whose cross-attention follows the words in time (word timestamps): the upper half
         # of the decoder's, unless the weights name them (``alignment_heads``: (layer, head) rows).
         layers = np.arange(config.n_text_layer // 2, config.n_text_layer)
-        self.alignment_heads = mx.array(np.array([(l, h) for l in layers for h in range(config.n_text_head)]))
+        self.alignment_heads = mx.array(np.array([(layer, head) for layer in layers for head in range(config.n_text_head)]))
 
     def sanitize(self, weights: dict[str, mx.array]) -> dict[str, mx.array]:
         weights = dict(weights)
