@@ -28,6 +28,7 @@ from mlxcli.engine.settings import ModelSpec
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
 FORCE = 1e4  # large enough to survive any temperature and repetition penalty we allow
 FAIL = -1  # in a plan: raise instead of producing a token
+KEPT = 256  # replies (and prompts) a scripted model remembers: far more than answer at once; a long run stays bounded
 
 
 _TOKENIZERS: dict[tuple, TokenizerWrapper] = {}
@@ -174,7 +175,7 @@ class ScriptedModel(nn.Module):
             (token,) = tokenizer.encode(text, add_special_tokens=False)
             self._lean = self._lean.at[token].add(weight + 1)
         self._lean = self._lean.at[self._eos].add(4)
-        self.prompts: list[str] = []  # every prompt the model answered, for assertions
+        self.prompts: list[str] = []  # the prompts the model answered (the last KEPT), for assertions
         self.calls = 0  # forward passes run: the engine-side work, for cancellation tests
         self.widest = 0  # the most rows one forward pass had: requests that ran in one batch
         self.step_delay = 0.0  # seconds each forward pass takes: a slow model, set by tests
@@ -203,6 +204,7 @@ class ScriptedModel(nn.Module):
         for prompt, plan in self._plans.items():
             end = len(prompt)
             if end <= len(row) and row[end:] == plan[: len(row) - end] and tuple(row[:end]) == prompt:
+                self._plans[prompt] = self._plans.pop(prompt)  # in use: the last to be forgotten
                 return plan, end
         # A constraint masked the script's token, so the row left the plan: go on with it by position
         # (the plan of the longest prompt the row starts with).
@@ -225,6 +227,9 @@ class ScriptedModel(nn.Module):
         end = FAIL if isinstance(reply, Fail) else self._eos
         plan = self._tokenizer.encode(reply, add_special_tokens=False) + [end]
         self._plans[tuple(row)] = plan
+        if len(self._plans) > KEPT:  # the oldest replies ended long ago (dicts keep insertion order)
+            del self._plans[next(iter(self._plans))]
+            del self.prompts[: -KEPT]
         return plan, len(row)
 
     def __call__(self, inputs: mx.array, cache=None, **_kwargs) -> mx.array:
