@@ -1,5 +1,5 @@
 """The scripted agent server (tests/support/scripted_server.py): `mlxcli serve` with the scripted model, in a
-process of its own, as the agent CLIs and soak tests reach it."""
+process of its own, as the agent CLIs and the soak (tests/support/soak/) reach it."""
 
 from __future__ import annotations
 
@@ -83,9 +83,26 @@ def test_the_echo_script_answers_the_last_nonce_of_the_last_user_message(scripte
     answer = chat(url, [*history, {"role": "user", "content": "say NONCE-a1 then NONCE-b2 back"}])
     assert answer["message"]["content"] == "NONCE-b2"
     assert chat(url, [{"role": "user", "content": "nothing"}])["message"]["content"] == "no nonce"
+    assert chat(url, [{"role": "user", "content": "NONCE-r3 REPEAT-3"}])["message"]["content"] == "NONCE-r3 NONCE-r3 NONCE-r3"
+    field = chat(url, [{"role": "user", "content": 'Answer in JSON with a single "key" field: NONCE-j4'}])
+    assert json.loads(field["message"]["content"]) == {"key": "NONCE-j4"}
 
 
-def test_the_scripted_model_is_the_only_model(test_home):
-    run = subprocess.run([sys.executable, "-m", "tests.support.scripted_server", "--script", "echo", "--model", "x"],
-                         capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert run.returncode == 2 and "no --model" in run.stderr
+def test_the_echo_script_calls_a_tool_with_the_nonce_then_answers_the_nonce_of_its_result(scripted):
+    url, log = scripted("echo")
+    ask = [{"role": "user", "content": "Look NONCE-k5 up"}]
+    first = chat(url, ask, tools=[TOOL])
+    (call,) = first["message"]["tool_calls"]
+    assert json.loads(call["function"]["arguments"]) == {"path": "NONCE-k5", "depth": 2}  # strings: the nonce
+    result = {"role": "tool", "tool_call_id": call["id"], "content": "found NONCE-v6"}
+    assert chat(url, [*ask, first["message"], result], tools=[TOOL])["message"]["content"] == "NONCE-v6"
+    assert 'echo: tool call list_dir {"path": "NONCE-k5", "depth": 2}' in log.read_text()
+
+
+def test_each_model_flag_is_served_beside_the_scripted_model(scripted, tiny_bert_dir):
+    url, _ = scripted("echo", "--model", str(tiny_bert_dir))
+    models = httpx.get(url + "/v1/models").json()["data"]
+    assert [(m["id"], m["kind"]) for m in models] == [("scripted", "chat"), (tiny_bert_dir.name, "embedding")]
+    assert chat(url, [{"role": "user", "content": "NONCE-d7"}])["message"]["content"] == "NONCE-d7"  # still the default
+    r = httpx.post(url + "/v1/embeddings", json={"model": tiny_bert_dir.name, "input": ["a", "b"]}, timeout=60)
+    assert r.status_code == 200 and len(r.json()["data"]) == 2

@@ -3,9 +3,10 @@
     python -m tests.support.scripted_server --script agent [--context-window N] [--tokenizer DIR] [SERVE FLAGS]
 
 Every flag it does not know goes to `mlxcli serve` (``--port``, ``--max-tokens``, ``--store-path``, ...): the
-same command, settings, logging (access log lines included) and shutdown; only the engine's one model is the
-scripted one (tests/support/models.py), named ``scripted``, with SmolLM2's tokenizer and chat template. That
-template cannot render tools, so they reach the model in the fallback format (engine/prompt.py: the tools as
+same command, settings, logging (access log lines included) and shutdown; only the engine's first (default)
+model is the scripted one (tests/support/models.py), named ``scripted``, with SmolLM2's tokenizer and chat
+template; each ``--model`` is served after it as `mlxcli serve` serves it (the soak's vision and embedding
+models). That template cannot render tools, so they reach the model in the fallback format (engine/prompt.py: the tools as
 JSON lines in the system prompt, results as ``<tool_response>`` user messages) and its calls are written the
 way the server parses them back (json_tools: ``<tool_call>{"name": …, "arguments": …}</tool_call>``).
 
@@ -17,7 +18,10 @@ A script is ``respond(prompt text) → reply text``; ``SCRIPTS`` lists them by n
   where the prompt asks for one ``with a single "NAME" field`` (Claude Code's session title). It logs each
   decision (logger ``mlxcli.scripted``): a judge reads from the server log which tool was called and what
   was answered.
-- ``echo``: the last ``NONCE-…`` word of the last user message (``no nonce`` when it has none).
+- ``echo``: the last ``NONCE-…`` word of the last user message (``no nonce`` when it has none), repeated N
+  times where that message says ``REPEAT-N`` (a long answer); where the prompt asks for JSON with a single field,
+  that field holding it; when tools are offered and the last message is not a tool result, a call to one of
+  them whose string arguments are the nonce (so that every call and answer tells which request it belongs to).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ TOOLS_START, TOOLS_END = "XML tags:\n<tools>\n", "\n</tools>"  # as engine/promp
 RESULT = re.compile(r"<tool_response>\n(.*?)\n</tool_response>", re.S)
 CALLED = re.compile(r'<tool_call>\n(\{"name": .*?)\n</tool_call>', re.S)
 NONCE = re.compile(r"NONCE-[0-9A-Za-z]+")
+REPEAT = re.compile(r"\bREPEAT-(\d+)\b")
 JSON_FIELD = re.compile(r'JSON with a single "(\w+)" field')  # Claude Code's title request (its output_config asks for that JSON)
 
 # The tools an agent script would rather call (a shell, to run `ls`; else a listing), lower-cased; else the first one.
@@ -89,11 +94,7 @@ def agent(text: str) -> str:
     prompt = Prompt.read(text)
     results = prompt.tool_results()
     if prompt.tools and not results:
-        function = _pick(prompt.tools, prompt.prefill)["function"]
-        call = {"name": function["name"], "arguments": _arguments(function.get("parameters") or {})}
-        log.info("agent: tool call %s %s", call["name"], json.dumps(call["arguments"]))
-        reply = f"<tool_call>\n{json.dumps(call)}\n</tool_call>"
-        return reply[len(prompt.prefill) :] if reply.startswith(prompt.prefill) else reply
+        return _call(prompt)
     if results:
         quoted = " ".join(results[0].split("<system-reminder>")[0].split())[:60]  # Claude Code's reminders follow results
         answer = f"The {prompt.last_call()} tool answered: {quoted or '(nothing)'}"
@@ -107,12 +108,28 @@ def agent(text: str) -> str:
 
 
 def echo(text: str) -> str:
-    users = [body for role, body in Prompt.read(text).messages if role == "user"]
+    prompt = Prompt.read(text)
+    users = [body for role, body in prompt.messages if role == "user"]
     found = NONCE.findall(users[-1]) if users else []
-    return found[-1] if found else "no nonce"
+    nonce = found[-1] if found else "no nonce"
+    if prompt.tools and not prompt.tool_results():
+        return _call(prompt, fill=nonce)
+    repeat = REPEAT.search(users[-1]) if users else None
+    answer = " ".join([nonce] * int(repeat.group(1))) if repeat else nonce
+    field = JSON_FIELD.search(text)
+    return json.dumps({field.group(1): answer}) if field else answer
 
 
 SCRIPTS: dict[str, Callable[[str], str]] = {"agent": agent, "echo": echo}
+
+
+def _call(prompt: Prompt, fill: str | None = None) -> str:
+    """A call of the tool to call (its string arguments ``fill``, when given), written as the server parses it."""
+    function = _pick(prompt.tools, prompt.prefill)["function"]
+    call = {"name": function["name"], "arguments": _arguments(function.get("parameters") or {}, fill)}
+    log.info("%s: tool call %s %s", "agent" if fill is None else "echo", call["name"], json.dumps(call["arguments"]))
+    reply = f"<tool_call>\n{json.dumps(call)}\n</tool_call>"
+    return reply[len(prompt.prefill) :] if reply.startswith(prompt.prefill) else reply
 
 
 def _pick(tools: list[dict[str, Any]], prefill: str) -> dict[str, Any]:
@@ -125,51 +142,56 @@ def _pick(tools: list[dict[str, Any]], prefill: str) -> dict[str, Any]:
     return next((lowered[name] for name in PREFERRED_TOOLS if name in lowered), tools[0])
 
 
-def _arguments(schema: dict[str, Any]) -> dict[str, Any]:
-    """A value for each required property of an object schema."""
+def _arguments(schema: dict[str, Any], fill: str | None = None) -> dict[str, Any]:
+    """A value for each required property of an object schema (``fill`` for free strings, when given)."""
     properties = schema.get("properties") or {}
-    return {name: _value(name, properties.get(name) or {}) for name in schema.get("required") or []}
+    return {name: _value(name, properties.get(name) or {}, fill) for name in schema.get("required") or []}
 
 
-def _value(name: str, schema: dict[str, Any]) -> Any:
+def _value(name: str, schema: dict[str, Any], fill: str | None = None) -> Any:
     if "const" in schema:
         return schema["const"]
     if schema.get("enum"):
         return schema["enum"][0]
     for key in ("anyOf", "oneOf"):
         if schema.get(key):
-            return _value(name, schema[key][0])
+            return _value(name, schema[key][0], fill)
     kind = schema.get("type", "string")
     kind = next((k for k in kind if k != "null"), "string") if isinstance(kind, list) else kind
     hint = ARGUMENT_HINTS.get(name.lower())
     if kind == "array":
-        item = _value(name, schema.get("items") or {})
+        item = _value(name, schema.get("items") or {}, fill)
         return [item] * max(1, schema.get("minItems", 1))
     if kind == "object":
-        return _arguments(schema)
+        return _arguments(schema, fill)
     if kind in ("integer", "number"):
         return max(1, schema.get("minimum", 1))
     if kind == "boolean":
         return False
+    if fill is not None:
+        return fill
     return hint if isinstance(hint, str) else "x"
 
 
 def _start_engine(options: argparse.Namespace, specs, *, fast_path: bool, settings=None, progress=None):
-    """`mlxcli serve`'s start_engine, serving the scripted model instead of ``specs``."""
+    """`mlxcli serve`'s start_engine, serving the scripted model first, then ``specs`` (its --model flags)."""
     from mlxcli.engine import platform
 
     platform.configure(fast_path)  # before anything imports mlx
     from mlxcli.engine.engine import EngineSettings, MlxEngine
+    from mlxcli.engine.kinds import prepare
     from mlxcli.engine.loading import read_config, tokenizer_of
     from mlxcli.models import pull
     from tests.support.models import scripted_model
 
+    settings = settings or EngineSettings()
     directory = options.tokenizer or pull("smollm2-135m", progress=progress).path
     tokenizer = tokenizer_of(directory, read_config(directory))
     respond = SCRIPTS[options.script]
     model = scripted_model(directory, respond, tokenizer=tokenizer, context_window=options.context_window)
     log.info("serving the scripted model: script %s, context window %d", options.script, options.context_window)
-    return MlxEngine([model], settings or EngineSettings()).start()
+    others = [prepare(spec, settings, progress) for spec in specs or ()]
+    return MlxEngine([model, *others], settings).start()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -178,8 +200,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--context-window", type=int, default=65536, help="The model's context window, in tokens.")
     parser.add_argument("--tokenizer", type=Path, help="SmolLM2's model directory (default: pulled, as `mlxcli pull smollm2-135m`).")
     options, serve_args = parser.parse_known_args(argv)
-    if any(a in ("--model", "-m") or a.startswith("--model=") for a in serve_args):
-        parser.error("the scripted model is the only model: no --model")
     from mlxcli.cli import app
     from mlxcli.cli import serve as serve_command
 
