@@ -10,7 +10,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-pytest.importorskip("av", reason="the audio extra (PyAV) is not installed")
+import av  # noqa: E402, F401  (the audio extra: scripts/test installs it; a run without it fails, not skips)
 
 from mlxcli.cli import app  # noqa: E402
 from mlxcli.engine.engine import EngineSettings  # noqa: E402

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("av", reason="the audio extra (PyAV) is not installed")
+import av  # noqa: E402, F401  (the audio extra: scripts/test installs it; a run without it fails, not skips)
 
 from mlxcli.chat.backends import EngineBackend  # noqa: E402
 from mlxcli.chat.session import ChatSession  # noqa: E402

@@ -11,7 +11,7 @@ import re
 import openai
 import pytest
 
-pytest.importorskip("av", reason="the audio extra (PyAV) is not installed")
+import av  # noqa: E402, F401  (the audio extra: scripts/test installs it; a run without it fails, not skips)
 
 from mlxcli.engine.engine import EngineSettings, MlxEngine  # noqa: E402
 from mlxcli.engine.kinds import served_model  # noqa: E402

@@ -27,7 +27,7 @@ def espeak(text: str, path: Path, voice: str = "en-us", speed: int = 150) -> Pat
     if shutil.which("espeak-ng") is None:
         import pytest
 
-        pytest.skip("espeak-ng is not installed (scripts/_venv.sh installs it)")
+        pytest.fail("espeak-ng is not installed: scripts/test installs Debian's when run as root with apt")
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True, capture_output=True)
     return path
 
