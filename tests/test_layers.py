@@ -20,7 +20,7 @@ ENGINE_LAYERS = {
     "ground": ["settings", "platform", "queue", "group", "disk_cache"],
     "text": ["harmony", "formats", "output", "prompt", "grammars", "constraints", "prompt_cache", "details"],
     "models": ["loading", "served", "registry", "tokens", "*.model", "embeddings.bert", "speech.whisper", "speech.mel",
-               "speech.tokenizer"],
+               "speech.tokenizer", "vision.media", "vision.encoder", "vision.language"],
     "requests": ["job", "sampling", "decoding", "overflow", "schedule", "speech.decoding", "speech.timing"],
     "runners": ["runner", "batch", "solo", "worker", "kind", "*.runner", "*.work", "*.kind"],
     "top": ["kinds", "peers", "engine"],

@@ -96,7 +96,7 @@ class Batch(Runner):
 
     def join(self, job: "Job") -> None:
         tokens = job.prompt.tokens
-        reuse = self._prompt_cache.fetch(self._cache_key, tokens)
+        reuse = self._prompt_cache.fetch(self._cache_key, job.prompt.cache_tokens(tokens))
         cache = reuse.cache if reuse.cache is not None else make_prompt_cache(self.model.model)
         boundaries = job.prompt.boundaries if self.checkpoints else []
         ahead = [b for b in boundaries if reuse.cached < b <= len(tokens) - 1]
@@ -159,9 +159,10 @@ class Batch(Runner):
         """Each decoded token to its request; the ended ones leave, their KV cache kept."""
         stopped = []
         for r in responses:
-            hit_stop_string = self._members[r.uid].add(r.token, r.finish_reason, r.logprobs)
+            member = self._members[r.uid]
+            hit_stop_string = member.add(r.token, r.finish_reason, r.logprobs)
             if r.finish_reason is not None:
-                self._prompt_cache.store(self._cache_key, r.all_tokens, r.prompt_cache)
+                self._prompt_cache.store(self._cache_key, member.job.prompt.cache_tokens(r.all_tokens), r.prompt_cache)
                 self._members.pop(r.uid).finish(r.finish_reason)
             elif hit_stop_string:
                 stopped.append(r.uid)
@@ -169,7 +170,8 @@ class Batch(Runner):
             rows = {uid: i for i, uid in enumerate(self._decoding.uids)}
             for uid in stopped:
                 i = rows[uid]
-                self._prompt_cache.store(self._cache_key, list(self._decoding.tokens[i]), self._decoding.extract_cache(i))
+                tokens = self._members[uid].job.prompt.cache_tokens(list(self._decoding.tokens[i]))
+                self._prompt_cache.store(self._cache_key, tokens, self._decoding.extract_cache(i))
             self._remove(stopped)
             for uid in stopped:
                 self._members.pop(uid).finish("stop")
@@ -199,7 +201,7 @@ class Batch(Runner):
         r.read += n
         if r.checkpoints and r.read == r.checkpoints[0]:
             r.checkpoints.pop(0)
-            self._checkpoint(r.tokens[: r.read], copy.deepcopy(r.cache))
+            self._checkpoint(r.sequence.job.prompt.cache_tokens(r.tokens[: r.read]), copy.deepcopy(r.cache))
 
     # ---- leaving ---------------------------------------------------------
 

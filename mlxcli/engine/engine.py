@@ -158,7 +158,8 @@ class MlxEngine:
     def stats(self) -> dict[str, Any]:
         states = self.registry.snapshot()
         ranks = {"distributed": self.peers.status.json()} if self.peers is not None else {}
-        return ranks | {
+        encoders = {m.name: e.snapshot() for m in self.registry.models if (e := getattr(m.loaded and m.loaded.model, "encoder", None))}
+        return ranks | ({"image_features": encoders} if encoders else {}) | {
             "queue_depth": len(self._queue) + (self._waiting is not None) + len(self._work_queue),
             "active_requests": len(self._running()),
             "prompt_cache": self.prompt_cache.stats(),

@@ -62,7 +62,20 @@ class RenderedPrompt:
     # Where the system block, the turns before the last user message, and all the messages end, in tokens
     # (ascending, each short of the whole prompt): the runners keep the KV there for later requests.
     boundaries: list[int] = field(default_factory=list)
-    media: dict[str, Any] | None = None  # a vision model's image inputs (pixel values, grids), as numpy arrays
+    media: Any = None  # a vision model's image inputs (vision/media.py: numpy arrays, read on the engine thread)
+    # Spans of tokens that do not say what they hold (an image's placeholders), as (start, end, identity):
+    # the prompt cache keys them by their identity (``cache_tokens``), so two images never share a KV cache.
+    opaque: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def cache_tokens(self, tokens: list[int]) -> list[int]:
+        """``tokens`` (a prefix of this prompt, or the prompt and what followed it) as the prompt cache keys them."""
+        if not self.opaque:
+            return tokens
+        keyed = list(tokens)
+        for start, end, identity in self.opaque:
+            end = min(end, len(keyed))
+            keyed[start:end] = [identity] * max(end - start, 0)
+        return keyed
 
 
 # Fill-in-the-middle markers (prefix, suffix, middle) as models' vocabularies spell them: Qwen2.5-Coder's

@@ -28,6 +28,7 @@ class EngineSettings:
     prompt_cache_entries: int = 64
     prompt_cache_dir: str | None = None  # the disk tier (None: off; `mlxcli serve` defaults to DATA_DIR/prompt-cache)
     prompt_cache_disk_bytes: int = 16 << 30
+    vision_cache_bytes: int = 512 << 20  # a vision model's encoder output kept per image (vision/encoder.py)
     kv_bits: int | None = None  # quantize the KV cache (4 or 8); such requests run one at a time
     context_length: int | None = None  # lowers every model's own window
     chat_template: str | None = None  # a Jinja file for models whose spec names none

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 from mlxcli.engine import prompt
 from mlxcli.engine.text.kind import TextKind
 from mlxcli.engine.vision import model as vision
-from mlxcli.engine.vision.runner import VisionSolo
+from mlxcli.engine.vision.language import VisionLanguage
+from mlxcli.engine.vision.runner import VisionBatch, VisionSolo
 
 if TYPE_CHECKING:
     import mlx.core as mx
@@ -38,14 +39,15 @@ class VisionKind(TextKind):
 
     def loader(self, directory: "ModelDir", name: str, tokenizer, limit: int | None, settings: "EngineSettings"):
         # mlx-vlm's models are never sharded: --distributed refuses them (peers.py)
-        return partial(vision.load, name, directory.path, context_length=limit, tokenizer=tokenizer)
+        return partial(vision.load, name, directory.path, context_length=limit, tokenizer=tokenizer, encoder_bytes=settings.vision_cache_bytes)
 
     def render(self, model: "ServedModel", request: "ChatRequest", boundaries: bool) -> prompt.RenderedPrompt:
         rendered = prompt.render(model.tokenizer, request, model.format, boundaries=boundaries and model.checkpoints is not False)
         return vision.inputs(model.setup, rendered, vision.images_of(request))
 
     def runner(self, model: "ServedModel", loaded: "LoadedModel", settings: "EngineSettings", prompt_cache: "PromptCache", stream: "mx.Stream") -> "Runner":
-        return VisionSolo(model, loaded, settings, prompt_cache, stream)
+        batches = isinstance(loaded.model, VisionLanguage) and settings.kv_bits is None
+        return (VisionBatch if batches else VisionSolo)(model, loaded, settings, prompt_cache, stream)
 
 
 VISION = VisionKind()
