@@ -15,7 +15,7 @@ import itertools
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 from mlxcli.bench.prompts import PromptSet
@@ -268,10 +268,12 @@ def turns(
     gen_tokens: int,
     repeat: int,
     warmup: int,
+    images_after_first: bool = True,
     tick: Tick = _nothing,
 ) -> list[TurnCell]:
     """``repeat`` conversations per target; each turn adds a user message of about ``prompt_tokens``
-    tokens to the history (earlier answers included) and asks for ``gen_tokens`` more.
+    tokens to the history (earlier answers included) and asks for ``gen_tokens`` more. With images
+    (``PromptSet.image_size``), every turn's message has one, or (not ``images_after_first``) the first's only.
 
     Prompt tokens are the server's count when it reports one, else the local tokenizer's.
     A failed turn ends that conversation.
@@ -285,7 +287,10 @@ def turns(
         for target in targets:
             conversation: list[Message] = []
             for k in range(turns):
-                conversation += prompts.get(prompt_tokens, rep * turns + k)
+                messages = prompts.get(prompt_tokens, rep * turns + k)
+                if k and not images_after_first:
+                    messages = [replace(m, images=[]) for m in messages]
+                conversation += messages
                 request = make_request(conversation, gen_tokens)
                 result = target.run(request)
                 if result.ok and result.prompt_tokens is None:

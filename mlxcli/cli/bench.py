@@ -53,6 +53,7 @@ def bench(
     seed: Annotated[Optional[int], typer.Option(min=0, help="First prompt seed, to send the same prompts again (default: random, so no server cache has seen them).")] = None,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds a server request may take.")] = 600.0,
     image_size: Annotated[Optional[int], typer.Option(min=14, max=4096, help="Send an image of this many pixels square (random pixels) with each request, to a vision model.")] = None,
+    image_turns: Annotated[str, typer.Option(help="With --turns and --image-size: every (each turn sends a new image, as an agent sends a screenshot per step) or first (one image, in the first turn: a conversation about it).")] = "every",
     json_schema: Annotated[Optional[Path], typer.Option(help="Also run every request constrained to the JSON Schema in this file, interleaved with the free ones (load and turns scenarios).")] = None,
     fast_path: bool = FastPathOption,
     json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON (schema mlxcli.bench/1) instead of tables.")] = False,
@@ -97,6 +98,8 @@ def bench(
     scenario = scenario or ("turns" if turns else "load" if servers else "engine")
     if scenario == "turns" and (len(prompt_lens) > 1 or len(gen_lens) > 1):
         raise typer.BadParameter("--turns takes one prompt length and one generation length", param_hint="--turns")
+    if image_turns not in ("every", "first"):
+        raise typer.BadParameter(f"{image_turns!r} is not every or first", param_hint="--image-turns")
     if json_schema is not None and scenario == "engine":
         raise typer.BadParameter("--json-schema compares concurrent clients: use it with --url (or --turns)", param_hint="--json-schema")
     response_format = json_schema_file(json_schema) if json_schema is not None else None
@@ -119,8 +122,9 @@ def bench(
             scenario, targets, count, err,
             prompt_lens=prompt_lens, gen_lens=gen_lens, levels=levels, requests=requests, turns=turns,
             repeat=repeat, warmup=warmup, seed=random.randrange(1_000_000) if seed is None else seed, image_size=image_size,
-            long_tokens=long_tokens,
-            settings={"api": api if servers else None, "timeout_s": timeout, "image_size": image_size},
+            image_turns=image_turns, long_tokens=long_tokens,
+            settings={"api": api if servers else None, "timeout_s": timeout, "image_size": image_size,
+                      "image_turns": image_turns if image_size and scenario == "turns" else None},
         )
         _write(report.to_json(), json_out=json_out, output=output)
     except ValueError as exc:  # e.g. a prompt length this tokenizer cannot reach
@@ -238,7 +242,7 @@ def _servers(urls: list[str], **options):
 
 
 def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, levels, requests, turns, repeat, warmup, seed, image_size,
-         long_tokens, settings):
+         image_turns, long_tokens, settings):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mlxcli.bench import scenarios
@@ -283,7 +287,7 @@ def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, level
         else:
             cells = scenarios.turns(
                 targets, prompts, turns=turns, prompt_tokens=prompt_lens[0], gen_tokens=gen_lens[0],
-                repeat=repeat, warmup=warmup, tick=tick,
+                repeat=repeat, warmup=warmup, images_after_first=image_turns == "every", tick=tick,
             )
     settings = {
         **settings,

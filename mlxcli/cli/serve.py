@@ -133,6 +133,7 @@ def serve(
         "(default: DATA_DIR/prompt-cache; 'none': off). Several servers may share it.",
     ),
     prompt_cache_disk_bytes: str = typer.Option(_bytes(ENGINE.prompt_cache_disk_bytes), envvar="MLXCLI_PROMPT_CACHE_DISK_BYTES", callback=size_option, help=f"Most disk the prompt cache's directory holds; the least recently used files go first; {SIZE_HELP}."),
+    vision_cache_bytes: str = typer.Option(_bytes(ENGINE.vision_cache_bytes), envvar="MLXCLI_VISION_CACHE_BYTES", callback=size_option, help=f"Memory for a vision model's encoder output, kept per image so the same image is not encoded twice (0: off); {SIZE_HELP}."),
     kv_bits: int = typer.Option(ENGINE.kv_bits, envvar="MLXCLI_KV_BITS", callback=_kv_bits, help="Quantize the KV cache to 2, 3, 4, 5, 6 or 8 bits: less memory for long contexts, slightly different output; requests then run one at a time."),
     context_length: int = typer.Option(ENGINE.context_length, envvar="MLXCLI_CONTEXT_LENGTH", min=16, help="Lower every model's context window."),
     context_overflow: str = typer.Option(
@@ -238,6 +239,7 @@ def serve(
         prefill_step_size=prefill_step_size, prefill_ratio=prefill_ratio, young_ratio=young_ratio, young_tokens=young_tokens,
         max_step_seconds=max_step_seconds, prompt_cache_bytes=int(prompt_cache_bytes), prompt_cache_entries=prompt_cache_entries,
         prompt_cache_dir=None if distributed else _cache_dir(prompt_cache_dir), prompt_cache_disk_bytes=int(prompt_cache_disk_bytes),
+        vision_cache_bytes=int(vision_cache_bytes),
         kv_bits=kv_bits, context_length=context_length, chat_template=str(chat_template) if chat_template else None,
         max_loaded_models=max_loaded_models, idle_unload=idle_unload or None, strict_model_names=strict_model_names,
         model_aliases=[_alias(a) for a in model_alias],

@@ -212,7 +212,7 @@ def test_json_schema_is_the_documented_one(scenario, tiny_model_dir):
                   "--clients", "1", "--repeat", "1", "--warmup", "0")
     assert set(doc) == {"schema", "mlxcli_version", "created", "machine", "scenario", "settings", "targets", "results", "notes"}
     assert set(doc["machine"]) == {"system", "machine", "cpus", "python"}
-    assert set(doc["settings"]) == {"api", "timeout_s", "image_size", "prompt_tokens", "gen_tokens", "clients", "requests",
+    assert set(doc["settings"]) == {"api", "timeout_s", "image_size", "image_turns", "prompt_tokens", "gen_tokens", "clients", "requests",
                                     "turns", "repeat", "warmup", "seed", "temperature"}
     target_keys = {"engine": {"name", "kind", "model", "dtype", "fast_path"}, "http": {"name", "kind", "url", "api", "model"}}
     assert all(set(t) == target_keys[t["kind"]] for t in doc["targets"])

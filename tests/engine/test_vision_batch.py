@@ -205,3 +205,11 @@ def test_a_cancelled_image_request_leaves_the_others_unaffected(tiny_vlm_dir, ru
     generations[1].cancel()
     same_answer(collect(generations[0]), want[0])
     same_answer(collect(generations[2]), want[2])
+
+
+def test_quantized_kv_caches_run_vision_requests_one_at_a_time(tiny_vlm_dir, run_engine):
+    engine = start(run_engine, tiny_vlm_dir, kv_bits=8)
+    (one, two), peak = run_together(engine, [ask([user("One.", image(1))]), ask([user("One.", image(2))])])
+    assert peak == 1  # mlx-vlm's generation, one request after the other
+    assert len(one.logprobs) == len(two.logprobs) == 10
+    assert [t.logprob for t in one.logprobs] != pytest.approx([t.logprob for t in two.logprobs], abs=TOLERANCE)

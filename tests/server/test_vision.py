@@ -12,6 +12,7 @@ import io
 import json
 import struct
 import sys
+import threading
 import zlib
 
 import anthropic
@@ -310,6 +311,46 @@ def test_bench_sends_an_image_with_each_request(api, server, tiny_vlm_dir):
     assert text["min"] == text["max"] == 40
     # 112 pixels square: 8x8 patches merged 2x2, 16 image tokens, plus the image's start and end markers.
     assert pictured["min"] == pictured["max"] == 40 + 16 + 2
+
+
+@pytest.mark.parametrize("image_turns", ["first", "every"])
+def test_bench_turns_show_the_image_read_from_the_prompt_cache(image_turns, server, tiny_vlm_dir):
+    from typer.testing import CliRunner
+
+    from mlxcli.cli import app
+
+    args = ["bench", "--url", server.url, "--model", str(tiny_vlm_dir), "--request-model", "tiny-vl", "--turns", "3",
+            "--image-size", "112", "--image-turns", image_turns, "--prompt-tokens", "40", "--gen-tokens", "4",
+            "--repeat", "1", "--warmup", "0", "--json"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["settings"]["image_turns"] == image_turns
+    prompt = [row["prompt_tokens"]["median"] for row in doc["results"]]
+    cached = [row["cached_tokens_reported"]["median"] for row in doc["results"]]
+    image = 16 + 2  # a 112-pixel image's tokens, with its start and end markers
+    new_images = [1, 0, 0] if image_turns == "first" else [1, 1, 1]
+    for turn in (1, 2):  # each turn's prompt: the last one, its answer, then the new message (and its image)
+        assert prompt[turn] - prompt[turn - 1] >= 40 + image * new_images[turn]
+        assert cached[turn] >= prompt[turn - 1]  # the whole last prompt, its image included, read from the cache
+
+
+def test_concurrent_image_requests_answer_as_each_alone(oa, server):
+    pictures = [A, B, noise_png(3, 168), noise_png(4)]
+    alone = [chat(oa, png, False) for png in pictures]
+    answers: list = [None] * len(pictures)
+
+    def ask(i: int) -> None:
+        answers[i] = chat(oa, pictures[i], False)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(pictures))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == alone
+    kept = httpx.get(server.url + "/health").json()["image_features"]["tiny-vl"]
+    assert kept["images"] >= 4 and kept["bytes"] > 0
 
 
 # ---- images a tool returned ----------------------------------------------------------------------
