@@ -51,6 +51,7 @@ from mlxcli.engine.runner import Runner
 from mlxcli.engine.schedule import StepStats
 from mlxcli.engine.served import ServedModel
 from mlxcli.engine.settings import EngineSettings
+from mlxcli.engine.vision.encoder import Encoder
 from mlxcli.engine.worker import Worker
 
 log = logging.getLogger("mlxcli.engine")
@@ -158,7 +159,8 @@ class MlxEngine:
     def stats(self) -> dict[str, Any]:
         states = self.registry.snapshot()
         ranks = {"distributed": self.peers.status.json()} if self.peers is not None else {}
-        encoders = {m.name: e.snapshot() for m in self.registry.models if (e := getattr(m.loaded and m.loaded.model, "encoder", None))}
+        # a batched vision model's kept image features (another kind's model may have an ``encoder`` too: Whisper)
+        encoders = {m.name: e.snapshot() for m in self.registry.models if isinstance(e := getattr(m.loaded and m.loaded.model, "encoder", None), Encoder)}
         return ranks | ({"image_features": encoders} if encoders else {}) | {
             "queue_depth": len(self._queue) + (self._waiting is not None) + len(self._work_queue),
             "active_requests": len(self._running()),

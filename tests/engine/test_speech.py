@@ -123,6 +123,7 @@ def test_a_transcription_can_be_cancelled_and_leaves_the_chat_model_loaded(token
         result = short.result(timeout=300)
         assert result.text.strip() == SCRIPT.strip() and result.seconds > 0 and result.duration == pytest.approx(2.0)
         assert {m.name for m in engine.models() if m.state == "loaded"} == {"scripted", "speech"}  # a budget per task
+        assert "image_features" not in engine.stats()  # Whisper's encoder is not a vision model's kept features
     finally:
         engine.stop(grace=0)
 

@@ -35,8 +35,12 @@ class VisionBatch(Batch):
             raise ValueError("this model's image processor gave image tokens that cannot be matched to the images")
         super().join(job)
         reading = self._reading[-1]
-        with mx.stream(self._stream):
-            self.model.model.prepare(reading.cache, reading.tokens, media)
+        try:
+            with mx.stream(self._stream):
+                self.model.model.prepare(reading.cache, reading.tokens, media)
+        except Exception:  # this request fails alone (engine.py): a cache not made ready must not join the batch
+            self._reading.remove(reading)
+            raise
 
 
 class VisionSolo(Solo):
