@@ -10,13 +10,14 @@ wrong image row apart.
 
 from __future__ import annotations
 
+import logging
 import threading
-import time
 
 import pytest
 
 from mlxcli.core.collect import Completion, collect
 from mlxcli.core.request import ChatRequest, Message, Sampling
+from mlxcli.engine.decoding import Sequence
 from mlxcli.engine.engine import EngineSettings, MlxEngine
 from mlxcli.engine.kinds import served_model
 from mlxcli.engine.vision import language
@@ -56,18 +57,61 @@ def start(run_engine, directory, **settings) -> MlxEngine:
 
 
 @pytest.fixture
-def reference(run_engine, monkeypatch):
+def reference(run_engine):
     """Factory: an engine that runs the model through mlx-vlm, one request at a time (an architecture
     mlxcli does not batch)."""
 
     def make(directory) -> MlxEngine:
-        monkeypatch.setattr(language, "FAMILIES", {})
-        engine = start(run_engine, directory)
-        collect(engine.submit(ask([user("warm up")], max_tokens=1)))  # loaded now, as mlx-vlm's model
-        monkeypatch.undo()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(language, "FAMILIES", {})
+            engine = start(run_engine, directory)
+            collect(engine.submit(ask([user("warm up")], max_tokens=1)))  # loaded now, as mlx-vlm's model
         return engine
 
     return make
+
+
+class Passes:
+    """The batched vision models' forward passes, as (rows, tokens) in order. ``hold(after)``: the engine
+    thread stops at its next pass once ``after`` passes are recorded (``waiting`` is set), until ``release``."""
+
+    def __init__(self):
+        self.shapes: list[tuple[int, int]] = []
+        self.waiting = threading.Event()
+        self._open = threading.Event()
+        self._open.set()
+        self._after = 0
+
+    def hold(self, after: int = 0) -> None:
+        self._after = after
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def passed(self, shape: tuple[int, int]) -> None:
+        if not self._open.is_set() and len(self.shapes) >= self._after:
+            self.waiting.set()
+            assert self._open.wait(timeout=300), "the forward passes were never released"
+        self.shapes.append(shape)
+
+    def decode_rows(self) -> int:
+        """The most rows any decode pass (one token each) ran."""
+        return max([rows for rows, tokens in self.shapes if tokens == 1], default=0)
+
+
+@pytest.fixture
+def passes(monkeypatch) -> Passes:
+    recorder = Passes()
+    call = language.VisionLanguage.__call__
+
+    def recording(self, inputs, cache=None, **kwargs):
+        recorder.passed(tuple(inputs.shape))
+        return call(self, inputs, cache=cache, **kwargs)
+
+    monkeypatch.setattr(language.VisionLanguage, "__call__", recording)
+    yield recorder
+    recorder.release()
 
 
 def same_answer(got: Completion, want: Completion) -> None:
@@ -78,21 +122,21 @@ def same_answer(got: Completion, want: Completion) -> None:
         assert [x[1] for x in a.top] == pytest.approx([x[1] for x in b.top], abs=TOLERANCE)
 
 
-def run_together(engine: MlxEngine, requests: list[ChatRequest]) -> tuple[list[Completion], int]:
-    """Submit every request at once; (their answers, the most requests seen generating together)."""
+def run_together(engine: MlxEngine, requests: list[ChatRequest], passes: Passes) -> list[Completion]:
+    """Submit every request while the engine waits at its first forward pass, then let it run: their answers."""
+    passes.hold()
     generations = [engine.submit(r) for r in requests]
     results: list = [None] * len(requests)
     readers = [threading.Thread(target=lambda i=i: results.__setitem__(i, collect(generations[i]))) for i in range(len(requests))]
     for t in readers:
         t.start()
-    peak = 0
-    while any(t.is_alive() for t in readers):
-        peak = max(peak, engine.stats()["active_requests"])
-        time.sleep(0.001)
-    return results, peak
+    passes.release()
+    for t in readers:
+        t.join(timeout=300)
+    return results
 
 
-def test_image_and_text_requests_batch_together_and_answer_as_alone(architecture, run_engine, reference):
+def test_image_and_text_requests_batch_together_and_answer_as_alone(architecture, run_engine, reference, passes):
     name, directory = architecture
     small, large = SIZES[name]
     requests = [
@@ -104,18 +148,18 @@ def test_image_and_text_requests_batch_together_and_answer_as_alone(architecture
     ]
     alone = reference(directory)
     want = [collect(alone.submit(r)) for r in requests]
-    batched, peak = run_together(start(run_engine, directory, prompt_cache_bytes=0), requests)
-    assert peak >= 4  # they ran together, not one after another
+    batched = run_together(start(run_engine, directory, prompt_cache_bytes=0), requests, passes)
+    assert passes.decode_rows() >= 4  # they decoded together, not one after another
     for got, expected in zip(batched, want):
         same_answer(got, expected)
 
 
-def test_several_images_in_one_prompt_each_land_on_their_own_tokens(tiny_vlm_dir, run_engine, reference):
+def test_several_images_in_one_prompt_each_land_on_their_own_tokens(tiny_vlm_dir, run_engine, reference, passes):
     two = [user("Compare these.", image(1, 112), image(2, 168)), Message("assistant", "They differ."), user("And now?", image(3, 140))]
     requests = [ask(two), ask([user("Compare.", image(2, 168), image(1, 112))]), ask([user("One.", image(1, 112))])]
     alone = reference(tiny_vlm_dir)
     want = [collect(alone.submit(r)) for r in requests]
-    batched, _ = run_together(start(run_engine, tiny_vlm_dir, prompt_cache_bytes=0), requests)
+    batched = run_together(start(run_engine, tiny_vlm_dir, prompt_cache_bytes=0), requests, passes)
     for got, expected in zip(batched, want):
         same_answer(got, expected)
 
@@ -207,9 +251,55 @@ def test_a_cancelled_image_request_leaves_the_others_unaffected(tiny_vlm_dir, ru
     same_answer(collect(generations[2]), want[2])
 
 
-def test_quantized_kv_caches_run_vision_requests_one_at_a_time(tiny_vlm_dir, run_engine):
+def test_quantized_kv_caches_run_vision_requests_one_at_a_time(tiny_vlm_dir, run_engine, passes):
     engine = start(run_engine, tiny_vlm_dir, kv_bits=8)
-    (one, two), peak = run_together(engine, [ask([user("One.", image(1))]), ask([user("One.", image(2))])])
-    assert peak == 1  # mlx-vlm's generation, one request after the other
+    requests = [ask([user("One.", image(1))]), ask([user("One.", image(2))])]
+    together = [engine.submit(r) for r in requests]
+    one, two = [collect(g) for g in together]
+    assert passes.shapes == []  # mlx-vlm's own generation (VisionSolo), one request after the other
     assert len(one.logprobs) == len(two.logprobs) == 10
     assert [t.logprob for t in one.logprobs] != pytest.approx([t.logprob for t in two.logprobs], abs=TOLERANCE)
+    same_answer(collect(engine.submit(requests[0])), one)  # the last request's positions did not stay behind
+
+
+def test_the_log_says_at_load_whether_a_vision_model_batches(tiny_vlm_dir, run_engine, caplog, monkeypatch):
+    with caplog.at_level(logging.INFO, logger="mlxcli.engine"):
+        collect(start(run_engine, tiny_vlm_dir).submit(ask([user("Hi.")], max_tokens=1)))
+        assert "batched with text requests; its prompts cached, keyed by their images" in caplog.text
+        caplog.clear()
+        monkeypatch.setattr(language, "FAMILIES", {})  # an architecture mlxcli does not read itself
+        unknown = start(run_engine, tiny_vlm_dir)
+        history = [user("Look at this picture, then tell me what you see.", image(1))]
+        first = collect(unknown.submit(ask(history)))
+        assert "one request at a time, no prompt cache (mlxcli does not batch mlx-vlm's 'qwen2_vl' yet)" in caplog.text
+    history += [Message("assistant", first.text), user("And?")]
+    assert collect(unknown.submit(ask(history))).finish.usage.cached_tokens == 0  # its positions live in the model
+
+
+def test_a_short_image_request_answers_before_a_long_image_prompt_is_read(tiny_vlm_dir, run_engine, reference, passes, monkeypatch):
+    """The scheduling policy (schedule.py) over image prompts: shortest remaining first, in slices of at most
+    16 tokens here, so that slices end inside images; the long prompt's answer is still its answer alone."""
+    long = ask([user("Describe each of these pictures in detail, one by one. " * 30, image(1, 168), image(2, 168), image(3, 168))], max_tokens=4)
+    short = ask([user("Title?", image(4))], max_tokens=3)
+    want = collect(reference(tiny_vlm_dir).submit(long))
+    engine = start(run_engine, tiny_vlm_dir, prefill_step_size=16, prompt_cache_bytes=0)
+    assert len(engine.render(long).tokens) > 400  # so that reading it takes many more slices than the short request
+    seen: list[tuple[object, str]] = []  # (job, "token" or "end"), in the engine thread's order
+    add, finish = Sequence.add, Sequence.finish
+    monkeypatch.setattr(Sequence, "add", lambda self, *args, **kwargs: (seen.append((self.job, "token")), add(self, *args, **kwargs))[1])
+    monkeypatch.setattr(Sequence, "finish", lambda self, reason: (seen.append((self.job, "end")), finish(self, reason))[1])
+
+    passes.hold(after=3)  # while the long prompt is read: 3 slices of 16 tokens
+    reading = engine.submit(long)
+    answers: dict[str, Completion] = {}
+    reader = threading.Thread(target=lambda: answers.__setitem__("long", collect(reading)))
+    reader.start()
+    assert passes.waiting.wait(timeout=120), "the long prompt was never read"
+    arrived = engine.submit(short)
+    passes.release()
+    answers["short"] = collect(arrived)
+    reader.join(timeout=300)
+    assert seen.index((arrived.job, "end")) < seen.index((reading.job, "token"))  # short's last token, then long's first
+    assert max(tokens for _, tokens in passes.shapes) <= 16
+    same_answer(answers["long"], want)
+    assert answers["short"].finish.usage.completion_tokens == 3
