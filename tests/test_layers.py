@@ -17,12 +17,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mlxcli"
 # engine/, bottom to top. A pattern names modules relative to mlxcli.engine; "*.model" is a kind
 # package's own module of that name.
 ENGINE_LAYERS = {
-    "ground": ["settings", "platform", "queue", "group", "disk_cache"],
+    "ground": ["settings", "platform", "queue", "group", "disk_cache", "speculation.stats"],
     "text": ["harmony", "formats", "output", "prompt", "grammars", "constraints", "prompt_cache", "details"],
     "models": ["loading", "served", "registry", "tokens", "*.model", "embeddings.bert", "speech.whisper", "speech.mel",
-               "speech.tokenizer", "vision.media", "vision.encoder", "vision.language"],
-    "requests": ["job", "sampling", "decoding", "overflow", "schedule", "speech.decoding", "speech.timing"],
-    "runners": ["runner", "batch", "solo", "worker", "kind", "*.runner", "*.work", "*.kind"],
+               "speech.tokenizer", "vision.media", "vision.encoder", "vision.language", "speculation.setup"],
+    "requests": ["job", "sampling", "decoding", "overflow", "schedule", "speech.decoding", "speech.timing",
+                 "speculation.lookup", "speculation.depth"],
+    "runners": ["runner", "batch", "solo", "worker", "kind", "*.runner", "*.work", "*.kind", "decode", "speculation.*"],
     "top": ["kinds", "peers", "engine"],
 }
 MLX = ("mlx", "mlx_lm", "mlx_vlm")

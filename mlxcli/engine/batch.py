@@ -1,16 +1,17 @@
-"""Continuous batching of one model's requests: our own step over mlx-lm's models, caches and
-``GenerationBatch``, under the scheduling policy of schedule.py.
+"""Continuous batching of one model's requests: our own step over mlx-lm's models and caches, under the
+scheduling policy of schedule.py.
 
 A request joins as a ``Reading``: its prompt (after the prompt cache's longest matching prefix) is
 read alone into a cache of its own, a slice per step, shortest remaining first; a short prompt is
 never padded to a long one's length. Once all but its last token are read it moves into the decode
-batch (mlx-lm's ``GenerationBatch``, whose first step reads that last token and samples the first
-answer token). Each step, in order:
+batch (decode.py: one forward pass reads the last tokens of the prompts that join and samples their
+first answer tokens). Each step, in order:
 
 1. the prompts read to their end move into the decode batch (a fully cached prompt does so in the
    first step after it arrives: its first token is never held behind anybody's prompt);
 2. one decode step: a token for every running request (each with its own sampler, logits processors,
-   ``max_tokens`` and end-of-sequence tokens);
+   ``max_tokens`` and end-of-sequence tokens), or, for a model that speculates, a verification of
+   each row's own proposals: several tokens per request (speculation/);
 3. the prompt slices the policy grants, given the decode step's measured time.
 
 Requests leave between steps (cancellation, stop strings, the end of their answer), each leaving its
@@ -27,15 +28,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import mlx.core as mx
-from mlx_lm.generate import GenerationBatch, PromptProcessingBatch, StopSequences
 from mlx_lm.models.cache import make_prompt_cache
 
 from mlxcli.core.errors import EngineFailure
+from mlxcli.engine.decode import DecodeBatch, Output, Row
 from mlxcli.engine.decoding import Sequence
 from mlxcli.engine.group import collective_failed
 from mlxcli.engine.prompt_cache import PromptCache
 from mlxcli.engine.runner import Runner
 from mlxcli.engine.schedule import Policy
+from mlxcli.engine.speculation.draft import Draft
+from mlxcli.engine.speculation.speculator import Speculator
 
 if TYPE_CHECKING:
     from mlxcli.engine.job import Job
@@ -81,11 +84,19 @@ class Batch(Runner):
             max_chunk=settings.prefill_step_size,
             fixed=settings.distributed is not None,  # every rank must take the same decisions: none from a clock
         )
-        self._stops = StopSequences([[t] for t in served.stop_tokens])
-        self._decoding = GenerationBatch.empty(model.model, self._samplers.fallback)
+        self._decoding = DecodeBatch(model.model, served.stop_tokens, self._speculator())
         self._members: dict[int, Sequence] = {}  # decoding, by uid
         self._reading: list[Reading] = []
         self._uids = 0
+
+    def _speculator(self) -> Speculator | None:
+        """What the decode batch speculates with, if its model does (speculation/setup.py checked it at load)."""
+        wanted = self.model.speculation
+        if wanted is None:
+            return None
+        self.served.speculation.mode = wanted.mode
+        draft = Draft(self.model.draft.model) if self.model.draft is not None else None
+        return Speculator(self.served.speculation, lookup=wanted.lookup, draft=draft, max_depth=wanted.depth)
 
     @property
     def jobs(self) -> list["Job"]:
@@ -113,7 +124,7 @@ class Batch(Runner):
             self._start_ready()
             decoded = time.perf_counter()
             if self._members:
-                responses = self._decoding.next()
+                responses = self._decoding.step()
                 decoded = time.perf_counter()
                 self.policy.observe_decode(decoded - started)
                 self._answer(responses)
@@ -138,42 +149,44 @@ class Batch(Runner):
         for r in ready:
             if r.sequence.started is None:  # a fully cached prompt: nothing to read
                 r.sequence.started = time.perf_counter()
-        with mx.stream(self._stream):
-            pending = PromptProcessingBatch(
-                self.model.model,
-                uids,
-                [r.cache for r in ready],
-                tokens=[r.tokens[:-1] for r in ready],
-                samplers=[self._samplers.sampler(r.sequence.job) for r in ready],
-                fallback_sampler=self._samplers.fallback,
-                logits_processors=[self._samplers.processors(r.sequence.job) for r in ready],
-                stop_sequences=[self._stops] * len(ready),
-                max_tokens=[r.sequence.job.max_tokens for r in ready],
+        rows = [
+            Row(
+                uid,
+                list(r.tokens),
+                self._samplers.sampler(r.sequence.job),
+                tuple(self._samplers.processors(r.sequence.job)),
+                r.sequence.job.max_tokens,
             )
-            self._decoding.extend(pending.generate([r.tokens[-1:] for r in ready]))
+            for uid, r in zip(uids, ready)
+        ]
+        with mx.stream(self._stream):
+            self._decoding.add(rows, [r.cache for r in ready])
         self._reading = [r for r in self._reading if r.remaining > 0]  # only now: a failure above fails them too
         for uid, r in zip(uids, ready):
             self._members[uid] = r.sequence
 
-    def _answer(self, responses: list) -> None:
-        """Each decoded token to its request; the ended ones leave, their KV cache kept."""
-        stopped = []
-        for r in responses:
-            member = self._members[r.uid]
-            hit_stop_string = member.add(r.token, r.finish_reason, r.logprobs)
-            if r.finish_reason is not None:
-                self._prompt_cache.store(self._cache_key, member.job.prompt.cache_tokens(r.all_tokens), r.prompt_cache)
-                self._members.pop(r.uid).finish(r.finish_reason)
-            elif hit_stop_string:
-                stopped.append(r.uid)
+    def _answer(self, outputs: list[Output]) -> None:
+        """Each row's tokens to its request (a speculating step hands out several); the ended ones leave,
+        their KV cache kept."""
+        stopped = []  # (uid, tokens it handed out after its stop string)
+        for out in outputs:
+            sequence = self._members[out.uid]
+            for j, (token, logprobs) in enumerate(zip(out.tokens, out.logprobs)):
+                last = j == len(out.tokens) - 1
+                if sequence.add(token, out.finish_reason if last else None, logprobs):
+                    if out.finish_reason is None:
+                        stopped.append((out.uid, len(out.tokens) - 1 - j))
+                    break
+            if out.finish_reason is not None:
+                self._prompt_cache.store(self._cache_key, sequence.job.prompt.cache_tokens(out.all_tokens), out.prompt_cache)
+                self._members.pop(out.uid).finish(out.finish_reason)
         if stopped:
             rows = {uid: i for i, uid in enumerate(self._decoding.uids)}
-            for uid in stopped:
-                i = rows[uid]
-                tokens = self._members[uid].job.prompt.cache_tokens(list(self._decoding.tokens[i]))
-                self._prompt_cache.store(self._cache_key, tokens, self._decoding.extract_cache(i))
-            self._remove(stopped)
-            for uid in stopped:
+            for uid, unused in stopped:
+                tokens, cache = self._decoding.extract(rows[uid], unused)
+                self._prompt_cache.store(self._cache_key, self._members[uid].job.prompt.cache_tokens(tokens), cache)
+            self._remove([uid for uid, _ in stopped])
+            for uid, _ in stopped:
                 self._members.pop(uid).finish("stop")
 
     def _read_slices(self) -> int:
@@ -216,8 +229,7 @@ class Batch(Runner):
                 self._members.pop(uid).finish("cancelled")
 
     def _remove(self, uids: list[int]) -> None:
-        gone = set(uids)
-        self._decoding.filter([i for i, uid in enumerate(self._decoding.uids) if uid not in gone])
+        self._decoding.remove(uids)
 
     def _fail(self, error: Exception) -> None:
         """End every request in the batch with ``error`` (the engine then drops the batch)."""

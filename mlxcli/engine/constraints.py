@@ -121,3 +121,14 @@ class Constraint:
             if allowed.size < width:  # the model's vocabulary is padded beyond the tokenizer's
                 allowed = np.concatenate([allowed, np.zeros(width - allowed.size, dtype=np.uint8)])
         return mx.where(mx.array(allowed[:width].astype(np.bool_)), logits, -mx.inf)
+
+    # For speculation (speculation/verify.py): ``ahead`` starts with the token sampled last, which the
+    # matcher consumes on the next call.
+
+    def limit(self, ahead: list[int]) -> int:
+        """How many of the tokens ``ahead`` the grammar allows, in a row."""
+        return self.matcher.validate_tokens(ahead) if self._started else 0
+
+    def rewind(self, n: int) -> None:
+        """Forget the last ``n`` tokens consumed (proposals the target did not take)."""
+        self.matcher.rollback(n)

@@ -166,6 +166,8 @@ class MlxEngine:
             "active_requests": len(self._running()),
             "prompt_cache": self.prompt_cache.stats(),
             "steps": self.steps.snapshot(),
+            # counters of the models that speculate (or did): read at scrape time, as the steps are
+            "speculation": {m.name: m.speculation.snapshot() for m in self.registry.models if m.speculation.mode},
             "loaded_models": [m.name for m in states if m.state == "loaded"],
             "loading_models": [m.name for m in states if m.state == "loading"],
         }

@@ -17,6 +17,7 @@ from mlx_lm.utils import dequantize_model, load_model, load_tokenizer
 
 from mlxcli.core.errors import ModelError
 from mlxcli.engine import group, platform
+from mlxcli.engine.settings import Speculation
 
 log = logging.getLogger("mlxcli.engine")
 
@@ -35,7 +36,9 @@ class LoadedModel:
     context_window: int
     dtype: str  # what the weights run as, e.g. "float32 (dequantized)" or "4-bit"
     load_seconds: float
-    weight_bytes: int = 0  # memory held by the weights
+    weight_bytes: int = 0  # memory held by the weights (its draft model's included)
+    speculation: Speculation | None = None  # what it speculates with (speculation/setup.py), once checked
+    draft: "LoadedModel | None" = None  # its draft model
 
 
 @dataclass(frozen=True)

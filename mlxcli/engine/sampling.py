@@ -59,7 +59,7 @@ class Samplers:
             s.top_k if s.top_k and s.top_k < self._vocab else 0,
         )
         if s.seed is not None and s.temperature > 0:
-            return seeded(_make(key), s.seed)
+            return Seeded(_make(key), s.seed)
         if key not in self._made:
             if len(self._made) >= self.MAX_KINDS:
                 self._made.clear()
@@ -85,23 +85,28 @@ def _make(key: tuple) -> Sampler:
     return make_sampler(temp=temperature, top_p=top_p, min_p=min_p, top_k=top_k)
 
 
-def seeded(sampler: Sampler, seed: int) -> Sampler:
+class Seeded:
     """``sampler`` (mlx-lm's own chain, which draws from MLX's global random state) with draws that
     depend only on ``seed`` and the draw's position: the global state is seeded for each draw, then
     re-seeded at random so that unseeded requests stay independent. The key is read when the draw's
-    graph is built, so the re-seeding does not reach it."""
-    draws = 0
+    graph is built, so the re-seeding does not reach it. ``rewind`` takes back draws a speculating step
+    made for positions it did not keep, so a seeded answer is the same with speculation or without."""
 
-    def sample(logprobs: mx.array) -> mx.array:
-        nonlocal draws
-        mx.random.seed((seed + draws * _GOLDEN) % 2**64)
-        draws += 1
+    def __init__(self, sampler: Sampler, seed: int):
+        self._sampler = sampler
+        self._seed = seed
+        self._draws = 0
+
+    def __call__(self, logprobs: mx.array) -> mx.array:
+        mx.random.seed((self._seed + self._draws * _GOLDEN) % 2**64)
+        self._draws += 1
         try:
-            return sampler(logprobs)
+            return self._sampler(logprobs)
         finally:
             mx.random.seed(secrets.randbits(64))
 
-    return sample
+    def rewind(self, n: int) -> None:
+        self._draws -= n
 
 
 _GOLDEN = 0x9E3779B97F4A7C15  # an odd step (2^64 / golden ratio): distinct seeds for every draw

@@ -7,7 +7,7 @@ Built by a model kind (kinds.py: one short walk over the model's directory); kep
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mlx_lm.tokenizer_utils import TokenizerWrapper
@@ -17,6 +17,7 @@ from mlxcli.core.request import Sampling
 from mlxcli.engine import formats, loading
 from mlxcli.engine.details import model_details
 from mlxcli.engine.settings import ModelSpec
+from mlxcli.engine.speculation.stats import SpecStats
 
 
 @dataclass(eq=False)
@@ -45,6 +46,7 @@ class ServedModel:
     last_used: float | None = None
     keep_alive: float | None = None  # seconds it stays loaded once idle, as the last request said (None: idle_unload)
     checkpoints: bool | None = None  # whether its prompts keep message-boundary checkpoints (None: not loaded yet)
+    speculation: SpecStats = field(default_factory=SpecStats)  # its speculative decoding's counters, for /metrics
 
     def __post_init__(self) -> None:
         if self.spec is None:

@@ -8,6 +8,10 @@ from mlxcli.core.request import Sampling
 
 # What a conversation that outgrows its model's window gets (engine/overflow.py).
 POLICIES = ("error", "truncate", "summarize")
+# Speculative decoding's proposers (engine/speculation/): "ngram" is prompt lookup; "off" (a model's own
+# setting) turns off what the server's flags set. A draft model is named apart (draft_model).
+SPECULATIVE = ("ngram", "off")
+MAX_SPECULATIVE_DEPTH = 32
 
 
 @dataclass
@@ -42,6 +46,9 @@ class EngineSettings:
     context_overflow: str = "error"  # for models whose spec names none: "error", "truncate" or "summarize" (overflow.py)
     context_keep_turns: int = 6  # "summarize" keeps this many of the last messages (tool results with their calls)
     distributed: str | None = None  # "tensor" or "pipeline": shard the model over mx.distributed's ranks
+    speculative: str | None = None  # "ngram": prompt lookup, for models whose spec says nothing
+    draft_model: str | None = None  # a draft model (same tokenizer) for models whose spec names none
+    speculative_depth: int = 8  # proposed tokens a row verifies per step at most
 
     @property
     def capacity(self) -> int:
@@ -74,3 +81,18 @@ class ModelSpec:
     context_keep_turns: int | None = None
     quantize: int | None = None  # an image model's weights, quantized at load (4 or 8 bits)
     image_preset: str | None = None  # an image model's mflux preset (z-image-turbo, schnell, dev, ...), when its names do not say
+    speculative: str | None = None  # "ngram" or "off"; None: the server's --speculative
+    draft_model: str | None = None  # None: the server's --draft-model
+
+
+@dataclass(frozen=True)
+class Speculation:
+    """What a model speculates with (engine/speculation/setup.py decides it at serve time, checks it at load)."""
+
+    lookup: bool  # prompt lookup
+    draft: str | None  # the draft model's directory
+    depth: int  # proposed tokens a row verifies per step at most
+
+    @property
+    def mode(self) -> str:
+        return "+".join(name for name, on in (("ngram", self.lookup), ("draft", self.draft)) if on)

@@ -23,12 +23,14 @@ from mlx_lm.utils import load_tokenizer
 
 from mlxcli.engine.loading import LoadedModel
 from mlxcli.engine.served import ServedModel
-from mlxcli.engine.settings import ModelSpec
+from mlxcli.engine.settings import EngineSettings, ModelSpec
+from mlxcli.engine.speculation import setup as speculation_setup
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json")
 FORCE = 1e4  # large enough to survive any temperature and repetition penalty we allow
 FAIL = -1  # in a plan: raise instead of producing a token
 KEPT = 256  # replies (and prompts) a scripted model remembers: far more than answer at once; a long run stays bounded
+VERIFY_WIDTH = 64  # inputs up to this long get every position's logits (longer: a prompt slice, the last only)
 
 
 _TOKENIZERS: dict[tuple, TokenizerWrapper] = {}
@@ -179,6 +181,8 @@ class ScriptedModel(nn.Module):
         self.calls = 0  # forward passes run: the engine-side work, for cancellation tests
         self.widest = 0  # the most rows one forward pass had: requests that ran in one batch
         self.step_delay = 0.0  # seconds each forward pass takes: a slow model, set by tests
+        self.forwards: list[tuple[int, int]] = []  # each forward pass's input shape: (rows, tokens per row)
+        self.on_forward: Callable[[int, int], None] | None = None  # called with that shape as a pass starts
         self.token_delay = 0.0  # ... and for each token it reads: a model whose cost grows with its input
 
     def make_cache(self):
@@ -233,7 +237,12 @@ class ScriptedModel(nn.Module):
         return plan, len(row)
 
     def __call__(self, inputs: mx.array, cache=None, **_kwargs) -> mx.array:
+        """The logits of the last position; of every position for a short input (a speculating step
+        verifies each of its proposals), as a real model's."""
         self.calls += 1
+        self.forwards.append(inputs.shape)
+        if self.on_forward is not None:
+            self.on_forward(*inputs.shape)
         if self.step_delay or self.token_delay:
             time.sleep(self.step_delay + self.token_delay * inputs.size)
         batch, length = inputs.shape
@@ -243,27 +252,32 @@ class ScriptedModel(nn.Module):
         if len(cache) > 1:  # the running state: tokens read so far
             state = cache[1][0]
             cache[1][0] = (state if state is not None else mx.zeros((batch, 1))) + length
-        # A batch's cache left-pads its rows (and re-pads them as requests join and leave).
+        # A batch's cache left-pads its rows (and re-pads them as requests join and leave); a speculating
+        # batch's rows also leave holes where they dropped the proposals they did not keep.
         padding = cache[0].left_padding.tolist() if hasattr(cache[0], "left_padding") else [0] * batch
+        live = cache[0].live.tolist() if getattr(cache[0], "live", None) is not None else None
+        positions = range(length) if length <= VERIFY_WIDTH else [length - 1]
         logits = []
-        for pad, row in zip(padding, seen[:, 0, :, 0].astype(mx.int32).tolist()):
-            row = row[pad:]
-            if self._reply_start(row) is None:
-                logits.append(mx.zeros((self._vocab,)))
-                continue
-            # Only the step that samples a reply's first token asks for a reply: a prefill
-            # chunk may also end just after an earlier turn's marker, and must not call respond.
-            found = self._plan(row, create=length == 1)
-            if found is None:
-                logits.append(mx.zeros((self._vocab,)))
-                continue
-            plan, reply_start = found
-            k = len(row) - reply_start
-            target = plan[k] if k < len(plan) else self._eos
-            if target == FAIL:
-                raise RuntimeError("scripted failure")
-            logits.append(self._lean.at[target].add(FORCE))
-        return mx.stack(logits)[:, None, :]
+        for i, (pad, row) in enumerate(zip(padding, seen[:, 0, :, 0].astype(mx.int32).tolist())):
+            row = [t for j, t in enumerate(row) if j >= pad and (live is None or live[i][j])]
+            logits.append(mx.stack([self._logits(row[: len(row) - (length - 1 - j)], create=length == 1) for j in positions]))
+        return mx.stack(logits)
+
+    def _logits(self, row: list[int], create: bool) -> mx.array:
+        """The next token's logits after ``row`` (a row's tokens, without padding)."""
+        if self._reply_start(row) is None:
+            return mx.zeros((self._vocab,))
+        # Only the step that samples a reply's first token asks for a reply: a prefill chunk may also
+        # end just after an earlier turn's marker, and must not call respond.
+        found = self._plan(row, create=create)
+        if found is None:
+            return mx.zeros((self._vocab,))
+        plan, reply_start = found
+        k = len(row) - reply_start
+        target = plan[k] if k < len(plan) else self._eos
+        if target == FAIL:
+            raise RuntimeError("scripted failure")
+        return self._lean.at[target].add(FORCE)
 
 
 class Recording:
@@ -312,12 +326,15 @@ def scripted_model(
     on_load: Callable[[str], None] | None = None,
     tokenizer: TokenizerWrapper | None = None,
     trimmable: bool = True,
+    settings: EngineSettings | None = None,
 ) -> ServedModel:
-    """A scripted model to serve; ``on_load(name)`` runs on the engine thread each time it loads.
+    """A scripted model to serve; ``on_load(name)`` runs on the engine thread each time it loads. It
+    speculates as ``spec`` (else ``settings``) says, as a model the text kind serves would.
 
     Without ``tokenizer``, the one in ``tokenizer_dir`` (loaded once per session: ``shared_tokenizer``).
     """
     tokenizer = tokenizer or shared_tokenizer(tokenizer_dir)
+    settings = settings or EngineSettings()
 
     def load() -> LoadedModel:
         if on_load is not None:
@@ -326,6 +343,8 @@ def scripted_model(
             tokenizer_dir, respond, name=name, context_window=context_window, tokenizer=tokenizer, trimmable=trimmable
         )
 
+    spec = spec or ModelSpec(model=name)
+    load = speculation_setup.speculating(load, speculation_setup.wanted(spec, settings), settings)
     return ServedModel(name=name, tokenizer=tokenizer, context_window=context_window, load=load, aliases=aliases, spec=spec)
 
 

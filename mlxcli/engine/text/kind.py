@@ -21,7 +21,9 @@ from mlxcli.engine.batch import Batch, can_batch
 from mlxcli.engine.details import model_details
 from mlxcli.engine.kind import Kind, other_names, window_limit
 from mlxcli.engine.served import ServedModel
+from mlxcli.engine.settings import Speculation
 from mlxcli.engine.solo import Solo
+from mlxcli.engine.speculation import setup as speculation_setup
 from mlxcli.engine.vision.model import images_of, without_images
 
 if TYPE_CHECKING:
@@ -56,7 +58,7 @@ class TextKind(Kind):
             name=name,
             tokenizer=tokenizer,
             context_window=loading.context_window_of(config, limit),
-            load=self.loader(directory, name, tokenizer, limit, settings),
+            load=speculation_setup.speculating(self.loader(directory, name, tokenizer, limit, settings), self.speculation(spec, settings, name), settings),
             aliases=tuple(spec.aliases),
             ids=other_names(name, ids),
             spec=spec,
@@ -69,6 +71,10 @@ class TextKind(Kind):
         )
 
     capabilities: tuple[str, ...] = ("chat",)
+
+    def speculation(self, spec: "ModelSpec", settings: "EngineSettings", name: str) -> Speculation | None:
+        """What its model speculates with (--speculative, --draft-model, or its spec's)."""
+        return speculation_setup.wanted(spec, settings)
 
     def setup(self, directory: "ModelDir"):
         """What requests are read with besides the tokenizer (a vision model's image processor)."""

@@ -7,6 +7,7 @@ inputs on the caller's thread; its weights load through mlx-vlm, and its jobs ru
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
     from mlxcli.engine.prompt_cache import PromptCache
     from mlxcli.engine.runner import Runner
     from mlxcli.engine.served import ServedModel
-    from mlxcli.engine.settings import EngineSettings
+    from mlxcli.engine.settings import EngineSettings, ModelSpec
+
+log = logging.getLogger("mlxcli.engine")
 
 
 class VisionKind(TextKind):
@@ -40,6 +43,11 @@ class VisionKind(TextKind):
     def loader(self, directory: "ModelDir", name: str, tokenizer, limit: int | None, settings: "EngineSettings"):
         # mlx-vlm's models are never sharded: --distributed refuses them (peers.py)
         return partial(vision.load, name, directory.path, context_length=limit, tokenizer=tokenizer, encoder_bytes=settings.vision_cache_bytes)
+
+    def speculation(self, spec: "ModelSpec", settings: "EngineSettings", name: str) -> None:
+        if spec.speculative == "ngram" or spec.draft_model or settings.speculative == "ngram" or settings.draft_model:
+            log.warning("%s: speculative decoding is off: a vision model's requests run one at a time", name)
+        return None
 
     def render(self, model: "ServedModel", request: "ChatRequest", boundaries: bool) -> prompt.RenderedPrompt:
         rendered = prompt.render(model.tokenizer, request, model.format, boundaries=boundaries and model.checkpoints is not False)
