@@ -10,11 +10,13 @@ Both formats have the same keys::
         context_length: 4096
         context_overflow: truncate   # error | truncate | summarize (see `mlxcli serve --context-overflow`)
         chat_template: ./chatml.jinja
+        speculative: ngram           # prompt lookup (see `mlxcli serve --speculative`); off: none for this model
+        draft_model: ./small-draft   # a draft model of the same tokenizer (see `mlxcli serve --draft-model`)
     server:                          # any `mlxcli serve` flag, by its long name
       port: 8000
       max_loaded_models: 2
 
-Relative paths (a ``model`` written ``./x`` or ``../x``, ``chat_template``) are relative
+Relative paths (a ``model`` or ``draft_model`` written ``./x`` or ``../x``, ``chat_template``) are relative
 to the file. This module only reads and checks the file; `mlxcli serve` decides what the
 ``server`` keys mean (flags given on the command line win over them).
 """
@@ -35,11 +37,12 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from mlxcli.core.request import SAMPLING_BOUNDS, Sampling
-from mlxcli.engine.settings import POLICIES, ModelSpec
+from mlxcli.engine.settings import POLICIES, SPECULATIVE, ModelSpec
 
 # Sampling defaults a model may set, with the bounds every API accepts.
 SAMPLING_KEYS = SAMPLING_BOUNDS
-TEXT_KEYS = ("model", "served_name", "chat_template", "tool_call_parser", "reasoning_parser", "context_overflow", "image_preset")
+TEXT_KEYS = ("model", "served_name", "chat_template", "tool_call_parser", "reasoning_parser", "context_overflow", "image_preset",
+             "speculative", "draft_model")
 MODEL_KEYS = (*TEXT_KEYS, "aliases", "context_length", "context_keep_turns", "quantize", *SAMPLING_KEYS)
 QUANTIZE_BITS = (3, 4, 5, 6, 8)  # an image model's weights at load (mflux)
 PATH_KEYS = ("chat_template", "prompt_cache_dir")  # server settings holding a path ("none" stays none)
@@ -102,7 +105,7 @@ def spec_to_dict(spec: ModelSpec) -> dict[str, Any]:
         out["aliases"] = list(spec.aliases)
     out.update({k: getattr(spec.sampling, k) for k in SAMPLING_KEYS if getattr(spec.sampling, k) is not None})
     for key in ("context_length", "chat_template", "tool_call_parser", "reasoning_parser", "context_overflow", "context_keep_turns",
-                "quantize", "image_preset"):
+                "quantize", "image_preset", "speculative", "draft_model"):
         if getattr(spec, key) is not None:
             out[key] = getattr(spec, key)
     return out
@@ -126,6 +129,8 @@ def _model(entry: Any, where: str, base_dir: Path) -> ModelSpec:
     quantize = entry.get("quantize")
     if quantize is not None and (not isinstance(quantize, int) or isinstance(quantize, bool) or quantize not in QUANTIZE_BITS):
         raise ConfigError(f"{where}.quantize: must be one of {', '.join(map(str, QUANTIZE_BITS))} (bits), got {quantize!r}")
+    if text.get("speculative", "off") not in SPECULATIVE:
+        raise ConfigError(f"{where}.speculative: must be one of {', '.join(SPECULATIVE)}, got {text['speculative']!r}")
     if text.get("context_overflow", "error") not in POLICIES:
         raise ConfigError(f"{where}.context_overflow: must be one of {', '.join(POLICIES)}, got {text['context_overflow']!r}")
     return ModelSpec(
@@ -141,6 +146,8 @@ def _model(entry: Any, where: str, base_dir: Path) -> ModelSpec:
         context_keep_turns=None if keep_turns is None else int(_number(keep_turns, f"{where}.context_keep_turns", int, 1, math.inf)),
         quantize=quantize,
         image_preset=text.get("image_preset"),
+        speculative=text.get("speculative"),
+        draft_model=_relative_model(text["draft_model"], base_dir) if "draft_model" in text else None,
     )
 
 

@@ -29,6 +29,8 @@ models:
     context_keep_turns: 8
   - model: ./models/other
     served_name: other
+    speculative: ngram
+    draft_model: ./models/draft
   - mlx-community/Qwen3-0.6B-4bit
   - model: Tongyi-MAI/Z-Image-Turbo
     quantize: 4
@@ -59,6 +61,8 @@ context_keep_turns = 8
 [[models]]
 model = "./models/other"
 served_name = "other"
+speculative = "ngram"
+draft_model = "./models/draft"
 
 [[models]]
 model = "mlx-community/Qwen3-0.6B-4bit"
@@ -99,7 +103,7 @@ def test_yaml_is_read_with_paths_relative_to_the_file(tmp_path):
             context_overflow="summarize",
             context_keep_turns=8,
         ),
-        ModelSpec(model=str(base / "models" / "other"), served_name="other"),
+        ModelSpec(model=str(base / "models" / "other"), served_name="other", speculative="ngram", draft_model=str(base / "models" / "draft")),
         ModelSpec(model="mlx-community/Qwen3-0.6B-4bit"),
         ModelSpec(model="Tongyi-MAI/Z-Image-Turbo", quantize=4, image_preset="z-image-turbo"),
     ]
@@ -137,6 +141,7 @@ def test_dump_reads_back_equal(tmp_path):
         ("models:\n  - model: a\n    context_overflow: drop\n", "models[0].context_overflow: must be one of error, truncate, summarize"),
         ("models:\n  - model: a\n    context_keep_turns: 0\n", "models[0].context_keep_turns: must be at least 1"),
         ("models:\n  - model: a\n    quantize: 2\n", "models[0].quantize: must be one of 3, 4, 5, 6, 8 (bits)"),
+        ("models:\n  - model: a\n    speculative: draft\n", "models[0].speculative: must be one of ngram, off"),
         ("models: {model: a}\n", "'models' must be a list"),
         ("server: [1]\n", "'server' must be a mapping"),
         ("modles: []\n", "unknown key 'modles'; did you mean 'models'?"),
@@ -207,7 +212,10 @@ def test_batching_and_prompt_cache_settings_are_checked(tmp_path):
     assert (int(server["prompt_cache_bytes"]), server["max_batch"]) == (500_000_000, 2)  # MB: powers of 1000
     server = print_config("--context-overflow", "truncate", "--context-keep-turns", "4")["server"]
     assert (server["context_overflow"], server["context_keep_turns"]) == ("truncate", 4)
-    for bad in (["--kv-bits", "7"], ["--prompt-cache-bytes", "lots"], ["--max-batch", "0"], ["--context-overflow", "drop"], ["--context-keep-turns", "0"]):
+    server = print_config("--speculative", "ngram", "--draft-model", "smollm2-135m", "--speculative-depth", "12")["server"]
+    assert (server["speculative"], server["draft_model"], server["speculative_depth"]) == ("ngram", "smollm2-135m", 12)
+    for bad in (["--kv-bits", "7"], ["--prompt-cache-bytes", "lots"], ["--max-batch", "0"], ["--context-overflow", "drop"],
+                ["--context-keep-turns", "0"], ["--speculative", "draft"], ["--speculative-depth", "0"], ["--speculative-depth", "33"]):
         result = CliRunner().invoke(app, ["serve", *bad, "--print-config"])
         assert result.exit_code == 2 and bad[0] in result.output, result.output
 

@@ -14,7 +14,7 @@ from mlxcli.cli import distributed as cli_distributed
 from mlxcli.cli.common import FastPathOption, exit_process, fail, start_engine
 from mlxcli.cli.store_options import SIZE_HELP, ConversationDirOption, StorePathOption, size_option, store_settings
 from mlxcli.core.errors import MlxcliError
-from mlxcli.engine.settings import POLICIES, EngineSettings, ModelSpec
+from mlxcli.engine.settings import MAX_SPECULATIVE_DEPTH, POLICIES, SPECULATIVE, EngineSettings, ModelSpec
 from mlxcli.server.images import FetchPolicy
 from mlxcli.server.settings import ServerSettings
 from mlxcli.store.settings import StoreSettings
@@ -135,6 +135,21 @@ def serve(
     prompt_cache_disk_bytes: str = typer.Option(_bytes(ENGINE.prompt_cache_disk_bytes), envvar="MLXCLI_PROMPT_CACHE_DISK_BYTES", callback=size_option, help=f"Most disk the prompt cache's directory holds; the least recently used files go first; {SIZE_HELP}."),
     vision_cache_bytes: str = typer.Option(_bytes(ENGINE.vision_cache_bytes), envvar="MLXCLI_VISION_CACHE_BYTES", callback=size_option, help=f"Memory for a vision model's encoder output, kept per image so the same image is not encoded twice (0: off); {SIZE_HELP}."),
     kv_bits: int = typer.Option(ENGINE.kv_bits, envvar="MLXCLI_KV_BITS", callback=_kv_bits, help="Quantize the KV cache to 2, 3, 4, 5, 6 or 8 bits: less memory for long contexts, slightly different output; requests then run one at a time."),
+    speculative: Optional[str] = typer.Option(
+        ENGINE.speculative, "--speculative", envvar="MLXCLI_SPECULATIVE", callback=lambda v: v and _choice(v, SPECULATIVE),
+        help="Speculative decoding for models whose config says nothing: 'ngram' (prompt lookup: each request proposes "
+        "tokens from its own prompt and answer, several tokens per step where an answer repeats its input: edits, "
+        "patches, echoed JSON); 'off'. Greedy answers are unchanged, sampled ones keep their distribution; batching stays on.",
+    ),
+    draft_model: Optional[str] = typer.Option(
+        ENGINE.draft_model, "--draft-model", envvar="MLXCLI_DRAFT_MODEL",
+        help="A smaller model with the same tokenizer that proposes tokens (speculative decoding) for models whose "
+        "config names none: alias, Hugging Face repo id or directory. With --speculative ngram it drafts where the lookup finds nothing.",
+    ),
+    speculative_depth: int = typer.Option(
+        ENGINE.speculative_depth, envvar="MLXCLI_SPECULATIVE_DEPTH", min=1, max=MAX_SPECULATIVE_DEPTH,
+        help="Proposed tokens a request verifies per step at most; below it each request's depth follows its acceptance and the measured step cost, down to none.",
+    ),
     context_length: int = typer.Option(ENGINE.context_length, envvar="MLXCLI_CONTEXT_LENGTH", min=16, help="Lower every model's context window."),
     context_overflow: str = typer.Option(
         ENGINE.context_overflow, envvar="MLXCLI_CONTEXT_OVERFLOW", callback=lambda v: _choice(v, POLICIES),
@@ -245,6 +260,7 @@ def serve(
         model_aliases=[_alias(a) for a in model_alias],
         tool_call_parser=tool_call_parser or None, reasoning_parser=reasoning_parser or None, reasoning=reasoning,
         context_overflow=context_overflow, context_keep_turns=context_keep_turns, distributed=distributed,
+        speculative=speculative, draft_model=draft_model, speculative_depth=speculative_depth,
     )
     try:
         settings.check(engine_settings.capacity)

@@ -137,6 +137,7 @@ class ChatRequest:
     suffix: str | None = None
     logprobs: int | None = None  # each generated token's logprob, with this many alternatives (0–20); None: not asked
     context_overflow: str | None = None  # "error" | "truncate" | "summarize"; None: the model's, else the server's
+    speculate: bool = True  # False: this request never speculates, whatever its model does (bench compares both)
     request_id: str = field(default_factory=lambda: new_id("req_"))
 
 

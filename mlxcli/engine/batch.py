@@ -156,6 +156,7 @@ class Batch(Runner):
                 self._samplers.sampler(r.sequence.job),
                 tuple(self._samplers.processors(r.sequence.job)),
                 r.sequence.job.max_tokens,
+                r.sequence.job.request.speculate,
             )
             for uid, r in zip(uids, ready)
         ]

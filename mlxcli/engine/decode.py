@@ -42,6 +42,7 @@ class Row:
     sampler: Sampler
     processors: tuple  # logits processors: ``processor(tokens so far, logits) → logits``
     max_tokens: int
+    speculate: bool = True  # may propose tokens (if its batch speculates)
     context: TokenBuffer | None = None  # the tokens its processors see (rows with processors only)
     produced: int = 0  # answer tokens handed out
     spec: Any = None  # the speculator's state of this row

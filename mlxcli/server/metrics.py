@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import falcon
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.process_collector import ProcessCollector
 
 from mlxcli.core.embeddings import EmbeddingJob, Embeddings
@@ -299,6 +299,28 @@ class EngineCollector:
             yield _histogram("mlxcli:engine_step_seconds", "How long each engine step took (a token for every answer, "
                              "then the prompt reading the scheduler granted).", steps["seconds"])
             yield _histogram("mlxcli:engine_step_prompt_tokens", "Prompt tokens each engine step read.", steps["prompt_tokens"])
+        yield from _speculation(stats.get("speculation") or {})
+
+
+def _speculation(models: dict[str, dict[str, Any]]) -> Iterator[CounterMetricFamily]:
+    """Each speculating model's counters (engine/speculation/stats.py); acceptance by position is
+    ``spec_position_accepted`` over ``spec_position_proposed``."""
+    steps = CounterMetricFamily("mlxcli:spec_steps", "Speculating decode steps: one verification pass of the batch each.", labels=["model"])
+    proposed = CounterMetricFamily("mlxcli:spec_proposed_tokens", "Proposed tokens verified (prompt lookup or draft model).", labels=["model"])
+    accepted = CounterMetricFamily("mlxcli:spec_accepted_tokens", "Proposed tokens that came true: tokens gained over plain steps.", labels=["model"])
+    at = CounterMetricFamily("mlxcli:spec_position_proposed", "Proposed tokens verified, by position in their proposal (1: first).",
+                             labels=["model", "position"])
+    kept = CounterMetricFamily("mlxcli:spec_position_accepted", "Proposed tokens that came true, by position in their proposal.",
+                               labels=["model", "position"])
+    for name, counts in models.items():
+        steps.add_metric([name], counts["steps"])
+        proposed.add_metric([name], counts["proposed"])
+        accepted.add_metric([name], counts["accepted"])
+        for position, (tried, came) in enumerate(zip(counts["proposed_at"], counts["accepted_at"]), 1):
+            at.add_metric([name, str(position)], tried)
+            kept.add_metric([name, str(position)], came)
+    if models:
+        yield from (steps, proposed, accepted, at, kept)
 
 
 def _histogram(name: str, documentation: str, data: dict[str, Any]) -> HistogramMetricFamily:

@@ -93,7 +93,7 @@ def test_a_stop_string_inside_an_accepted_run_ends_the_answer_there(engines):
     text = " ".join(f"item{i}" for i in range(40))
     stop = "item23"
     engine = engines("ngram")
-    first = collect(engine.submit(echo(text, )))
+    first = collect(engine.submit(echo(text)))
     assert first.text == text  # a copy: after its first tokens, each step accepts a run of them
     stopped = collect(engine.submit(ChatRequest(messages=echo(text).messages, sampling=Sampling(max_tokens=400, stop=[stop]))))
     assert stopped.text == text[: text.index(stop)] and stopped.finish.reason == "stop"
@@ -172,3 +172,28 @@ def test_a_model_that_says_off_does_not_speculate(tokenizer_dir, run_engine, fre
     assert collect(engine.submit(edit())).text == "Here is the file:\n" + EDITED
     assert all(width == 1 for _, width in scripted_of(engine).forwards[-100:])
     assert "scripted" not in engine.stats().get("speculation", {})
+
+
+def test_metrics_count_what_was_proposed_and_accepted(engines, serve):
+    import openai
+
+    from mlxcli.server.settings import ServerSettings
+    from tests.support.prometheus import scrape, value
+
+    engine = engines("ngram")
+    server = serve(engine, ServerSettings(port=0))
+    before = scrape(server)
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+    answer = client.chat.completions.create(model="scripted", messages=[{"role": "user", "content": edit().messages[0].content}])
+    assert answer.choices[0].message.content == "Here is the file:\n" + EDITED
+    after = scrape(server)
+
+    def moved(name: str, **labels) -> float:
+        return value(after, name, model="scripted", **labels) - value(before, name, model="scripted", **labels)
+
+    proposed, accepted = moved("mlxcli:spec_proposed_tokens_total"), moved("mlxcli:spec_accepted_tokens_total")
+    assert proposed >= accepted > 100 and moved("mlxcli:spec_steps_total") > 0
+    assert accepted < answer.usage.completion_tokens  # each step hands out a token of its own besides those it accepted
+    first = moved("mlxcli:spec_position_proposed_total", position="1")
+    assert first > 0 and moved("mlxcli:spec_position_accepted_total", position="1") <= first
+    assert sum(moved("mlxcli:spec_position_accepted_total", position=str(i)) for i in range(1, 9)) == accepted

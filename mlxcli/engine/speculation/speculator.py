@@ -50,7 +50,7 @@ class Speculator:
 
     def add(self, rows: list) -> None:
         for row in rows:
-            row.spec = RowState(PromptLookup(row.tokens) if self.lookup else None, Depth())
+            row.spec = RowState(PromptLookup(row.tokens) if self.lookup and row.speculate else None, Depth())
         if self.draft is not None:
             self.draft.add(rows)
 
@@ -72,7 +72,7 @@ class Speculator:
         for e, row in enumerate(rows):
             room = row.max_tokens - row.produced - 1  # tokens it may hand out after its pending one
             state: RowState = row.spec
-            if room <= 0 or not state.depth.ready():
+            if room <= 0 or not row.speculate or not state.depth.ready():
                 continue
             if state.lookup is not None:
                 found[e] = state.lookup.propose(min(room, self.max_depth) + 1)[1:]  # its first: the pending one
