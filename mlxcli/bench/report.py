@@ -16,6 +16,7 @@ from rich.text import Text
 from mlxcli.bench.agent import AgentCell
 from mlxcli.bench.embeddings import BatchCell
 from mlxcli.bench.scenarios import LoadCell, MatrixCell, TurnCell
+from mlxcli.bench.speculation import SpecCell
 from mlxcli.bench.stats import ratio
 
 SCHEMA = "mlxcli.bench/1"
@@ -24,15 +25,17 @@ SCHEMA = "mlxcli.bench/1"
 COMPARED = {
     "load": ("aggregate_tps", "decode_tps", "ttft_s", "latency_s"),
     "turns": ("ttft_s", "decode_tps"),
+    "edit": ("aggregate_tps", "decode_tps"),
+    "prose": ("aggregate_tps", "decode_tps"),
 }
 
 
 @dataclass
 class Report:
-    scenario: str  # "engine" | "load" | "turns" | "embeddings" | "agent"
+    scenario: str  # "engine" | "load" | "turns" | "embeddings" | "agent" | "edit" | "prose"
     settings: dict[str, Any]
     targets: list[dict[str, Any]]
-    cells: Sequence[MatrixCell | LoadCell | TurnCell | BatchCell | AgentCell]
+    cells: Sequence[MatrixCell | LoadCell | TurnCell | BatchCell | AgentCell | SpecCell]
     notes: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
 
@@ -63,6 +66,8 @@ class Report:
 def _group_key(row: dict[str, Any], scenario: str) -> tuple:
     if scenario == "turns":
         return (row["turn"],)
+    if scenario in ("edit", "prose"):
+        return (row["clients"],)
     return (row["prompt_tokens"], row["gen_tokens"], row["clients"])
 
 
@@ -126,7 +131,7 @@ def render(doc: dict[str, Any]) -> Group:
         "\n".join(_target_line(t) for t in doc["targets"]),
     )
     tables = {"engine": _engine_table, "load": _load_table, "turns": _turns_table, "embeddings": _embeddings_table,
-              "agent": _agent_table}
+              "agent": _agent_table, "edit": _speculation_table, "prose": _speculation_table}
     table = tables[doc["scenario"]](doc)
     parts: list[Any] = [header, table]
     notes = list(doc["notes"])
@@ -232,5 +237,23 @@ def _agent_table(doc: dict[str, Any]) -> Table:
             _spread(r["long_ttft_alone_s"], seconds=True), _spread(r["long_ttft_together_s"], seconds=True), _times(r["long_slowdown"]),
             _seconds(r["stream_gap_p50_s"]), _seconds(r["stream_gap_p95_s"]), _seconds(r["stream_gap_max_s"]),
             Text(str(r["errors"]), style="red" if r["errors"] else ""),
+        )
+    return table
+
+
+def _speculation_table(doc: dict[str, Any]) -> Table:
+    title = {"edit": "edit: a file sent back with one rename", "prose": "prose: a story continued"}[doc["scenario"]]
+    table = Table(box=box.SIMPLE_HEAD, title=f"{title}, greedy (medians, range over runs)", title_justify="left")
+    columns = ["target", "clients", "requests", "errors", "out tok/s", "decode tok/s/req", "tok/req", "same answers",
+               "accepted", "out ×", "decode ×"]
+    for name in columns:
+        _column(table, name)
+    for r in doc["results"]:
+        vs = r.get("vs_first") or {}
+        accepted = "–" if r["acceptance"] is None else f"{r['accepted']:,} ({r['acceptance']:.0%} of {r['proposed']:,})"
+        table.add_row(
+            r["target"], str(r["clients"]), str(r["requests"]), Text(str(r["errors"]), style="red" if r["errors"] else ""),
+            _spread(r["aggregate_tps"]), _spread(r["decode_tps"]), _num(r["tokens_per_request"]["mean"]),
+            r["same_answers"] or "–", accepted, _times(vs.get("aggregate_tps")), _times(vs.get("decode_tps")),
         )
     return table

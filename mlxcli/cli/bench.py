@@ -14,6 +14,9 @@ from mlxcli.cli import app
 from mlxcli.cli.common import FastPathOption, ModelOption, exit_process, fail, json_schema_file
 
 ENGINE_DEFAULTS = ("128,512", "64,128")  # prompt, generation lengths of the engine matrix
+WORKLOADS = ("edit", "prose")  # bench/speculation.py's scenarios (not imported here: it imports the engine's request types)
+SPEC_CLIENTS = {"edit": (1, 4), "prose": (1, 8)}
+SPEC_GEN_TOKENS = {"edit": 1000, "prose": 128}
 SERVER_DEFAULTS = ("128", "64")  # with --url or --turns
 
 
@@ -41,11 +44,15 @@ def bench(
     api_key: Annotated[Optional[str], typer.Option(envvar="MLXCLI_API_KEY", help="API key sent to servers.")] = None,
     prompt_tokens: Annotated[Optional[str], typer.Option(help="Prompt lengths in tokens, exact with the model's tokenizer (engine matrix default 128,512; otherwise 128).")] = None,
     gen_tokens: Annotated[Optional[str], typer.Option(help="Tokens to generate (engine matrix default 64,128; otherwise 64).")] = None,
-    clients: Annotated[str, typer.Option(help="Concurrent streaming clients, one level each (server).")] = "1,4,8",
+    clients: Annotated[Optional[str], typer.Option(help="Concurrent streaming clients, one level each (server; default 1,4,8; edit 1,4; prose 1,8).")] = None,
     requests: Annotated[Optional[int], typer.Option(min=1, help="Requests per level and run (default: one per client).")] = None,
     turns: Annotated[Optional[int], typer.Option(min=1, help="Instead: one conversation growing for N turns; time to first token per turn.")] = None,
-    scenario: Annotated[Optional[str], typer.Option(help="agent: a long prompt (--long-tokens), a short request (--prompt-tokens, --gen-tokens; default 700, 32) sent beside it and a stream answering meanwhile; each side's slowdown and the stream's inter-token gaps.")] = None,
+    scenario: Annotated[Optional[str], typer.Option(help="agent: a long prompt (--long-tokens), a short request (--prompt-tokens, --gen-tokens; default 700, 32) sent beside it and a stream answering meanwhile; each side's slowdown and the stream's inter-token gaps. "
+                                                         "edit: a file sent back with one rename (--file-lines; --gen-tokens default 1000); prose: a story continued (--prompt-tokens, --gen-tokens; default 128, 128): speculative decoding against none, greedy, with whether the answers are the same.")] = None,
     long_tokens: Annotated[int, typer.Option(min=16, help="With --scenario agent: the long prompt's length in tokens.")] = 7500,
+    file_lines: Annotated[int, typer.Option(min=10, max=2000, help="With --scenario edit: the file's length in lines.")] = 60,
+    speculative: Annotated[Optional[str], typer.Option(help="With --scenario edit or prose: what the in-process engine speculates with besides --draft-model ('ngram': prompt lookup; default unless --draft-model is given).")] = None,
+    draft_model: Annotated[Optional[str], typer.Option(help="With --scenario edit or prose: a draft model (same tokenizer) for the in-process engine.")] = None,
     embeddings: Annotated[bool, typer.Option("--embeddings", help="Instead: embeddings inputs/s and tokens/s at each --batch-sizes (model default minilm; --prompt-tokens per input, default 64).")] = False,
     batch_sizes: Annotated[str, typer.Option(help="With --embeddings: inputs per request, one level each.")] = "1,16,64",
     repeat: Annotated[int, typer.Option(min=1, help="Measured runs of each case (medians and ranges over them).")] = 3,
@@ -90,11 +97,16 @@ def bench(
     defaults = SERVER_DEFAULTS if servers or turns else ENGINE_DEFAULTS
     prompt_lens = int_list(prompt_tokens or defaults[0], "--prompt-tokens")
     gen_lens = int_list(gen_tokens or defaults[1], "--gen-tokens")
-    levels = int_list(clients, "--clients")
-    if scenario not in (None, "agent"):
-        raise typer.BadParameter(f"{scenario!r} is not a scenario (agent)", param_hint="--scenario")
+    if scenario not in (None, "agent", *WORKLOADS):
+        raise typer.BadParameter(f"{scenario!r} is not a scenario (agent, {', '.join(WORKLOADS)})", param_hint="--scenario")
+    if speculative not in (None, "ngram"):
+        raise typer.BadParameter(f"{speculative!r} is not a speculation mode (ngram)", param_hint="--speculative")
+    levels = int_list(clients or (",".join(map(str, SPEC_CLIENTS[scenario])) if scenario in WORKLOADS else "1,4,8"), "--clients")
     if scenario == "agent":
         prompt_lens, gen_lens = int_list(prompt_tokens or "700", "--prompt-tokens"), int_list(gen_tokens or "32", "--gen-tokens")
+    if scenario in WORKLOADS:
+        prompt_lens = int_list(prompt_tokens or "128", "--prompt-tokens")
+        gen_lens = int_list(gen_tokens or str(SPEC_GEN_TOKENS[scenario]), "--gen-tokens")
     scenario = scenario or ("turns" if turns else "load" if servers else "engine")
     if scenario == "turns" and (len(prompt_lens) > 1 or len(gen_lens) > 1):
         raise typer.BadParameter("--turns takes one prompt length and one generation length", param_hint="--turns")
@@ -109,11 +121,21 @@ def bench(
     targets = _servers(servers, api=api, model=request_model, api_key=api_key, timeout=timeout, connections=max(levels))
     eng, code = None, 0
     try:
-        eng, count = _prepare(model, in_process=engine or not servers, max_clients=max(levels))
+        # Both engine targets answer the same requests: no prompt cache, or the second would read its prompts from it.
+        speculation = {"speculative": speculative or (None if draft_model else "ngram"), "draft_model": draft_model,
+                       "prompt_cache_bytes": 0} if scenario in WORKLOADS else {}
+        eng, count = _prepare(model, in_process=engine or not servers, max_clients=max(levels), **speculation)
         if eng is not None:
             from mlxcli.bench.targets import EngineTarget
 
-            targets.insert(0, EngineTarget(eng))
+            if scenario in WORKLOADS:  # the same engine measured without speculation, then with
+                from mlxcli.bench.speculation import Unspeculated
+
+                mode = "+".join(m for m in (speculation["speculative"], "draft" if draft_model else None) if m)
+                speculating = EngineTarget(eng, name=f"engine +{mode}")
+                targets[:0] = [Unspeculated(EngineTarget(eng), name="engine (plain)"), speculating]
+            else:
+                targets.insert(0, EngineTarget(eng))
         if response_format is not None:
             from mlxcli.bench.targets import ConstrainedTarget
 
@@ -122,7 +144,7 @@ def bench(
             scenario, targets, count, err,
             prompt_lens=prompt_lens, gen_lens=gen_lens, levels=levels, requests=requests, turns=turns,
             repeat=repeat, warmup=warmup, seed=random.randrange(1_000_000) if seed is None else seed, image_size=image_size,
-            image_turns=image_turns, long_tokens=long_tokens,
+            image_turns=image_turns, long_tokens=long_tokens, file_lines=file_lines,
             settings={"api": api if servers else None, "timeout_s": timeout, "image_size": image_size,
                       "image_turns": image_turns if image_size and scenario == "turns" else None},
         )
@@ -191,7 +213,7 @@ def _error(message: str, code: int) -> int:
     return code
 
 
-def _prepare(model: str | None, *, in_process: bool, max_clients: int):
+def _prepare(model: str | None, *, in_process: bool, max_clients: int, **speculation):
     """The in-process engine (or None) and a token counter for building prompts."""
     from mlxcli.core.errors import MlxcliError
     from mlxcli.engine.settings import EngineSettings
@@ -204,7 +226,8 @@ def _prepare(model: str | None, *, in_process: bool, max_clients: int):
         if in_process:
             from mlxcli.engine.engine import MlxEngine
 
-            eng = MlxEngine.from_path(resolved.name, resolved.path, EngineSettings(max_queue=max(32, max_clients))).start()
+            settings = EngineSettings(max_queue=max(32, max_clients), max_batch=max(16, max_clients), **speculation)
+            eng = MlxEngine.from_path(resolved.name, resolved.path, settings).start()
             return eng, eng.count_tokens
         from mlxcli.engine.tokens import PromptCounter
 
@@ -242,7 +265,7 @@ def _servers(urls: list[str], **options):
 
 
 def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, levels, requests, turns, repeat, warmup, seed, image_size,
-         image_turns, long_tokens, settings):
+         image_turns, long_tokens, file_lines, settings):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from mlxcli.bench import scenarios
@@ -258,6 +281,8 @@ def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, level
         total = n * (warmup + len(prompt_lens) * len(gen_lens) * per_combo)
     elif scenario == "agent":
         total = n * (warmup + repeat)
+    elif scenario in WORKLOADS:
+        total = n * (warmup + repeat * sum(levels))
     else:
         total = n * (warmup + repeat * turns)
     progress = Progress(
@@ -284,6 +309,11 @@ def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, level
 
             cells = agent(targets, prompts, long_tokens=long_tokens, prompt_tokens=prompt_lens[0], gen_tokens=gen_lens[0],
                           repeat=repeat, warmup=warmup, tick=tick)
+        elif scenario in WORKLOADS:
+            from mlxcli.bench import speculation
+
+            cells = speculation.run(targets, scenario, prompts, clients=levels, gen_tokens=gen_lens[0], prompt_tokens=prompt_lens[0],
+                                    repeat=repeat, warmup=warmup, file_lines=file_lines, tick=tick)
         else:
             cells = scenarios.turns(
                 targets, prompts, turns=turns, prompt_tokens=prompt_lens[0], gen_tokens=gen_lens[0],
@@ -293,7 +323,8 @@ def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, level
         **settings,
         "prompt_tokens": prompt_lens,
         "gen_tokens": gen_lens,
-        "clients": levels if scenario == "load" else None,
+        "clients": levels if scenario in ("load", *WORKLOADS) else None,
+        "file_lines": file_lines if scenario == "edit" else None,
         "requests": requests if scenario == "load" else None,
         "turns": turns,
         "repeat": repeat,
