@@ -4,7 +4,8 @@ back with one change, a patch, a JSON object echoed.
 
 Once a proposal came true, the row keeps following the same place (the file it is copying) for as long
 as its tokens match it; only where they part does it look the place up again: the longest suffix of
-2 to ``MAX_NGRAM`` tokens that occurred before, at its latest occurrence. Pure Python: no MLX.
+2 to ``MAX_NGRAM`` tokens that occurred before, at its latest occurrence. A place close to the end
+proposes a repetition of what follows it (a token repeated, a line repeated). Pure Python: no MLX.
 """
 
 from __future__ import annotations
@@ -42,7 +43,12 @@ class PromptLookup:
             self._follow = self._find()
         if self._follow is None:
             return []
-        return self.tokens[self._follow : self._follow + limit]
+        # Copying on past the end copies what was just copied (a repeating stretch: "a b a b", a row of a
+        # table, a loop), as LZ77 does: the token at ``len + i`` is the one at ``follow + i``.
+        out = self.tokens[self._follow : self._follow + limit]
+        while len(out) < limit:
+            out.append(out[len(out) - (len(self.tokens) - self._follow)])
+        return out
 
     def _find(self) -> int | None:
         for n in range(MAX_NGRAM, MIN_NGRAM - 1, -1):
