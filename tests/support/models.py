@@ -30,6 +30,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 FORCE = 1e4  # large enough to survive any temperature and repetition penalty we allow
 FAIL = -1  # in a plan: raise instead of producing a token
 KEPT = 256  # replies (and prompts) a scripted model remembers: far more than answer at once; a long run stays bounded
+KEPT_FORWARDS = 10_000  # forward passes' shapes a scripted model remembers (the last ones)
 VERIFY_WIDTH = 64  # inputs up to this long get every position's logits (longer: a prompt slice, the last only)
 
 
@@ -181,7 +182,7 @@ class ScriptedModel(nn.Module):
         self.calls = 0  # forward passes run: the engine-side work, for cancellation tests
         self.widest = 0  # the most rows one forward pass had: requests that ran in one batch
         self.step_delay = 0.0  # seconds each forward pass takes: a slow model, set by tests
-        self.forwards: list[tuple[int, int]] = []  # each forward pass's input shape: (rows, tokens per row)
+        self.forwards: list[tuple[int, int]] = []  # the last forward passes' input shapes: (rows, tokens per row)
         self.on_forward: Callable[[int, int], None] | None = None  # called with that shape as a pass starts
         self.token_delay = 0.0  # ... and for each token it reads: a model whose cost grows with its input
 
@@ -241,6 +242,8 @@ class ScriptedModel(nn.Module):
         verifies each of its proposals), as a real model's."""
         self.calls += 1
         self.forwards.append(inputs.shape)
+        if len(self.forwards) > 2 * KEPT_FORWARDS:  # a long run (the soak) stays bounded
+            del self.forwards[:-KEPT_FORWARDS]
         if self.on_forward is not None:
             self.on_forward(*inputs.shape)
         if self.step_delay or self.token_delay:
