@@ -72,6 +72,7 @@ def bench(
     With --url (and --compare): concurrent streaming clients at each --clients level.
     With --turns: one conversation growing turn by turn, on the engine or the servers.
     With --embeddings: embeddings requests of each batch size, on the engine and/or the servers.
+    With --scenario edit or prose: the engine without speculative decoding, then with it (docs/speculation.md).
     """
     from mlxcli.engine import platform
 
@@ -324,7 +325,7 @@ def _run(scenario, targets, count, err: Console, *, prompt_lens, gen_lens, level
         "prompt_tokens": prompt_lens,
         "gen_tokens": gen_lens,
         "clients": levels if scenario in ("load", *WORKLOADS) else None,
-        "file_lines": file_lines if scenario == "edit" else None,
+        **({"file_lines": file_lines} if scenario == "edit" else {}),
         "requests": requests if scenario == "load" else None,
         "turns": turns,
         "repeat": repeat,
