@@ -4,9 +4,10 @@ their own last positions (the proposals a row rejected), by its own amount.
 ``BatchKVCache`` writes every row at one shared index, so a trim rewinds every row alike. Here a row
 that must drop more than the others leaves holes: the positions are masked out of attention from then
 on (``live``), and the row's offset (its RoPE position) goes back by as many, so its next token sits
-right after its last kept one. Nothing is copied: the other ways measured worse (see ARCHITECTURE.md,
-"Speculation"). A hole costs what a row's left padding costs (the batch is as wide as its longest row),
-and a row extracted for the prompt cache keeps only its live positions.
+right after its last kept one. Nothing is copied (ARCHITECTURE.md, "Speculation", weighs the other
+ways: trimming every row to the least accepted and re-feeding, compacting the cache). A hole costs
+what a row's left padding costs (the batch is as wide as its longest row), and a row extracted for
+the prompt cache keeps only its live positions.
 """
 
 from __future__ import annotations
