@@ -171,7 +171,7 @@ def test_request_for_another_model_waits_for_the_running_generation(make_engine,
     assert wait_for(lambda: engine.stats()["queue_depth"] == 1)  # the engine thread is inside alpha's step
     assert engine.stats() == {
         "queue_depth": 1, "active_requests": 1, "loaded_models": ["alpha"], "loading_models": [],
-        "prompt_cache": engine.stats()["prompt_cache"], "steps": engine.stats()["steps"],
+        "prompt_cache": engine.stats()["prompt_cache"], "steps": engine.stats()["steps"], "speculation": {},
     }
     assert [m.active for m in engine.models()] == [1, 0]
 
