@@ -46,7 +46,7 @@ class VisionKind(TextKind):
 
     def speculation(self, spec: "ModelSpec", settings: "EngineSettings", name: str) -> None:
         if spec.speculative == "ngram" or spec.draft_model or settings.speculative == "ngram" or settings.draft_model:
-            log.warning("%s: speculative decoding is off: a vision model's requests run one at a time", name)
+            log.warning("%s: speculative decoding is off: it does not run vision models (their caches carry each row's images and positions)", name)
         return None
 
     def render(self, model: "ServedModel", request: "ChatRequest", boundaries: bool) -> prompt.RenderedPrompt:
