@@ -71,6 +71,9 @@ class Reading:
         return len(self.tokens) - 1 - self.read
 
 
+CLEAR_CACHE_STEPS = 512  # decode steps between two returns of MLX's freed buffers
+
+
 class Batch(Runner):
     """The running batch of one model."""
 
@@ -88,6 +91,7 @@ class Batch(Runner):
         self._members: dict[int, Sequence] = {}  # decoding, by uid
         self._reading: list[Reading] = []
         self._uids = 0
+        self._decode_steps = 0
 
     def _speculator(self) -> Speculator | None:
         """What the decode batch speculates with, if its model does (speculation/setup.py checked it at load)."""
@@ -128,7 +132,13 @@ class Batch(Runner):
                 decoded = time.perf_counter()
                 self.policy.observe_decode(decoded - started)
                 self._answer(responses)
-            return self._read_slices()
+                self._decode_steps += 1
+            read = self._read_slices()
+            if read or (self._members and self._decode_steps % CLEAR_CACHE_STEPS == 0):
+                # MLX keeps freed buffers for reuse; without this the process grows with every new shape it
+                # has seen (mlx-lm's BatchGenerator clears at the same points: after prompt reading, every 512 steps)
+                mx.clear_cache()
+            return read
         except Exception as exc:  # a failed forward pass fails the batch, not the engine
             if self._settings.distributed and collective_failed(exc):  # ...unless a rank is gone: the group is
                 raise  # broken, and the next collective might never return
