@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from mlxcli.cli import app
-from mlxcli.cli.common import FastPathOption, ModelOption, exit_process, fail, json_schema_file
+from mlxcli.cli.common import FastPathOption, exit_process, fail, json_schema_file
 
 ENGINE_DEFAULTS = ("128,512", "64,128")  # prompt, generation lengths of the engine matrix
 WORKLOADS = ("edit", "prose")  # bench/speculation.py's scenarios (not imported here: it imports the engine's request types)
@@ -35,7 +35,12 @@ def int_list(text: str | None, option: str) -> list[int] | None:
 
 @app.command()
 def bench(
-    model: str = ModelOption,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", envvar="MLXCLI_MODEL",
+        help="Model (in-process, and the tokenizer of the prompts): an alias, repo id, directory or .gguf file, or "
+             "tiny:WIDTHxLAYERS (a random model with the default model's tokenizer, built once; "
+             "`python -m mlxcli.bench.tiny tiny:WxL` prints its directory, to serve it on purpose).",
+    )] = None,
     url: Annotated[Optional[str], typer.Option(help="Benchmark this server instead of the engine: its address, with or without /v1.")] = None,
     compare: Annotated[Optional[list[str]], typer.Option(help="Another server to run the same scenario against, interleaved (repeatable); ratios are to the first target.")] = None,
     engine: Annotated[bool, typer.Option("--engine", help="With --url: also run the model in-process, as the first target (what HTTP costs).")] = False,
@@ -216,12 +221,13 @@ def _error(message: str, code: int) -> int:
 
 def _prepare(model: str | None, *, in_process: bool, max_clients: int, **speculation):
     """The in-process engine (or None) and a token counter for building prompts."""
+    from mlxcli.bench import tiny
     from mlxcli.core.errors import MlxcliError
     from mlxcli.engine.settings import EngineSettings
     from mlxcli.models import resolve_model
 
     try:
-        resolved = resolve_model(model)
+        resolved = tiny.tiny_model(model) if tiny.is_tiny(model) else resolve_model(model)
         if _is_embedding_model(resolved.path):
             fail(f"{resolved.name} is an embedding model: measure it with mlxcli bench --embeddings")
         if in_process:
@@ -359,4 +365,4 @@ def _write(doc: dict, *, json_out: bool, output: Path | None) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
-        Console(width=None if sys.stdout.isatty() else 200).print(render(doc))
+        Console(width=None if sys.stdout.isatty() else 240).print(render(doc))
