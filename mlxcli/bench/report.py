@@ -21,13 +21,20 @@ from mlxcli.bench.stats import ratio
 
 SCHEMA = "mlxcli.bench/1"
 
-# Per scenario: the metrics compared with the first target ("vs_first" in the JSON).
+# Per scenario: the metrics compared with the first target ("vs_first" in the JSON): a summary's median,
+# or another of its statistics as (summary, statistic).
 COMPARED = {
-    "load": ("aggregate_tps", "decode_tps", "ttft_s", "latency_s"),
+    "load": ("aggregate_tps", "decode_tps", "ttft_s", "latency_s", "itl_s", ("itl_p95_s", "itl_s", "p95"),
+             "server_cpu_s_per_token"),
     "turns": ("ttft_s", "decode_tps"),
     "edit": ("aggregate_tps", "decode_tps"),
     "prose": ("aggregate_tps", "decode_tps"),
 }
+
+
+def _statistic(metric) -> tuple[str, str, str]:
+    """(name in vs_first, summary, statistic)."""
+    return metric if isinstance(metric, tuple) else (metric, metric, "median")
 
 
 @dataclass
@@ -79,7 +86,10 @@ def _add_ratios(rows: list[dict[str, Any]], scenario: str, first: str) -> None:
         if row["target"] == first or ref is None:
             row["vs_first"] = None
         else:
-            row["vs_first"] = {m: ratio(row[m]["median"], ref[m]["median"]) for m in COMPARED[scenario]}
+            row["vs_first"] = {
+                name: ratio(row[summary][stat], ref[summary][stat])
+                for name, summary, stat in map(_statistic, COMPARED[scenario])
+            }
 
 
 # ---- rendering ----------------------------------------------------------------------
@@ -108,6 +118,10 @@ def _spread(summary: dict[str, Any], seconds: bool = False) -> Text:
     if summary["n"] > 1 and low != high:
         text.append(f" {low * scale:,.{digits}f}–{high * scale:,.{digits}f}", style="dim")
     return text
+
+
+def _milliseconds(value: float | None) -> str:
+    return "–" if value is None else f"{value * 1000:,.1f}"
 
 
 def _times(value: float | None) -> str:
@@ -167,24 +181,27 @@ def _engine_table(doc: dict[str, Any]) -> Table:
 def _load_table(doc: dict[str, Any]) -> Table:
     compare = len(doc["targets"]) > 1
     table = Table(box=box.SIMPLE_HEAD, title=f"load: {doc['settings']['api']} API, streaming (medians, range over runs)", title_justify="left")
-    columns = ["target", "tokens in→out", "clients", "requests", "errors", "out tok/s", "decode tok/s/req",
-               "TTFT p50", "TTFT p95", "latency p50", "tok/req", "cached"]
+    columns = ["target", "tokens in→out", "clients", "errors", "out tok/s", "decode tok/s/req",
+               "TTFT p50", "TTFT p95", "ITL p50 ms", "ITL p95 ms", "CPU ms/tok", "tok/req", "cached"]
     if compare:
-        columns += ["out ×", "decode ×", "TTFT ×"]
+        columns += ["out ×", "decode ×", "TTFT ×", "ITL p95 ×", "CPU ×"]
     for name in columns:
         _column(table, name)
     for r in doc["results"]:
         counted = "" if r["token_source"] != "chunks" else " (chunks)"
         row = [
-            r["target"], f"{r['prompt_tokens']}→{r['gen_tokens']}", str(r["clients"]), str(r["requests"]),
-            Text(str(r["errors"]), style="red" if r["errors"] else ""),
+            r["target"], f"{r['prompt_tokens']}→{r['gen_tokens']}", str(r["clients"]),
+            Text(f"{r['errors']}/{r['requests']}", style="red" if r["errors"] else ""),
             _spread(r["aggregate_tps"]), _num(r["decode_tps"]["median"]),
-            _seconds(r["ttft_s"]["median"]), _seconds(r["ttft_s"]["p95"]), _seconds(r["latency_s"]["median"]),
+            _seconds(r["ttft_s"]["median"]), _seconds(r["ttft_s"]["p95"]),
+            _milliseconds(r["itl_s"]["median"]), _milliseconds(r["itl_s"]["p95"]),
+            _milliseconds(r["server_cpu_s_per_token"]["median"]),
             _num(r["tokens_per_request"]["mean"]) + counted, _num(r["cached_tokens_reported"]["median"], 0),
         ]
         if compare:
             vs = r.get("vs_first") or {}
-            row += [_times(vs.get("aggregate_tps")), _times(vs.get("decode_tps")), _times(vs.get("ttft_s"))]
+            row += [_times(vs.get("aggregate_tps")), _times(vs.get("decode_tps")), _times(vs.get("ttft_s")),
+                    _times(vs.get("itl_p95_s")), _times(vs.get("server_cpu_s_per_token"))]
         table.add_row(*row)
     return table
 

@@ -122,11 +122,20 @@ class LevelRun:
 
     results: list[RequestResult]
     wall: float  # from the first request sent to the last one finished
+    server_cpu_s: float | None = None  # CPU seconds the server used meanwhile (a local server's, from /proc)
+
+    @property
+    def tokens(self) -> int:
+        return sum(r.output_tokens for r in self.results if r.ok)
 
     @property
     def aggregate_tps(self) -> float | None:
-        tokens = sum(r.output_tokens for r in self.results if r.ok)
-        return tokens / self.wall if self.wall > 0 and tokens else None
+        return self.tokens / self.wall if self.wall > 0 and self.tokens else None
+
+    @property
+    def cpu_per_token(self) -> float | None:
+        """The server's CPU seconds per output token (all its threads: HTTP, engine, MLX, BLAS)."""
+        return self.server_cpu_s / self.tokens if self.server_cpu_s is not None and self.tokens else None
 
 
 @dataclass
@@ -149,6 +158,8 @@ class LoadCell:
         return {
             "aggregate_tps": summarize(run.aggregate_tps for run in self.runs),
             "decode_tps": summarize(r.decode_tps for r in ok),
+            "itl_s": summarize(gap for r in ok for gap in r.gaps),
+            "server_cpu_s_per_token": summarize(run.cpu_per_token for run in self.runs),
             "ttft_s": summarize(r.ttft for r in ok),
             "latency_s": summarize(r.latency for r in ok),
             "tokens_per_request": summarize(r.output_tokens for r in ok),
@@ -190,13 +201,16 @@ def run_level(target: Target, requests: Sequence[ChatRequest], clients: int, tic
             tick()
 
     threads = [threading.Thread(target=client, daemon=True) for _ in range(min(clients, len(requests)))]
+    cpu_before = target.cpu_seconds()
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     wall = time.perf_counter() - start
-    return LevelRun([r for r in results if r is not None], wall)
+    cpu_after = target.cpu_seconds()
+    cpu = cpu_after - cpu_before if cpu_before is not None and cpu_after is not None else None
+    return LevelRun([r for r in results if r is not None], wall, cpu)
 
 
 def load(

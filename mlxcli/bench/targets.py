@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from mlxcli.bench import procstat
 from mlxcli.core.errors import MlxcliError
 from mlxcli.core.events import Event, Finish, ReasoningDelta, TextDelta, Timings, ToolCallDelta
 from mlxcli.core.request import ChatRequest, Grammar
@@ -57,6 +58,11 @@ class RequestResult:
     @property
     def latency(self) -> float:
         return self.ended - self.started
+
+    @property
+    def gaps(self) -> list[float]:
+        """The times between consecutive pieces of output: what a reader waits between tokens."""
+        return [b - a for a, b in zip(self.arrivals, self.arrivals[1:])]
 
     @property
     def decode_tps(self) -> float | None:
@@ -113,6 +119,10 @@ class Target(Protocol):
 
     def run(self, request: ChatRequest, watch: Watch | None = None) -> RequestResult: ...
 
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds the server has used so far (a local server, read from /proc); None if unknown."""
+        ...
+
     def describe(self) -> dict: ...
 
     def close(self) -> None: ...
@@ -144,6 +154,9 @@ class EngineTarget:
                 watch.started.set()
         result.ended = time.perf_counter()
         return result
+
+    def cpu_seconds(self) -> float | None:
+        return None  # the engine shares this process with the benchmark's clients
 
     def describe(self) -> dict:
         from mlxcli.engine import platform
@@ -188,6 +201,7 @@ class HttpTarget:
         except MlxcliError:
             self.client.close()
             raise
+        self.pid = procstat.server_pid(self.root)  # a server on this machine: its CPU time is measured
 
     def _served_model(self) -> str:
         """The first model the server lists (most serve exactly one), else mlx_lm.server's name for
@@ -217,8 +231,11 @@ class HttpTarget:
         result.ended = time.perf_counter()
         return result
 
+    def cpu_seconds(self) -> float | None:
+        return procstat.cpu_seconds(self.pid) if self.pid is not None else None
+
     def describe(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "url": self.root, "api": self.api, "model": self.model}
+        return {"name": self.name, "kind": self.kind, "url": self.root, "api": self.api, "model": self.model, "pid": self.pid}
 
     def close(self) -> None:
         self.client.close()
@@ -236,6 +253,9 @@ class ConstrainedTarget:
 
     def run(self, request: ChatRequest, watch: Watch | None = None) -> RequestResult:
         return self.inner.run(replace(request, response_format=self.response_format), watch)
+
+    def cpu_seconds(self) -> float | None:
+        return self.inner.cpu_seconds()
 
     def describe(self) -> dict:
         return {**self.inner.describe(), "name": self.name, "json_schema": self.response_format.schema}

@@ -88,6 +88,9 @@ def test_server_load_counts_what_was_sent(api, scripted_server, tokenizer_dir):
         assert r["prompt_tokens_reported"]["min"] == r["prompt_tokens_reported"]["max"] == 70  # exact, as the server counts
         assert r["ttft_s"]["n"] == r["latency_s"]["n"] == 8
         assert 0 < r["ttft_s"]["median"] <= r["latency_s"]["median"]
+        assert r["itl_s"]["n"] == 8 * (r["tokens_per_request"]["min"] - 1) > 0  # one gap between two tokens
+        assert r["itl_s"]["median"] <= r["itl_s"]["p95"] <= r["latency_s"]["max"]
+        assert r["server_cpu_s_per_token"]["n"] == 2 and r["server_cpu_s_per_token"]["min"] >= 0  # the server runs here
         assert r["aggregate_tps"]["n"] == 2 and r["vs_first"] is None
     # 1 warm-up + 2 levels × 2 runs × 4 requests, all different prompts
     prompts = scripted_of(scripted_server.engine).prompts
@@ -128,8 +131,11 @@ def test_compare_interleaves_targets_and_gives_ratios(tokenizer_dir):
     first, second = rows(doc)
     assert (first["target"], second["target"]) == (a.url.split("//")[1], b.url.split("//")[1])
     assert first["vs_first"] is None
-    assert set(second["vs_first"]) == {"aggregate_tps", "decode_tps", "ttft_s", "latency_s"}
+    assert set(second["vs_first"]) == {"aggregate_tps", "decode_tps", "ttft_s", "latency_s", "itl_s", "itl_p95_s",
+                                       "server_cpu_s_per_token"}
+    assert second["vs_first"]["itl_p95_s"] == pytest.approx(second["itl_s"]["p95"] / first["itl_s"]["p95"])
     assert (first["output_tokens"], second["output_tokens"]) == (4 * 6, 4 * 3)
+    assert (first["itl_s"]["n"], second["itl_s"]["n"]) == (4 * 5, 4 * 2)  # the gaps between each answer's words
     assert (first["token_source"], second["token_source"]) == ("usage", "chunks")
     # the same prompts went to both servers
     assert [body["messages"] for _, body in a.requests] == [body["messages"] for _, body in b.requests]
@@ -195,8 +201,8 @@ ROW_KEYS = {
     "engine": {"target", "prompt_tokens", "gen_tokens", "runs", "errors", "error_messages", "prompt_tokens_measured",
                "output_tokens", "prefill_tps", "decode_tps", "ttft_s", "peak_memory_gb"},
     "load": {"target", "clients", "prompt_tokens", "gen_tokens", "runs", "requests", "errors", "error_messages",
-             "token_source", "output_tokens", "aggregate_tps", "decode_tps", "ttft_s", "latency_s", "tokens_per_request",
-             "prompt_tokens_reported", "cached_tokens_reported", "vs_first"},
+             "token_source", "output_tokens", "aggregate_tps", "decode_tps", "itl_s", "server_cpu_s_per_token", "ttft_s",
+             "latency_s", "tokens_per_request", "prompt_tokens_reported", "cached_tokens_reported", "vs_first"},
     "turns": {"target", "turn", "requests", "errors", "error_messages", "token_source", "prompt_tokens",
               "cached_tokens_reported", "ttft_s", "decode_tps", "tokens_per_request", "vs_first"},
 }
@@ -214,7 +220,7 @@ def test_json_schema_is_the_documented_one(scenario, tiny_model_dir):
     assert set(doc["machine"]) == {"system", "machine", "cpus", "python"}
     assert set(doc["settings"]) == {"api", "timeout_s", "image_size", "image_turns", "prompt_tokens", "gen_tokens", "clients", "requests",
                                     "turns", "repeat", "warmup", "seed", "temperature"}
-    target_keys = {"engine": {"name", "kind", "model", "dtype", "fast_path"}, "http": {"name", "kind", "url", "api", "model"}}
+    target_keys = {"engine": {"name", "kind", "model", "dtype", "fast_path"}, "http": {"name", "kind", "url", "api", "model", "pid"}}
     assert all(set(t) == target_keys[t["kind"]] for t in doc["targets"])
     for row in doc["results"]:
         assert set(row) == ROW_KEYS[scenario]

@@ -6,6 +6,8 @@ sends (no usage, a 500, a broken stream), against a small fake server of our own
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from mlxcli.bench.targets import HttpTarget
@@ -37,7 +39,8 @@ def test_a_real_server_reports_exact_usage(api, scripted_engine, serve):
     server = serve(engine)
     target, result = run(server.url + "/v1", api)
     assert target.model == "scripted" and target.describe() == {
-        "name": server.url.split("//")[1], "kind": "http", "url": server.url, "api": api, "model": "scripted"}
+        "name": server.url.split("//")[1], "kind": "http", "url": server.url, "api": api, "model": "scripted",
+        "pid": os.getpid()}  # the server runs in this process: its CPU time is this process's
     assert result.ok, result.error
     assert result.text == REPLY and result.chunks > 1
     assert result.token_source == "usage"
