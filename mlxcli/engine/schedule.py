@@ -5,7 +5,8 @@ time, measured as the engine runs (the way vLLM sizes its chunked-prefill token 
 seconds): while streams decode, each step earns ``prefill_ratio`` times the decode step's measured time
 of reading credit, so prompt reading keeps most of the machine; while a young stream (fewer than
 ``young_tokens`` tokens out: a short answer, an agent's side request) decodes, it earns ``young_ratio``
-times, so a short answer is not stretched over a long prompt. A step reads while it has credit and
+times, so a short answer is not stretched over a long prompt (only a long one: prompts of one slice or less,
+a burst of short requests, are read at the full share, so that they start answering together). A step reads while it has credit and
 pays the time its slices really took, so the shares hold whatever the estimates (and a slice too small
 to be worth its forward pass waits for the next step's credit). No step reads for longer than
 ``max_step_seconds`` minus its decode step: the bound on the wait between two tokens. With nothing
@@ -80,6 +81,9 @@ class Policy:
             return [(first, min(first.remaining, self.max_chunk))] if (first := next(iter(order(waiting)), None)) else []
         if not waiting:
             return []
+        # A young answer is protected from long prompts only: prompts of one slice or less (a burst of short
+        # requests) are read at the full share, so they join the decode batch together.
+        young = young and order(waiting)[0].remaining > self.max_chunk
         budget = self.earn(decoding, young)
         full = not decoding or budget >= self.max_step_seconds - (self.decode_seconds or 0.0)  # it can grow no more
         chosen: list[tuple[Waiting, int]] = []

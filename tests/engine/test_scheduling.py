@@ -247,3 +247,15 @@ def test_greedy_answers_do_not_depend_on_what_else_is_scheduled(tiny_model_dir, 
         t.join(timeout=300)
     alone = alone if alone is not None else collect(engine.submit(request)).text
     assert results["mine"] == alone
+
+
+def test_a_burst_of_short_prompts_is_read_at_the_full_share_beside_a_young_answer():
+    """Young answers are protected from long prompts only: short prompts (one slice or less) that arrived
+    together are read at the full share, so they join the decode batch together (4-8 clients at once)."""
+    policy = measured(prefill_ratio=10, young_ratio=1, max_step_seconds=1.0, max_chunk=512)
+    burst = [Prompt(128) for _ in range(3)]
+    chosen = policy.plan(burst, decoding=1, young=True)
+    assert sum(tokens for _, tokens in chosen) == 3 * 128  # 10 × 50 ms at 1 ms a token: all three
+    long = Prompt(5000)
+    [(_, tokens)] = measured(prefill_ratio=10, young_ratio=1, max_step_seconds=1.0, max_chunk=512).plan([long], decoding=1, young=True)
+    assert tokens == 50  # a long prompt: the young share, 1 × 50 ms
