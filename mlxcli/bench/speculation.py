@@ -87,6 +87,9 @@ class Unspeculated:
     def run(self, request: ChatRequest, watch: Watch | None = None) -> RequestResult:
         return self.inner.run(replace(request, speculate=False), watch)
 
+    def cpu_seconds(self) -> float | None:
+        return self.inner.cpu_seconds()
+
     def describe(self) -> dict:
         return {**self.inner.describe(), "name": self.name, "speculation": "off"}
 
