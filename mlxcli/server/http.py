@@ -30,12 +30,7 @@ def read_json(req: falcon.Request, max_bytes: int, *, any_type: bool = False) ->
         raise InvalidRequest(
             f"Unsupported Content-Type {content_type!r}: send the body as application/json.", param=None
         )
-    length = req.content_length
-    if length is not None and length > max_bytes:
-        raise PayloadTooLarge(f"Request body of {length} bytes exceeds the limit of {max_bytes} bytes.")
-    raw = req.bounded_stream.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes.")
+    raw = _read_bounded(req, max_bytes)
     raw = raw.removeprefix(BOM)  # some Windows tools write one
     if not raw.strip():
         raise InvalidRequest("The request body is empty: send a JSON object.")
@@ -89,12 +84,7 @@ def read_form(req: falcon.Request, max_bytes: int) -> Form:
     content_type = (req.content_type or "").split(";")[0].strip().lower()
     if content_type != "multipart/form-data":
         raise InvalidRequest(f"Unsupported Content-Type {content_type or 'none'!r}: send the body as multipart/form-data.")
-    length = req.content_length
-    if length is not None and length > max_bytes:
-        raise PayloadTooLarge(f"Request body of {length} bytes exceeds the limit of {max_bytes} bytes.")
-    raw = req.bounded_stream.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes.")
+    raw = _read_bounded(req, max_bytes)
     handler = falcon.media.MultipartFormHandler()
     handler.parse_options.max_body_part_buffer_size = max_bytes  # the body limit bounds every part
     form = Form()
@@ -107,3 +97,14 @@ def read_form(req: falcon.Request, max_bytes: int) -> Form:
     except (falcon.MediaMalformedError, falcon.HTTPError, UnicodeDecodeError, ValueError) as exc:
         raise InvalidRequest(f"The multipart/form-data body cannot be read: {getattr(exc, 'description', None) or exc}") from None
     return form
+
+
+def _read_bounded(req: falcon.Request, max_bytes: int) -> bytes:
+    """The request's body, refused (413) once it is over ``max_bytes``, whatever Content-Length claims."""
+    length = req.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLarge(f"Request body of {length} bytes exceeds the limit of {max_bytes} bytes.")
+    raw = req.bounded_stream.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"Request body exceeds the limit of {max_bytes} bytes.")
+    return raw
